@@ -1,0 +1,86 @@
+"""Settings of one generated video: everything a section needs besides model weights and state."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+Sampling = Literal["forward", "inverted"]
+SchedulerName = Literal["euler", "unipc"]
+
+#: The VAE of HunyuanVideo compresses 4 video frames into one latent frame (plus the first frame).
+VAE_TEMPORAL_RATIO = 4
+VAE_SPATIAL_RATIO = 8
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Sampler and video settings. Frozen: a section is only reproducible if nothing moves under it.
+
+    Defaults follow the original FramePack demo (25 steps, distilled guidance 10, window 9, 30 fps),
+    except the sampler: `unipc` is the original's default, `euler` is what diffusers' pipeline uses.
+    """
+
+    width: int = 256
+    height: int = 256
+    steps: int = 25
+    guidance: float = 10.0
+    cfg: float = 1.0
+    guidance_rescale: float = 0.0
+    negative_prompt: str = ""
+    seed: int = 0
+    window: int = 9
+    sampling: Sampling = "forward"
+    scheduler: SchedulerName = "unipc"
+    #: Length of the video in sections. Required by the inverted order (it generates from the end);
+    #: `None` in forward order means "until stopped".
+    sections: int | None = None
+    fps: int = 30
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.width % 16 or self.height % 16 or self.width <= 0 or self.height <= 0:
+            problems.append(f"width and height must be positive multiples of 16, got {self.width}x{self.height}")
+        if self.steps < 1:
+            problems.append(f"steps must be at least 1, got {self.steps}")
+        if self.window < 1:
+            problems.append(f"window must be at least 1, got {self.window}")
+        if self.sampling not in ("forward", "inverted"):
+            problems.append(f"sampling must be 'forward' or 'inverted', got {self.sampling!r}")
+        if self.scheduler not in ("euler", "unipc"):
+            problems.append(f"scheduler must be 'euler' or 'unipc', got {self.scheduler!r}")
+        if self.sampling == "inverted" and not self.sections:
+            problems.append("inverted sampling generates from the end, so it needs a fixed number of sections")
+        if self.sections is not None and self.sections < 0:
+            problems.append(f"sections must be >= 0, got {self.sections}")
+        if self.cfg < 1.0:
+            problems.append(f"cfg must be >= 1 (1 disables real CFG), got {self.cfg}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def frames_per_section(self) -> int:
+        """Video frames that one section adds once the video is running (the first adds one more)."""
+        return self.window * VAE_TEMPORAL_RATIO
+
+    @property
+    def overlap_frames(self) -> int:
+        """Video frames blended between consecutive section decodes (as in the original and diffusers)."""
+        return (self.window - 1) * VAE_TEMPORAL_RATIO + 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PromptSchedule:
+    """Which prompt applies from which playback time on; the first entry starts at 0 s."""
+
+    entries: tuple[tuple[float, str], ...] = field(default_factory=tuple)
+
+    def prompt_at(self, seconds: float) -> str:
+        current = self.entries[0][1]
+        for start, prompt in self.entries:
+            if start <= seconds:
+                current = prompt
+        return current

@@ -1,0 +1,49 @@
+"""The deployment files validate with Ray's own schemas, offline: a typo there only shows up on a
+real cluster otherwise, minutes and dollars later."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load(path: str) -> dict:
+    return yaml.safe_load((ROOT / path).read_text())
+
+
+def test_ray_cluster_yaml_validates_against_rays_cluster_schema():
+    import ray.autoscaler
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = _load("ray_cluster.yaml")
+    schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+    jsonschema.validate(config, schema)
+    # What `ray up` itself does before launching anything: merge the provider's defaults, validate.
+    validate_config(prepare_config(config))
+
+
+def test_ray_cluster_yaml_has_cpu_head_gpu_workers_installs_and_starts_the_app():
+    config = _load("ray_cluster.yaml")
+    types = config["available_node_types"]
+    head = types[config["head_node_type"]]
+    assert head["resources"].get("GPU", 0) == 0
+    assert any(t["resources"].get("GPU", 0) >= 1 for name, t in types.items() if name != config["head_node_type"])
+    assert any("pip install" in c and "framepack-live" in c for c in config["setup_commands"])
+    assert any("serve deploy" in c and "config/serve.yaml" in c for c in config["head_start_ray_commands"])
+
+
+def test_ray_cluster_schema_rejects_a_broken_file():
+    """Guards the test above against a validator that accepts anything."""
+    import ray.autoscaler
+
+    config = _load("ray_cluster.yaml")
+    config["available_node_types"]["head"]["min_wokers"] = 1
+    schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(config, schema)

@@ -1,0 +1,90 @@
+"""Prompt and start-image encoding, through diffusers' pipeline methods.
+
+Calling the pipeline's own `encode_prompt`, `encode_image` and `prepare_image_latents` keeps the
+conditioning identical to diffusers' (our parity test depends on it) and leaves the template,
+layer-skip and pooling details to the library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from PIL import Image
+
+from .errors import InputError
+from .images import fit_to_size
+from .model import MAX_PROMPT_TOKENS, FramePackModel
+
+
+@dataclass
+class PromptEmbeds:
+    """LLaMA hidden states with their mask, and CLIP's pooled vector, for one prompt."""
+
+    embeds: torch.Tensor
+    mask: torch.Tensor
+    pooled: torch.Tensor
+
+    def to(self, device: torch.device, dtype: torch.dtype | None = None) -> PromptEmbeds:
+        return PromptEmbeds(**{f.name: _move(getattr(self, f.name), device, dtype) for f in fields(self)})
+
+
+@dataclass
+class ImageConditioning:
+    """The start image as SigLIP tokens (for cross-attention) and as VAE latents (the prefix frame)."""
+
+    image_embeds: torch.Tensor
+    image_latents: torch.Tensor
+
+    def to(self, device: torch.device, dtype: torch.dtype | None = None) -> ImageConditioning:
+        return ImageConditioning(
+            image_embeds=_move(self.image_embeds, device, dtype), image_latents=self.image_latents.to(device)
+        )
+
+
+def _move(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype | None) -> torch.Tensor:
+    return tensor.to(device=device, dtype=dtype if dtype is not None and tensor.is_floating_point() else None)
+
+
+def prompt_token_count(model: FramePackModel, prompt: str) -> int:
+    template = model.prompt_template
+    ids = model.pipeline.tokenizer(template["template"].format(prompt))["input_ids"]
+    return len(ids) - template["crop_start"]
+
+
+def check_prompt(model: FramePackModel, prompt: str) -> None:
+    """Refuse prompts the text encoder would silently truncate."""
+    if not isinstance(prompt, str):
+        raise InputError("bad_request", "the prompt must be a string")
+    count = prompt_token_count(model, prompt)
+    if count > MAX_PROMPT_TOKENS:
+        raise InputError(
+            "prompt_too_long", f"the prompt is {count} tokens long; the text encoder takes at most {MAX_PROMPT_TOKENS}"
+        )
+
+
+@torch.no_grad()
+def encode_prompt(model: FramePackModel, prompt: str) -> PromptEmbeds:
+    check_prompt(model, prompt)
+    pipe = model.pipeline
+    embeds, pooled, mask = pipe.encode_prompt(
+        prompt=prompt,
+        prompt_template=model.prompt_template,
+        device=pipe._execution_device,
+        max_sequence_length=MAX_PROMPT_TOKENS,
+    )
+    dtype = model.transformer.dtype
+    return PromptEmbeds(embeds=embeds.to(dtype), mask=mask.to(dtype), pooled=pooled.to(dtype))
+
+
+@torch.no_grad()
+def encode_image(
+    model: FramePackModel, image: Image.Image, width: int, height: int, generator: torch.Generator
+) -> ImageConditioning:
+    """Encode the start image; draws the VAE posterior sample from `generator` like diffusers does."""
+    pipe = model.pipeline
+    pixels = pipe.video_processor.preprocess(fit_to_size(image, width, height), height, width)
+    device = pipe._execution_device
+    image_embeds = pipe.encode_image(pixels, device=device).to(model.transformer.dtype)
+    image_latents = pipe.prepare_image_latents(pixels, dtype=torch.float32, device=device, generator=generator)
+    return ImageConditioning(image_embeds=image_embeds, image_latents=image_latents)

@@ -1,0 +1,94 @@
+"""Loading FramePack's components with `from_pretrained` and choosing device and dtype."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers import HunyuanVideoFramepackPipeline, HunyuanVideoFramepackTransformer3DModel
+from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_framepack import DEFAULT_PROMPT_TEMPLATE
+from diffusers.utils import logging as diffusers_logging
+from transformers import SiglipImageProcessor, SiglipVisionModel
+from transformers.utils import logging as transformers_logging
+
+from .presets import ModelSource, resolve
+
+#: LLaMA tokens a prompt may use after the template, as in HunyuanVideo and diffusers.
+MAX_PROMPT_TOKENS = 256
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """bf16 where the hardware has fast bf16 matmuls; fp32 on CPU, where bf16 is slow and inexact."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+@dataclass
+class FramePackModel:
+    """The loaded components, held in diffusers' own pipeline object.
+
+    We keep the pipeline (rather than loose modules) so that its prompt/image encoders, VAE
+    helpers and offload hooks are diffusers' code, not copies of it; our engine replaces only the
+    sampling loop, which diffusers runs all at once and we need section by section.
+    """
+
+    pipeline: HunyuanVideoFramepackPipeline
+    source: ModelSource
+    device: torch.device
+    dtype: torch.dtype
+
+    @classmethod
+    def load(
+        cls,
+        model: str | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        cpu_offload: bool = False,
+        vae_tiling: bool = False,
+    ) -> FramePackModel:
+        """Load a preset, a local pipeline directory or a hub id.
+
+        `cpu_offload` keeps each component on the CPU until it runs (diffusers' model offload), for
+        GPUs with too little memory for the 13 B transformer; `vae_tiling` decodes in tiles.
+        """
+        source = resolve(model)
+        device = torch.device(device) if device is not None else default_device()
+        dtype = dtype or default_dtype(device)
+        diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
+        extra = {}
+        if source.transformer:
+            extra["transformer"] = HunyuanVideoFramepackTransformer3DModel.from_pretrained(
+                source.transformer, torch_dtype=dtype
+            )
+        if source.image_encoder:
+            extra["feature_extractor"] = SiglipImageProcessor.from_pretrained(
+                source.image_encoder, subfolder="feature_extractor"
+            )
+            extra["image_encoder"] = SiglipVisionModel.from_pretrained(
+                source.image_encoder, subfolder="image_encoder", torch_dtype=dtype
+            )
+        pipeline = HunyuanVideoFramepackPipeline.from_pretrained(source.base, torch_dtype=dtype, **extra)
+        pipeline.set_progress_bar_config(disable=True)
+        if vae_tiling:
+            pipeline.vae.enable_tiling()
+        if cpu_offload and device.type != "cpu":
+            pipeline.enable_model_cpu_offload(device=device)
+        else:
+            pipeline.to(device)
+        return cls(pipeline=pipeline, source=source, device=device, dtype=dtype)
+
+    @property
+    def transformer(self) -> HunyuanVideoFramepackTransformer3DModel:
+        return self.pipeline.transformer
+
+    @property
+    def prompt_template(self) -> dict:
+        return self.source.prompt_template or DEFAULT_PROMPT_TEMPLATE
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.pipeline.vae.config.latent_channels)

@@ -1,0 +1,77 @@
+"""Named models and how a `--model` argument resolves to a set of components to load."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+from .settings import Sampling
+from .tiny import PROJECT_FILE, ensure_tiny
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where each component comes from. A `None` field means: from `base` like the rest."""
+
+    base: str
+    transformer: str | None = None
+    image_encoder: str | None = None
+    #: The order the checkpoint was trained for: the original model is inverted anti-drifting,
+    #: F1 is forward-only.
+    sampling: Sampling = "inverted"
+    prompt_template: dict | None = None
+
+
+PRESETS: dict[str, ModelSource] = {
+    "framepack-i2v-hy": ModelSource(
+        base="hunyuanvideo-community/HunyuanVideo",
+        transformer="lllyasviel/FramePackI2V_HY",
+        image_encoder="lllyasviel/flux_redux_bfl",
+        sampling="inverted",
+    ),
+    "framepack-f1": ModelSource(
+        base="hunyuanvideo-community/HunyuanVideo",
+        transformer="lllyasviel/FramePack_F1_I2V_HY_20250503",
+        image_encoder="lllyasviel/flux_redux_bfl",
+        sampling="forward",
+    ),
+}
+DEFAULT_MODEL = "tiny"
+
+
+def resolve(model: str | None) -> ModelSource:
+    """Turn a preset name, a local pipeline directory or a hub id into a `ModelSource`.
+
+    A local directory is anything `HunyuanVideoFramepackPipeline.save_pretrained` wrote; our own
+    `framepack_live.json` beside it (written for the tiny preset) may add the sampling order and
+    a prompt template whose crop length matches its tokenizer.
+    """
+    model = model or DEFAULT_MODEL
+    if model == "tiny":
+        return _local(ensure_tiny())
+    if model in PRESETS:
+        return PRESETS[model]
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").exists():
+            raise InputError(
+                "bad_request", f"{path} is not a pipeline directory (no model_index.json); expected the layout "
+                "HunyuanVideoFramepackPipeline.save_pretrained writes"
+            )
+        return _local(path)
+    if model.count("/") == 1 and not path.exists():
+        return ModelSource(base=model)
+    raise InputError(
+        "bad_request", f"unknown model {model!r}: use a preset ({', '.join(['tiny', *PRESETS])}), a local "
+        "pipeline directory or a hub id like owner/name"
+    )
+
+
+def _local(path: Path) -> ModelSource:
+    extra_file = path / PROJECT_FILE
+    extra = json.loads(extra_file.read_text()) if extra_file.exists() else {}
+    return ModelSource(
+        base=str(path), sampling=extra.get("sampling", "inverted"), prompt_template=extra.get("prompt_template")
+    )

@@ -50,7 +50,7 @@ class Collectives:
         if self.size == 1:
             return x.unsqueeze(0)
         x = x.contiguous()
-        out = x.new_empty((self.size, *x.shape))
+        out = x.new_empty((self.size * x.shape[0], *x.shape[1:]))  # gloo takes only the concatenated form
         _all_gather_single(out, x, group=self.group)
         self.bytes_sent += x.numel() * x.element_size() * (self.size - 1)
-        return out
+        return out.unflatten(0, (self.size, -1))

@@ -1,0 +1,163 @@
+"""Sequence parallelism must reproduce the plain transformer: same inputs, same output, on every rank.
+
+The model is a tiny random-init FramePack transformer with packed history (1x/2x/4x) and image
+conditioning, fed inputs shaped like diffusers' FramePack pipeline. Its packed sequence is 53
+video tokens, which neither 2 nor 4 divides, so the padding path is always exercised.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+from diffusers import HunyuanVideoFramepackTransformer3DModel
+
+from framepack_live.engine.parallel import check_degree, enable_sequence_parallel, run_parallel, valid_degrees
+
+TOLERANCE = 1e-4
+HEADS = 4
+HEIGHT = WIDTH = 6  # latent pixels: 3x3 tokens a frame after 2x2 patches
+WINDOW = 3
+HISTORY_SIZES = (1, 2, 16)  # 1x, 2x, 4x history frames, as in the pipeline's forward order
+PACKED_TOKENS = 53  # window 27 + clean (start + 1x) 18 + 2x 4 + 4x 4
+
+
+def tiny_transformer(heads: int = HEADS) -> HunyuanVideoFramepackTransformer3DModel:
+    torch.manual_seed(0)
+    return HunyuanVideoFramepackTransformer3DModel(
+        in_channels=16,
+        out_channels=16,
+        num_attention_heads=heads,
+        attention_head_dim=16,
+        num_layers=1,
+        num_single_layers=1,
+        num_refiner_layers=1,
+        patch_size=2,
+        patch_size_t=1,
+        text_embed_dim=32,
+        pooled_projection_dim=32,
+        rope_axes_dim=(4, 6, 6),
+        has_image_proj=True,
+        image_proj_dim=32,
+        has_clean_x_embedder=True,
+    ).eval()
+
+
+def framepack_inputs(text_lengths: list[int], text_tokens: int = 12, seed: int = 1) -> dict:
+    """Keyword arguments for one transformer call, indices laid out as the pipeline's forward order."""
+    g = torch.Generator().manual_seed(seed)
+    batch = len(text_lengths)
+    one, two, four = HISTORY_SIZES
+    indices = torch.arange(1 + four + two + one + WINDOW)
+    prefix, idx_4x, idx_2x, idx_1x, idx_latents = indices.split([1, four, two, one, WINDOW])
+    mask = torch.zeros(batch, text_tokens, dtype=torch.long)
+    for i, n in enumerate(text_lengths):
+        mask[i, :n] = 1
+
+    def noise(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g)
+
+    return dict(
+        hidden_states=noise(batch, 16, WINDOW, HEIGHT, WIDTH),
+        timestep=torch.full((batch,), 700.0),
+        encoder_hidden_states=noise(batch, text_tokens, 32),
+        encoder_attention_mask=mask,
+        pooled_projections=noise(batch, 32),
+        image_embeds=noise(batch, 5, 32),
+        indices_latents=idx_latents,
+        guidance=torch.full((batch,), 10_000.0),
+        latents_clean=noise(batch, 16, 1 + one, HEIGHT, WIDTH),
+        indices_latents_clean=torch.cat([prefix, idx_1x]),
+        latents_history_2x=noise(batch, 16, two, HEIGHT, WIDTH),
+        indices_latents_history_2x=idx_2x,
+        latents_history_4x=noise(batch, 16, four, HEIGHT, WIDTH),
+        indices_latents_history_4x=idx_4x,
+        return_dict=False,
+    )
+
+
+CASES = {
+    "batch1": framepack_inputs([9]),  # text truncated to its mask, no attention mask
+    "batch2_masked": framepack_inputs([12, 5], seed=2),  # [B, 1, 1, N] attention mask path
+}
+
+
+def plain_outputs() -> dict[str, torch.Tensor]:
+    model = tiny_transformer()
+    with torch.no_grad():
+        return {name: model(**kwargs)[0] for name, kwargs in CASES.items()}
+
+
+def sequence_parallel_outputs(cases: dict[str, dict]) -> list[dict[str, torch.Tensor]]:
+    """Runs on every rank; returns every rank's outputs (gathered to rank 0) to check all agree."""
+    model = tiny_transformer()
+    enable_sequence_parallel(model)
+    with torch.no_grad():
+        outputs = {name: model(**kwargs)[0] for name, kwargs in cases.items()}
+    everyone: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, outputs)
+    return everyone
+
+
+def build_with_degree() -> None:
+    enable_sequence_parallel(tiny_transformer())
+
+
+def test_packed_sequence_does_not_divide_evenly() -> None:
+    model = tiny_transformer()
+    kwargs = CASES["batch1"]
+    seen = []
+    hook = model.transformer_blocks[0].register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[1]))
+    with torch.no_grad():
+        model(**kwargs)
+    hook.remove()
+    assert seen == [PACKED_TOKENS]
+    assert PACKED_TOKENS % 2 and PACKED_TOKENS % 4
+
+
+def test_valid_degrees_and_error_message() -> None:
+    assert valid_degrees(24) == [1, 2, 3, 4, 6, 8, 12, 24]
+    check_degree(24, 8)
+    with pytest.raises(ValueError, match="degree 5 does not divide the model's 24 attention heads; valid degrees: 1, 2, 3, 4, 6, 8, 12, 24"):
+        check_degree(24, 5)
+
+
+@pytest.fixture
+def single_rank_group():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def test_degree_one_is_the_plain_model(single_rank_group) -> None:
+    """N=1 runs the parallel code path without communication; it must not change a single value."""
+    expected = plain_outputs()
+    model = tiny_transformer()
+    sp = enable_sequence_parallel(model)
+    with torch.no_grad():
+        for name, kwargs in CASES.items():
+            torch.testing.assert_close(model(**kwargs)[0], expected[name], rtol=0, atol=TOLERANCE)
+    assert sp.degree == 1 and sp.bytes_sent == 0
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("n", [2, 4])
+def test_matches_plain_model(n: int) -> None:
+    expected = plain_outputs()
+    per_rank = run_parallel(n, sequence_parallel_outputs, CASES)
+    assert len(per_rank) == n
+    for rank, outputs in enumerate(per_rank):
+        for name, out in outputs.items():
+            diff = (out - expected[name]).abs().max().item()
+            assert diff <= TOLERANCE, f"N={n} rank {rank} {name}: max abs diff {diff}"
+
+
+@pytest.mark.heavy
+def test_bad_degree_fails_every_rank_with_the_valid_degrees() -> None:
+    with pytest.raises(Exception, match="valid degrees: 1, 2, 4"):
+        run_parallel(3, build_with_degree)

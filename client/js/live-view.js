@@ -1,0 +1,126 @@
+// The main view: WebRTC into the <video> when it works, WebSocket JPEGs on the <canvas>
+// when it does not. The session always asks for JPEG frames (the timeline's thumbnails
+// and this fallback need them), so falling back never has to renegotiate anything.
+
+import { CanvasPlayer } from "./canvas-player.js";
+import { receiveVideo } from "./webrtc.js";
+
+// How long WebRTC may take to show a picture once the server has frames to send.
+const FIRST_FRAME_TIMEOUT_MS = 15000;
+
+const BADGES = {
+  none: ["No video yet", ""],
+  connecting: ["Connecting video…", "Trying WebRTC"],
+  webrtc: ["WebRTC", "Live video over WebRTC"],
+  ws: ["WebSocket fallback", "Live video from JPEG frames over the WebSocket"],
+};
+
+export class LiveView {
+  constructor({ viewer, video, canvas, placeholder, badge, forceWebSocket }) {
+    Object.assign(this, { viewer, video, canvas, placeholder, badge, forceWebSocket });
+    this.player = new CanvasPlayer(canvas, () => {
+      this.placeholder.hidden = true;
+    });
+    this.pc = null;
+    this.attempt = 0; // bumps per attach, so a late WebRTC answer for an old session is dropped
+    this.deadline = null;
+    this.setMode("none");
+  }
+
+  /** Begin showing a session (new or re-attached). */
+  attach(sessionId, token) {
+    this.detach();
+    if (this.forceWebSocket) {
+      this.fallBack("forced by ?transport=ws");
+      return;
+    }
+    this.setMode("connecting");
+    const attempt = this.attempt;
+    receiveVideo(sessionId, token)
+      .then(({ pc, stream }) => {
+        if (attempt !== this.attempt || this.mode !== "connecting") {
+          pc.close();
+          return;
+        }
+        this.pc = pc;
+        pc.addEventListener("connectionstatechange", () => {
+          if (pc.connectionState === "failed") this.fallBack("the WebRTC connection failed");
+        });
+        this.video.srcObject = stream;
+        // Muted autoplay is always allowed; a rejected play() would only mean a paused
+        // picture, which the first-frame deadline below turns into a fallback.
+        this.video.play().catch(() => {});
+        this.onFirstVideoFrame(() => {
+          if (attempt === this.attempt && this.mode === "connecting") this.useWebRTC();
+        });
+      })
+      .catch((error) => {
+        if (attempt === this.attempt) this.fallBack(error.message);
+      });
+  }
+
+  /** Stop showing the current session: close WebRTC and drop queued frames. */
+  detach() {
+    this.attempt++;
+    clearTimeout(this.deadline);
+    this.deadline = null;
+    if (this.pc) this.pc.close();
+    this.pc = null;
+    this.video.srcObject = null;
+    this.player.stop();
+    this.player.clear();
+    this.setMode("none");
+  }
+
+  /** Every WebSocket JPEG passes through here, whichever path is on screen. */
+  frame(jpeg, fps, width, height) {
+    this.viewer.style.setProperty("--ratio", `${width} / ${height}`);
+    if (this.mode === "webrtc") return;
+    // Buffered while WebRTC connects, so a fallback can show them at once.
+    this.player.push(jpeg, fps);
+    if (this.mode === "connecting" && this.deadline === null) {
+      this.deadline = setTimeout(
+        () => this.fallBack(`no WebRTC picture within ${FIRST_FRAME_TIMEOUT_MS / 1000} s`),
+        FIRST_FRAME_TIMEOUT_MS,
+      );
+    }
+  }
+
+  useWebRTC() {
+    clearTimeout(this.deadline);
+    this.player.stop();
+    this.player.clear();
+    this.setMode("webrtc");
+  }
+
+  fallBack(reason) {
+    if (this.mode === "ws") return;
+    clearTimeout(this.deadline);
+    if (this.pc) this.pc.close();
+    this.pc = null;
+    this.video.srcObject = null;
+    this.setMode("ws", reason);
+    this.player.start();
+  }
+
+  onFirstVideoFrame(callback) {
+    if ("requestVideoFrameCallback" in this.video) {
+      this.video.requestVideoFrameCallback(() => callback());
+    } else {
+      this.video.addEventListener("playing", callback, { once: true });
+    }
+  }
+
+  setMode(mode, reason) {
+    this.mode = mode;
+    const [text, title] = BADGES[mode];
+    this.badge.dataset.kind = mode;
+    this.badge.textContent = text;
+    this.badge.title = reason ? `${title} (${reason})` : title;
+    // The video stays laid out while connecting: a hidden <video> presents no frames,
+    // so the first-frame check would never fire.
+    this.video.hidden = mode !== "webrtc" && mode !== "connecting";
+    this.canvas.hidden = mode !== "ws";
+    this.placeholder.hidden = mode === "webrtc";
+  }
+}

@@ -1,0 +1,287 @@
+// Wires the page together: the setup form starts a session, server messages feed the
+// live view and the timeline, and one render() keeps buttons and status in step with
+// the session's phase.
+
+import { describeError } from "./messages.js";
+import { ImagePicker } from "./image-picker.js";
+import { LiveView } from "./live-view.js";
+import { SessionClient } from "./session-client.js";
+import { forgetSession, loadSession, saveSession } from "./storage.js";
+import { Timeline } from "./timeline.js";
+
+const $ = (id) => document.getElementById(id);
+
+// idle: no session · starting: `start` sent, no `session` yet · running · paused
+// stopping: `stop` sent, no `done` yet · ended: `done` received
+const state = {
+  phase: "idle",
+  sessionId: null,
+  token: null,
+  progress: null, // last `progress` message while a section is being made
+  sections: 0,
+  frames: 0,
+  fps: 30,
+  reattaching: false,
+  connection: "open", // "open" | "lost" | "failed"
+  queuedSteer: null, // steer prompt sent but not yet seen on a section
+  seenChunks: new Set(), // "section:first_frame" of every section piece received
+  replaying: false, // the frames now arriving belong to a piece that was already played
+};
+
+const view = new LiveView({
+  viewer: $("viewer"),
+  video: $("video"),
+  canvas: $("canvas"),
+  placeholder: $("viewer-empty"),
+  badge: $("transport"),
+  forceWebSocket: new URLSearchParams(location.search).get("transport") === "ws",
+});
+const timeline = new Timeline($("timeline"), $("timeline-empty"));
+const picker = new ImagePicker({
+  input: $("image-input"),
+  dropzone: $("dropzone"),
+  preview: $("image-preview"),
+  name: $("image-name"),
+  reset: $("image-reset"),
+  onError: (code) => showError(code),
+});
+const client = new SessionClient({ onMessage, onFrame, onConnection });
+
+// ---------- server → page ----------
+
+function onMessage(message) {
+  switch (message.type) {
+    case "session":
+      if (message.session_id === state.sessionId) break; // a re-attach confirming itself
+      state.sessionId = message.session_id;
+      state.token = message.token;
+      saveSession(state.sessionId, state.token);
+      view.attach(state.sessionId, state.token);
+      if (state.phase === "starting") state.phase = "running";
+      break;
+    case "progress":
+      state.progress = message;
+      timeline.progress(message);
+      break;
+    case "section":
+      state.sections = Math.max(state.sections, message.section + 1);
+      state.frames = Math.max(state.frames, message.first_frame + message.frames);
+      state.fps = message.fps || state.fps;
+      if (state.progress && state.progress.section <= message.section) state.progress = null;
+      if (state.queuedSteer !== null && message.prompt === state.queuedSteer) setQueuedSteer(null);
+      // Frames follow their `section` message. After a reconnect the server re-sends
+      // what it thinks was missed; playing it again would show old frames as live.
+      state.replaying = state.seenChunks.has(`${message.section}:${message.first_frame}`);
+      state.seenChunks.add(`${message.section}:${message.first_frame}`);
+      timeline.addSection(message);
+      break;
+    case "error":
+      onError(message);
+      break;
+    case "done":
+      state.phase = "ended";
+      state.progress = null;
+      state.sections = Math.max(state.sections, message.sections);
+      state.frames = Math.max(state.frames, message.frames);
+      timeline.removePending();
+      setQueuedSteer(null);
+      break;
+  }
+  render();
+}
+
+function onFrame(section, index, jpeg) {
+  if (index === 0) timeline.setThumbnail(section.section, jpeg);
+  if (!state.replaying) view.frame(jpeg, section.fps, section.width, section.height);
+}
+
+function onError({ code, message }) {
+  showError(code, message);
+  if (code === "not_found" || code === "unauthorized") {
+    // The saved session is gone (server restarted, or it expired): start afresh.
+    forgetSession();
+    view.detach();
+    Object.assign(state, { phase: "idle", sessionId: null, token: null, progress: null });
+    state.reattaching = false;
+    client.close();
+  } else if (state.phase === "starting") {
+    // A refused `start` (bad image, long prompt, busy server) made no session.
+    state.phase = "idle";
+    client.close();
+  }
+}
+
+function onConnection(connection) {
+  state.connection = connection;
+  if (connection === "open") {
+    hideError();
+  } else if (connection === "lost") {
+    showError("connection_lost");
+  } else if (state.phase !== "idle" && state.phase !== "ended") {
+    showError("connection_failed");
+    state.phase = state.sessionId ? "ended" : "idle";
+  }
+  render();
+}
+
+// ---------- page → server ----------
+
+function startSession(event) {
+  event.preventDefault();
+  const prompt = $("prompt").value.trim();
+  if (!prompt) {
+    showError("prompt_missing");
+    $("prompt").focus();
+    return;
+  }
+  hideError();
+  const [width, height] = $("resolution").value.split("x").map(Number);
+  const message = {
+    prompt,
+    width,
+    height,
+    seed: integer($("seed"), 0),
+    steps: integer($("steps"), 25),
+    sections: $("until-stopped").checked ? 0 : integer($("sections"), 1),
+    // JPEG frames even when WebRTC works: the timeline's thumbnails come from them, and
+    // the view can fall back to them at any time without a new session.
+    media: "jpeg",
+  };
+  const image = picker.value();
+  if (image) message.image = image;
+
+  forgetSession();
+  resetSession();
+  state.phase = "starting";
+  render();
+  client.start(message);
+}
+
+function reattach(saved) {
+  resetSession();
+  Object.assign(state, { phase: "running", sessionId: saved.sessionId, token: saved.token });
+  state.reattaching = true;
+  view.attach(saved.sessionId, saved.token);
+  render();
+  client.reattach(saved.sessionId, saved.token);
+}
+
+function resetSession() {
+  client.close();
+  view.detach();
+  timeline.clear();
+  setQueuedSteer(null);
+  Object.assign(state, {
+    phase: "idle", sessionId: null, token: null, progress: null,
+    sections: 0, frames: 0, reattaching: false, connection: "open",
+  });
+  state.seenChunks.clear();
+}
+
+function command(type) {
+  if (!client.send({ type })) return;
+  const next = { pause: "paused", resume: "running", stop: "stopping" }[type];
+  state.phase = next;
+  if (type === "pause" || type === "stop") timeline.removePending();
+  render();
+  // The clicked button may have just been hidden; keep focus on its partner.
+  if (type === "pause") $("resume").focus();
+  if (type === "resume") $("pause").focus();
+}
+
+function steer(event) {
+  event.preventDefault();
+  const input = $("steer-prompt");
+  const prompt = input.value.trim();
+  if (!prompt || !client.send({ type: "steer", prompt })) return;
+  input.value = "";
+  setQueuedSteer(prompt);
+}
+
+function setQueuedSteer(prompt) {
+  state.queuedSteer = prompt;
+  $("steer-hint").textContent = prompt === null
+    ? "Takes effect at the next section boundary."
+    : `Queued for the next section: “${prompt}”`;
+}
+
+// ---------- rendering ----------
+
+function render() {
+  const { phase } = state;
+  document.body.dataset.phase = phase; // the narrow layout hides locked settings by phase
+  const live = phase === "running" || phase === "paused";
+  $("setup-fields").disabled = phase === "starting" || live;
+  $("start").textContent = phase === "ended" || phase === "stopping" ? "Start a new video" : "Start";
+  $("pause").hidden = phase === "paused";
+  $("pause").disabled = phase !== "running";
+  $("resume").hidden = phase !== "paused";
+  $("stop").disabled = !live;
+  $("steer-prompt").disabled = !live;
+  $("steer-send").disabled = !live;
+
+  const download = $("download");
+  const ready = state.sessionId !== null && state.sections > 0;
+  if (ready) {
+    const token = encodeURIComponent(state.token);
+    download.href = `/sessions/${encodeURIComponent(state.sessionId)}/video.mp4?token=${token}`;
+  } else {
+    download.removeAttribute("href");
+  }
+  download.setAttribute("aria-disabled", String(!ready));
+  download.tabIndex = ready ? 0 : -1;
+
+  $("status").textContent = statusText();
+}
+
+function statusText() {
+  if (state.connection === "lost") return "Reconnecting…";
+  const { phase, progress, sections, frames, fps } = state;
+  const made = `${sections} ${sections === 1 ? "section" : "sections"}, ${(frames / fps).toFixed(1)} s`;
+  switch (phase) {
+    case "idle": return "Ready. Write a prompt and press Start.";
+    case "starting": return "Starting…";
+    case "paused": return `Paused after the current section (${made}).`;
+    case "stopping": return "Stopping…";
+    case "ended": return `Finished: ${made}.`;
+  }
+  if (progress) return `Making section ${progress.section + 1}: step ${progress.step} of ${progress.steps}.`;
+  if (state.reattaching && sections === 0) return "Re-attaching to your last session…";
+  return sections ? `Generating (${made} so far)…` : "Generating…";
+}
+
+function showError(code, detail) {
+  $("error-text").textContent = describeError(code, detail);
+  $("error").hidden = false;
+}
+
+function hideError() {
+  $("error").hidden = true;
+}
+
+function integer(input, fallback) {
+  const value = Number.parseInt(input.value, 10);
+  return Number.isFinite(value) ? value : fallback;
+}
+
+// ---------- wiring ----------
+
+$("setup").addEventListener("submit", startSession);
+$("prompt").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("setup").requestSubmit();
+});
+$("until-stopped").addEventListener("change", (event) => {
+  $("sections").disabled = event.target.checked;
+});
+$("seed-random").addEventListener("click", () => {
+  $("seed").value = Math.floor(Math.random() * 2 ** 31);
+});
+$("pause").addEventListener("click", () => command("pause"));
+$("resume").addEventListener("click", () => command("resume"));
+$("stop").addEventListener("click", () => command("stop"));
+$("steer").addEventListener("submit", steer);
+$("error-dismiss").addEventListener("click", hideError);
+
+const saved = loadSession();
+if (saved) reattach(saved);
+else render();

@@ -1,0 +1,113 @@
+// The timeline: one card per section in playback order (thumbnail, prompt used, where
+// it sits in the video), plus a card for the section being made with its progress bar.
+// A section can arrive in more than one piece (the decoder holds back the frames it
+// still blends with the next section and sends them later under the same index), so a
+// card spans every piece that carries its index.
+
+import { formatTime } from "./messages.js";
+
+export class Timeline {
+  constructor(list, emptyHint) {
+    this.list = list;
+    this.emptyHint = emptyHint;
+    this.cards = new Map(); // section index -> {element, start, end, fps}
+    this.pending = null; // {section, element} for the card with the progress bar
+  }
+
+  clear() {
+    for (const card of this.cards.values()) revokeThumbnail(card.element);
+    this.cards.clear();
+    this.pending = null;
+    this.list.replaceChildren();
+    this.emptyHint.hidden = false;
+  }
+
+  /** A `section` message: create or extend that section's card. */
+  addSection({ section, prompt, frames, fps, first_frame: firstFrame }) {
+    let card = this.cards.get(section);
+    if (!card) {
+      card = { element: sectionCard(section), start: firstFrame, end: firstFrame, fps };
+      this.cards.set(section, card);
+      this.insertInOrder(card.element, section);
+    }
+    card.start = Math.min(card.start, firstFrame);
+    card.end = Math.max(card.end, firstFrame + frames);
+    card.element.querySelector(".entry-prompt").textContent = prompt;
+    card.element.querySelector(".entry-time").textContent =
+      `${formatTime(card.start / fps)} – ${formatTime(card.end / fps)}`;
+    if (this.pending && this.pending.section <= section) this.removePending();
+    this.emptyHint.hidden = true;
+    this.scrollToEnd();
+  }
+
+  /** The first frame that arrives for a section becomes its thumbnail. */
+  setThumbnail(section, jpeg) {
+    const card = this.cards.get(section);
+    const img = card && card.element.querySelector(".thumb");
+    if (!img || img.dataset.filled) return;
+    img.dataset.filled = "yes";
+    img.src = URL.createObjectURL(jpeg);
+  }
+
+  /** A `progress` message: move the bar on the card of the section being made. */
+  progress({ section, step, steps }) {
+    if (this.cards.has(section)) return; // a late message for a finished section
+    if (!this.pending || this.pending.section !== section) {
+      this.removePending();
+      this.pending = { section, element: pendingCard(section) };
+      this.insertInOrder(this.pending.element, section);
+      this.emptyHint.hidden = true;
+      this.scrollToEnd();
+    }
+    const bar = this.pending.element.querySelector("progress");
+    bar.max = steps;
+    bar.value = step;
+    this.pending.element.querySelector(".entry-step").textContent = `step ${step} of ${steps}`;
+  }
+
+  /** Generation ended or paused: no section is in the making any more. */
+  removePending() {
+    if (this.pending) this.pending.element.remove();
+    this.pending = null;
+  }
+
+  insertInOrder(element, section) {
+    element.dataset.section = section;
+    const after = [...this.list.children].find((child) => Number(child.dataset.section) > section);
+    this.list.insertBefore(element, after || null);
+  }
+
+  scrollToEnd() {
+    this.list.scrollLeft = this.list.scrollWidth;
+  }
+}
+
+function sectionCard(section) {
+  const item = document.createElement("li");
+  item.className = "entry";
+  item.innerHTML = `
+    <img class="thumb" alt="First frame of section ${section + 1}">
+    <div class="entry-body">
+      <p class="entry-meta"><span>Section ${section + 1}</span><span class="entry-time"></span></p>
+      <p class="entry-prompt"></p>
+    </div>`;
+  return item;
+}
+
+function pendingCard(section) {
+  const item = document.createElement("li");
+  item.className = "entry pending";
+  item.innerHTML = `
+    <div class="thumb" role="presentation"></div>
+    <div class="entry-body">
+      <p class="entry-meta"><span>Section ${section + 1}</span><span class="entry-step"></span></p>
+      <progress aria-label="Progress of section ${section + 1}"></progress>
+      <p class="entry-prompt">In the making…</p>
+    </div>`;
+  return item;
+}
+
+function revokeThumbnail(element) {
+  const img = element.querySelector(".thumb");
+  if (img && img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+}

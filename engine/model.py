@@ -62,16 +62,16 @@ class FramePackModel:
         extra = {}
         if source.transformer:
             extra["transformer"] = HunyuanVideoFramepackTransformer3DModel.from_pretrained(
-                source.transformer, torch_dtype=dtype
+                source.transformer, dtype=dtype
             )
         if source.image_encoder:
             extra["feature_extractor"] = SiglipImageProcessor.from_pretrained(
                 source.image_encoder, subfolder="feature_extractor"
             )
             extra["image_encoder"] = SiglipVisionModel.from_pretrained(
-                source.image_encoder, subfolder="image_encoder", torch_dtype=dtype
+                source.image_encoder, subfolder="image_encoder", dtype=dtype
             )
-        pipeline = HunyuanVideoFramepackPipeline.from_pretrained(source.base, torch_dtype=dtype, **extra)
+        pipeline = HunyuanVideoFramepackPipeline.from_pretrained(source.base, dtype=dtype, **extra)
         pipeline.set_progress_bar_config(disable=True)
         if vae_tiling:
             pipeline.vae.enable_tiling()

@@ -22,6 +22,8 @@ class ModelSource:
     #: F1 is forward-only.
     sampling: Sampling = "inverted"
     prompt_template: dict | None = None
+    #: Side of the square-equivalent bucket used when no width/height is given.
+    resolution: int = 640
 
 
 PRESETS: dict[str, ModelSource] = {
@@ -73,5 +75,8 @@ def _local(path: Path) -> ModelSource:
     extra_file = path / PROJECT_FILE
     extra = json.loads(extra_file.read_text()) if extra_file.exists() else {}
     return ModelSource(
-        base=str(path), sampling=extra.get("sampling", "inverted"), prompt_template=extra.get("prompt_template")
+        base=str(path),
+        sampling=extra.get("sampling", "inverted"),
+        prompt_template=extra.get("prompt_template"),
+        resolution=extra.get("resolution", 640),
     )

@@ -35,7 +35,8 @@ def make_scheduler(settings: GenerationSettings, mu: float, device: torch.device
     """A fresh scheduler with its timesteps set for one section.
 
     Both use dynamic exponential shifting, which is the original's `exp(mu)` time shift. UniPC
-    runs in flow-prediction mode with the `bh1` corrector, like the original's `sample_unipc`.
+    runs in flow-prediction mode; where it differs from the original's `sample_unipc` (the `bh2`
+    variant, integer timesteps) is written down in docs/engine.md.
     """
     sigmas = np.linspace(1.0, 0.0, settings.steps + 1)[:-1]
     if settings.scheduler == "euler":
@@ -46,7 +47,6 @@ def make_scheduler(settings: GenerationSettings, mu: float, device: torch.device
             use_flow_sigmas=True,
             use_dynamic_shifting=True,
             time_shift_type="exponential",
-            solver_type="bh1",
             final_sigmas_type="zero",
         )
     scheduler.set_timesteps(sigmas=sigmas, mu=mu, device=device)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 Sampling = Literal["forward", "inverted"]
@@ -71,16 +71,3 @@ class GenerationSettings:
     def to_dict(self) -> dict:
         return asdict(self)
 
-
-@dataclass(frozen=True)
-class PromptSchedule:
-    """Which prompt applies from which playback time on; the first entry starts at 0 s."""
-
-    entries: tuple[tuple[float, str], ...] = field(default_factory=tuple)
-
-    def prompt_at(self, seconds: float) -> str:
-        current = self.entries[0][1]
-        for start, prompt in self.entries:
-            if start <= seconds:
-                current = prompt
-        return current

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 #: Bump when the architecture or the tokenizer corpus changes, so stale caches are not reused.
-TINY_VERSION = 1
+TINY_VERSION = 2
 LLAMA_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
 CLIP_SPECIALS = ["<|startoftext|>", "<|endoftext|>"]
 PROJECT_FILE = "framepack_live.json"
@@ -241,5 +241,8 @@ def build_tiny(directory: Path, seed: int = 0) -> None:
     )
     pipeline.save_pretrained(directory)
     (directory / PROJECT_FILE).write_text(
-        json.dumps({"preset": "tiny", "seed": seed, "sampling": "forward", "prompt_template": template}, indent=2)
+        json.dumps(
+            {"preset": "tiny", "seed": seed, "sampling": "forward", "resolution": 128, "prompt_template": template},
+            indent=2,
+        )
     )

@@ -1,0 +1,123 @@
+"""The WebSocket protocol of DESIGN.md as code: parsing client messages, building server ones.
+
+Client messages are validated with pydantic (already FastAPI's dependency), so a wrong type, a
+missing field or an unknown `type` all become one `bad_request` with a readable reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from framepack_live.engine.errors import InputError
+
+from .settings import Limits
+
+
+class _Message(BaseModel):
+    # strict: "3" is not a number and true is not 1; unknown fields are ignored so that newer
+    # clients can talk to older servers.
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class Start(_Message):
+    type: Literal["start"]
+    prompt: str
+    image: str | None = None
+    seed: int | None = None
+    sections: int | None = Field(default=None, ge=0)
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    media: Literal["jpeg", "none"] = "jpeg"
+
+
+class Steer(_Message):
+    type: Literal["steer"]
+    prompt: str
+
+
+class Pause(_Message):
+    type: Literal["pause"]
+
+
+class Resume(_Message):
+    type: Literal["resume"]
+
+
+class Stop(_Message):
+    type: Literal["stop"]
+
+
+class ResumeSession(_Message):
+    type: Literal["resume_session"]
+    session_id: str
+    token: str
+
+
+ClientMessage = Annotated[Start | Steer | Pause | Resume | Stop | ResumeSession, Field(discriminator="type")]
+_client_message = TypeAdapter(ClientMessage)
+
+
+def parse_client_message(text: str | bytes, limits: Limits) -> ClientMessage:
+    """Validate one client message; `InputError` with DESIGN.md's code for anything wrong."""
+    if len(text) > limits.max_message_bytes:
+        raise InputError("bad_request", f"message of {len(text)} bytes; at most {limits.max_message_bytes} accepted")
+    if isinstance(text, bytes):
+        raise InputError("bad_request", "control messages are JSON text; binary messages are not accepted")
+    try:
+        message = _client_message.validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InputError("bad_request", f"{where}: {first['msg']}" if where else first["msg"]) from None
+    prompt = getattr(message, "prompt", None)
+    if prompt is not None and len(prompt) > limits.max_prompt_chars:
+        raise InputError("prompt_too_long", f"prompt of {len(prompt)} characters; at most {limits.max_prompt_chars}")
+    return message
+
+
+def image_bytes(image: str) -> bytes:
+    """The bytes of a `data:image/...;base64,` URL or of plain base64; the format is sniffed later."""
+    if image.startswith("data:"):
+        header, sep, image = image.partition(",")
+        if not sep or not header.endswith(";base64"):
+            raise InputError("bad_image", "the image must be a base64 data URL")
+    try:
+        return base64.b64decode(image, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError("bad_image", "the image is not valid base64") from None
+
+
+def _json(type_: str, **fields) -> str:
+    return json.dumps({"type": type_, **fields}, separators=(",", ":"))
+
+
+def session_message(session_id: str, token: str) -> str:
+    return _json("session", session_id=session_id, token=token)
+
+
+def progress_message(section: int, step: int, steps: int) -> str:
+    return _json("progress", section=section, step=step, steps=steps)
+
+
+def section_message(
+    section: int, prompt: str, frames: int, fps: int, width: int, height: int, first_frame: int
+) -> str:
+    return _json(
+        "section", section=section, prompt=prompt, frames=frames, fps=fps, width=width, height=height,
+        first_frame=first_frame,
+    )
+
+
+def error_message(code: str, message: str) -> str:
+    return _json("error", code=code, message=message)
+
+
+def done_message(sections: int, frames: int) -> str:
+    return _json("done", sections=sections, frames=frames)

@@ -1,0 +1,69 @@
+"""Settings of the streaming side: limits that protect the server, and per-session defaults.
+
+Frozen dataclasses, like the engine's `GenerationSettings`: a running server reads them from many
+tasks, so nothing may change under it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from framepack_live.engine.settings import GenerationSettings
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one client can make the server do. Every excess is refused with an `error`."""
+
+    #: Largest client message (text or binary) the protocol reads. Keep the ASGI server's own
+    #: frame limit (uvicorn's `ws_max_size`, 16 MiB by default) above it: messages between the two
+    #: get a `bad_request` and the connection stays usable; above uvicorn's it closes with 1009.
+    max_message_bytes: int = 4 * 1024 * 1024
+    max_prompt_chars: int = 2000
+    #: Pixel count of a start image, checked on its header before any pixel is decoded.
+    max_image_pixels: int = 4096 * 4096
+    #: Largest video a client may ask for (width x height) and most sampler steps.
+    max_video_pixels: int = 1280 * 720
+    max_steps: int = 50
+    #: Active (not yet stopped or failed) sessions per client address, and in the whole process.
+    max_sessions_per_client: int = 2
+    max_sessions_total: int = 16
+    #: Steering token bucket: this many steers at once, refilled at `steer_rate` per second.
+    steer_burst: int = 5
+    steer_rate: float = 1.0
+    #: WebRTC peers watching one session at the same time.
+    max_peers_per_session: int = 4
+    #: Bytes waiting for one WebSocket client. Above it the oldest waiting messages are dropped
+    #: (a section goes with all its frames): live viewing skips ahead, the export keeps all.
+    send_buffer_bytes: int = 4 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """Everything `create_app` needs besides the backend."""
+
+    limits: Limits = field(default_factory=Limits)
+    #: Server-side defaults of every session; a `start` message may override width, height, steps,
+    #: guidance, seed and sections. Live streaming plays sections as they come, so only the forward
+    #: order works (the inverted one makes the end of the video first).
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    #: A session that nobody watches (no WebSocket attached, no WebRTC peer) for this long is
+    #: stopped and freed; it is also how long a dropped client has to re-attach.
+    idle_timeout_s: float = 120.0
+    jpeg_quality: int = 85
+    #: ICE servers for WebRTC, as `RTCIceServer` fields: `{"urls": "stun:...", "username": ..., "credential": ...}`.
+    #: None are needed when browser and server share a host or a network.
+    ice_servers: tuple[dict, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.generation.sampling != "forward":
+            raise ValueError("live streaming needs forward sampling: sections must come out in playback order")
+        if self.idle_timeout_s <= 0:
+            raise ValueError(f"idle_timeout_s must be positive, got {self.idle_timeout_s}")
+        if not 1 <= self.jpeg_quality <= 95:
+            raise ValueError(f"jpeg_quality must be in 1..95, got {self.jpeg_quality}")

@@ -1,0 +1,103 @@
+"""WebRTC viewing with aiortc: a video track that plays a session's frames, and offer/answer.
+
+aiortc does the hard parts (ICE, DTLS-SRTP, RTP, VP8/H.264 encoding, codec negotiation: the
+answer follows the offer's order, so Chromium gets VP8); this module only feeds it frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import av
+import numpy as np
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamError
+
+from framepack_live.engine.errors import InputError
+
+from .media import decode_jpeg
+from .session import Session
+
+
+class SessionTrack(VideoStreamTrack):
+    """Plays a session's video from its first frame, in playback order, at the session's fps.
+
+    When generation is slower than real time the track holds the last frame (the browser shows a
+    still image, not a stutter, and never skips ahead); it ends after the last frame of a session
+    that has ended.
+    """
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self._session = session
+        self._ptime = 1 / session.settings.fps
+        self._next = 0
+        self._last: np.ndarray | None = None
+
+    async def next_timestamp(self) -> tuple[int, object]:
+        # VideoStreamTrack's own pacing, with the session's fps instead of its fixed 30 fps.
+        if self.readyState != "live":
+            raise MediaStreamError
+        if hasattr(self, "_timestamp"):
+            self._timestamp += int(self._ptime * VIDEO_CLOCK_RATE)
+            await asyncio.sleep(self._start + self._timestamp / VIDEO_CLOCK_RATE - time.time())
+        else:
+            self._start = time.time()
+            self._timestamp = 0
+        return self._timestamp, VIDEO_TIME_BASE
+
+    async def recv(self) -> av.VideoFrame:
+        if self._last is None:  # the clock starts with the first frame, however long it takes
+            jpeg = await self._session.frame(0)
+            if jpeg is None:
+                self._end()
+            self._take(jpeg)
+        pts, time_base = await self.next_timestamp()
+        if pts:  # frame 0 was taken above
+            if self._next < len(self._session.frames):
+                self._take(self._session.frames[self._next])
+            elif not self._session.active:
+                self._end()
+        frame = av.VideoFrame.from_ndarray(self._last, format="rgb24")
+        frame.pts, frame.time_base = pts, time_base
+        return frame
+
+    def _take(self, jpeg: bytes) -> None:
+        # Decoded on the loop: a frame of FramePack's sizes takes about a millisecond.
+        self._last = decode_jpeg(jpeg)
+        self._next += 1
+
+    def _end(self) -> None:
+        self.stop()
+        raise MediaStreamError
+
+
+async def answer_offer(session: Session, offer: RTCSessionDescription, ice_servers: tuple[dict, ...]) -> RTCSessionDescription:
+    """Answer a browser's offer with a peer connection that sends `session`'s video.
+
+    The connection is closed when the peer goes away (ICE fails or it hangs up) or the session
+    is freed.
+    """
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(**server) for server in ice_servers]))
+    try:
+        session.add_peer(pc)
+    except InputError:
+        await pc.close()
+        raise
+
+    @pc.on("connectionstatechange")
+    async def on_state() -> None:
+        if pc.connectionState in ("failed", "closed"):
+            session.remove_peer(pc)
+            await pc.close()
+
+    pc.addTrack(SessionTrack(session))
+    try:
+        await pc.setRemoteDescription(offer)
+        await pc.setLocalDescription(await pc.createAnswer())
+    except ValueError as exc:  # aiortc's error for SDP it cannot parse or answer
+        session.remove_peer(pc)
+        await pc.close()
+        raise InputError("bad_request", f"cannot answer this offer: {exc}") from None
+    return pc.localDescription

@@ -1,0 +1,57 @@
+"""A whole session over a real WebSocket: order, frames, steering, `done`, and the MP4 export."""
+
+from __future__ import annotations
+
+import io
+
+import av
+import httpx
+from PIL import Image
+
+from stream_helpers import TEST_GENERATION, Received, assert_contiguous, expect, receive, send
+
+
+async def test_three_sections_with_a_steer(server):
+    async with server.connect() as ws:
+        await send(ws, type="start", prompt="a red ball", sections=3)
+        session = await expect(ws, "session")
+        assert session["session_id"] and len(session["token"]) >= 32
+        received = await receive(ws, Received(), until_sections=1)
+        await send(ws, type="steer", prompt="a blue ball")
+        await receive(ws, received)
+
+    assert_contiguous(received)
+    assert [m["section"] for m, _ in received.sections] == [0, 1, 2]
+    prompts = [m["prompt"] for m, _ in received.sections]
+    # Steered after section 0 arrived: it applies at a later boundary and stays.
+    assert prompts[0] == "a red ball" and prompts[-1] == "a blue ball"
+    assert prompts == sorted(prompts, key=lambda p: p == "a blue ball")
+    assert received.progress and {p["steps"] for p in received.progress} == {TEST_GENERATION.steps}
+    assert all(m["fps"] == TEST_GENERATION.fps for m, _ in received.sections)
+    for jpeg in received.frames:
+        with Image.open(io.BytesIO(jpeg)) as image:
+            assert image.format == "JPEG"
+            assert image.size == (TEST_GENERATION.width, TEST_GENERATION.height)
+
+
+async def test_mp4_export_holds_every_frame_so_far(server):
+    async with server.connect() as ws, httpx.AsyncClient(base_url=server.url) as http:
+        await send(ws, type="start", prompt="a red ball", sections=3)
+        session = await expect(ws, "session")
+        url = f"/sessions/{session['session_id']}/video.mp4"
+        received = await receive(ws, Received(), until_sections=2)
+        early = decode_mp4((await http.get(url, params={"token": session["token"]})).content)
+        await receive(ws, received)
+        final = decode_mp4((await http.get(url, params={"token": session["token"]})).content)
+
+    assert_contiguous(received)
+    # Mid-session: at least what the client had, and it grows to everything by the end.
+    assert len(received.sections[0][1]) + len(received.sections[1][1]) <= len(early) < len(final)
+    assert len(final) == received.done["frames"]
+    assert {frame.shape for frame in final} == {(TEST_GENERATION.height, TEST_GENERATION.width, 3)}
+
+
+def decode_mp4(data: bytes) -> list:
+    with av.open(io.BytesIO(data)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]

@@ -297,6 +297,10 @@ class Session:
         self._peers.discard(peer)
         self._update_idle()
 
+    @property
+    def peer_count(self) -> int:
+        return len(self._peers)
+
     def _update_idle(self) -> None:
         if self._viewer is not None or self._peers:
             self.idle_since = None

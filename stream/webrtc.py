@@ -31,7 +31,7 @@ class SessionTrack(VideoStreamTrack):
     def __init__(self, session: Session) -> None:
         super().__init__()
         self._session = session
-        self._ptime = 1 / session.settings.fps
+        self._ticks = VIDEO_CLOCK_RATE // session.settings.fps  # integer: no drift from rounding
         self._next = 0
         self._last: np.ndarray | None = None
 
@@ -40,7 +40,7 @@ class SessionTrack(VideoStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         if hasattr(self, "_timestamp"):
-            self._timestamp += int(self._ptime * VIDEO_CLOCK_RATE)
+            self._timestamp += self._ticks
             await asyncio.sleep(self._start + self._timestamp / VIDEO_CLOCK_RATE - time.time())
         else:
             self._start = time.time()

@@ -1,0 +1,34 @@
+"""Dropping the connection and re-attaching; the token guards every way into a session."""
+
+from __future__ import annotations
+
+import httpx
+from stream_helpers import Received, assert_contiguous, expect, receive, send
+
+
+async def test_reattach_gets_every_missed_section_and_a_wrong_token_changes_nothing(server):
+    async with server.connect() as ws:
+        await send(ws, type="start", prompt="a red ball", sections=4)
+        session = await expect(ws, "session")
+        received = await receive(ws, Received(), until_sections=1)
+    # The connection is gone; the session goes on generating for whoever re-attaches.
+
+    session_id, wrong = session["session_id"], session["token"][::-1]
+    async with server.connect() as intruder, httpx.AsyncClient(base_url=server.url) as http:
+        await send(intruder, type="resume_session", session_id=session_id, token=wrong)
+        assert (await expect(intruder, "error"))["code"] == "unauthorized"
+        await send(intruder, type="steer", prompt="a green ball")  # not attached: nothing to steer
+        assert (await expect(intruder, "error"))["code"] == "bad_request"
+        export = await http.get(f"/sessions/{session_id}/video.mp4", params={"token": wrong})
+        assert (export.status_code, export.json()["code"]) == (401, "unauthorized")
+        offer = await http.post("/webrtc/offer", json={"session_id": session_id, "token": wrong, "sdp": "v=0", "type": "offer"})
+        assert (offer.status_code, offer.json()["code"]) == (401, "unauthorized")
+
+    async with server.connect() as ws:
+        await send(ws, type="resume_session", session_id=session_id, token=session["token"])
+        assert (await expect(ws, "session"))["session_id"] == session_id
+        await receive(ws, received)
+
+    assert_contiguous(received)
+    assert [m["section"] for m, _ in received.sections] == [0, 1, 2, 3]
+    assert {m["prompt"] for m, _ in received.sections} == {"a red ball"}

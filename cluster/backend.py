@@ -1,0 +1,265 @@
+"""`stream.backend.SectionBackend` over the stage deployments: what sessions in the Ingress use.
+
+The session's engine state (history tail, random generator state, pending frames) lives here, in
+the Ingress, and travels with every request; stages return the new state. So a request that dies
+with its replica is simply sent again, and Serve routes it to the replacement.
+
+Decoding section k overlaps denoising section k+1: as soon as section k is denoised, section k+1
+is started with the same prompt while k decodes. If the next call brings a different prompt (a
+steer), that speculative section is cancelled and redone with the new prompt; either way the
+result is what a sequential run would give, since all state is explicit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import torch
+from PIL import Image
+from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+from ray.serve.exceptions import BackPressureError, ReplicaUnavailableError
+from ray.serve.handle import DeploymentHandle
+
+from framepack_live.engine.conditioning import PromptEmbeds
+from framepack_live.engine.decoding import Decoded, to_uint8
+from framepack_live.engine.errors import InputError
+from framepack_live.engine.section import Section
+from framepack_live.engine.settings import GenerationSettings
+from framepack_live.stream.backend import ProgressCallback
+
+from .denoiser import Progress
+from .metrics import IngressMetrics
+from .replica import log
+from .work import DecodeRequest, DenoiseRequest, DenoiseResult, StartResult, history_tail
+
+T = TypeVar("T")
+
+#: How long a stage call keeps being retried while Serve replaces a dead replica (a model load).
+RETRY_BUDGET_S = 300.0
+_LOST = (RayActorError, WorkerCrashedError, ReplicaUnavailableError)
+
+
+def _lost_replica(exc: BaseException) -> bool:
+    """The replica (or a rank of its group) died: the request itself was fine, send it again."""
+    if isinstance(exc, RayTaskError):
+        return isinstance(exc.cause, _LOST)
+    return isinstance(exc, _LOST)
+
+
+async def call_stage(session_id: str, stage: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    """Run one stage request, resending it while its replica is being replaced.
+
+    `busy` when the stage's queue is full (Serve's `max_queued_requests`), and the engine's own
+    `InputError`s unwrapped, so the session reports them with their codes.
+    """
+    deadline = time.monotonic() + RETRY_BUDGET_S
+    delay = 0.25
+    while True:
+        try:
+            return await attempt()
+        except BackPressureError:
+            raise InputError("busy", f"the {stage} is at capacity; try again later") from None
+        except RayTaskError as exc:
+            if isinstance(exc.cause, InputError):
+                raise exc.cause from None
+            if not _lost_replica(exc) or time.monotonic() > deadline:
+                raise
+            error = exc
+        except _LOST as exc:
+            if time.monotonic() > deadline:
+                raise
+            error = exc
+        log.warning(
+            "%s replica lost (%s); resending the request",
+            stage,
+            type(error).__name__,
+            extra={"session_id": session_id, "stage": stage},
+        )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+class RayBackend:
+    """Opens sessions' sources; holds the handles and the Ingress's metrics."""
+
+    def __init__(
+        self, encoder: DeploymentHandle, denoiser: DeploymentHandle, decoder: DeploymentHandle, metrics: IngressMetrics
+    ) -> None:
+        self.encoder, self.denoiser, self.decoder, self.metrics = encoder, denoiser, decoder, metrics
+        self._active = 0
+
+    async def open(self, prompt: str, image: Image.Image | None, settings: GenerationSettings) -> RaySource:
+        if settings.sampling != "forward":
+            raise InputError("bad_request", "the server streams forward sampling only")
+        session_id = uuid.uuid4().hex[:12]
+        opened = time.monotonic()
+        embeds, start = await asyncio.gather(
+            self.encode_prompt(session_id, prompt),
+            call_stage(session_id, "encoder", lambda: self.encoder.encode_start.remote(image, settings)),
+        )
+        negative = await self.encode_prompt(session_id, settings.negative_prompt) if settings.cfg > 1.0 else None
+        self._active += 1
+        self.metrics.active_sessions.set(self._active)
+        log.info("session opened", extra={"session_id": session_id, "settings": settings.to_dict()})
+        return RaySource(self, session_id, settings, prompt, embeds, negative, start, opened)
+
+    async def encode_prompt(self, session_id: str, prompt: str) -> PromptEmbeds:
+        return await call_stage(session_id, "encoder", lambda: self.encoder.encode_prompt.remote(prompt))
+
+    def closed(self) -> None:
+        self._active -= 1
+        self.metrics.active_sessions.set(self._active)
+
+
+class _Relay:
+    """Forwards a section's progress to whichever session callback is waiting for that section;
+    a speculative section gets its callback only when the session asks for it."""
+
+    def __init__(self, target: ProgressCallback | None = None) -> None:
+        self.target, self.last = target, None
+
+    def __call__(self, step: int, steps: int) -> None:
+        self.last = (step, steps)
+        if self.target is not None:
+            self.target(step, steps)
+
+    def attach(self, target: ProgressCallback) -> None:
+        self.target = target
+        if self.last is not None:
+            target(*self.last)
+
+
+class RaySource:
+    """One video: its engine state, and at most one speculative denoise of its next section."""
+
+    def __init__(
+        self,
+        backend: RayBackend,
+        session_id: str,
+        settings: GenerationSettings,
+        prompt: str,
+        embeds: PromptEmbeds,
+        negative: PromptEmbeds | None,
+        start: StartResult,
+        opened: float,
+    ) -> None:
+        self.backend, self.session_id, self.settings = backend, session_id, settings
+        self._prompt, self._embeds, self._negative = prompt, embeds, negative
+        self._start = start.start
+        self._rng_state = start.rng_state
+        self._video = start.start.image_latents
+        self._pending: torch.Tensor | None = None
+        self._cursor = 0
+        self._step = 0
+        self._last_prompt = prompt
+        self._opened: float | None = opened
+        self._ahead: tuple[str, _Relay, asyncio.Task[DenoiseResult]] | None = None
+        self._closed = False
+
+    async def next_section(self, prompt: str, progress: ProgressCallback) -> Section:
+        if prompt != self._prompt:
+            self._embeds = await self.backend.encode_prompt(self.session_id, prompt)  # refuses before changing
+            self._prompt = prompt
+        task = self._take_ahead(prompt, progress) or self._start_denoise(_Relay(progress))
+        result = await task
+        self._rng_state = result.rng_state
+        self._video = history_tail(torch.cat([self._video, result.latents], dim=2), self.settings.window)
+        self._step += 1
+        request = DecodeRequest(
+            session_id=self.session_id,
+            latents=self._video[:, :, -2 * self.settings.window :] if self._pending is not None else self._video,
+            pending=self._pending,
+            frame_cursor=self._cursor,
+            overlap=self.settings.overlap_frames,
+        )
+        if not self.settings.sections or self._step < self.settings.sections:
+            relay = _Relay()
+            self._ahead = (prompt, relay, self._start_denoise(relay))
+        decoded: Decoded = await call_stage(
+            self.session_id, "decoder", lambda: self.backend.decoder.decode.remote(request)
+        )
+        self._pending = decoded.pending
+        self._cursor += decoded.frames.shape[0]
+        section = Section(
+            index=self._step - 1, prompt=prompt, first_frame=decoded.first_frame, frames=decoded.frames,
+            fps=self.settings.fps,
+        )
+        self._delivered(section)
+        return section
+
+    async def flush(self) -> Section | None:
+        self._cancel_ahead()
+        if self._pending is None or self._pending.shape[2] == 0:
+            return None
+        frames = to_uint8(self._pending)
+        section = Section(
+            index=self._step - 1, prompt=self._prompt, first_frame=self._cursor, frames=frames, fps=self.settings.fps
+        )
+        self._cursor += frames.shape[0]
+        self._pending = None
+        self._delivered(section)
+        return section
+
+    async def close(self) -> None:
+        self._cancel_ahead()
+        if not self._closed:
+            self._closed = True
+            self.backend.closed()
+            log.info("session closed", extra={"session_id": self.session_id, "sections": self._step})
+
+    def _take_ahead(self, prompt: str, progress: ProgressCallback) -> asyncio.Task | None:
+        """The speculative denoise of this section, if it was started with this prompt."""
+        if self._ahead is None:
+            return None
+        ahead_prompt, relay, task = self._ahead
+        self._ahead = None
+        if ahead_prompt != prompt:
+            task.cancel()
+            return None
+        relay.attach(progress)
+        return task
+
+    def _cancel_ahead(self) -> None:
+        if self._ahead is not None:
+            self._ahead[2].cancel()
+            self._ahead = None
+
+    def _start_denoise(self, relay: _Relay) -> asyncio.Task[DenoiseResult]:
+        """Denoise the next section from the state as it is now (the request is built before returning)."""
+        request = DenoiseRequest(
+            session_id=self.session_id,
+            settings=self.settings,
+            prompt=self._embeds,
+            negative=self._negative,
+            image_embeds=self._start.image_embeds,
+            start_latents=self._start.image_latents,
+            history=self._video,
+            rng_state=self._rng_state,
+        )
+        return asyncio.ensure_future(call_stage(self.session_id, "denoiser", lambda: self._stream(request, relay)))
+
+    async def _stream(self, request: DenoiseRequest, relay: _Relay) -> DenoiseResult:
+        async for item in self.backend.denoiser.options(stream=True).section.remote(request):
+            if isinstance(item, Progress):
+                relay(item.step, item.steps)
+            else:
+                return item
+        raise RuntimeError("the denoiser's stream ended without a result")
+
+    def _delivered(self, section: Section) -> None:
+        metrics = self.backend.metrics
+        metrics.sections.inc()
+        metrics.frames.inc(section.num_frames)
+        if self._opened is not None and section.num_frames:
+            metrics.time_to_first_frame.observe(time.monotonic() - self._opened)
+            self._opened = None
+        log.info(
+            "section %d: %d frames",
+            section.index,
+            section.num_frames,
+            extra={"session_id": self.session_id, "section": section.index, "first_frame": section.first_frame},
+        )

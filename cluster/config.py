@@ -1,0 +1,79 @@
+"""What the Serve application is built from: one frozen dataclass, filled from `serve` flags or from
+the `args` of a Serve config file, so both ways of starting the app share one meaning per setting."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+Device = Literal["cpu", "cuda"]
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Settings of the application (replica counts and autoscaling are Serve's own options).
+
+    `sequence_parallel` is how many devices one Denoiser replica spans: it reserves one
+    placement-group bundle per rank, so the ranks are scheduled together or not at all.
+    """
+
+    #: Preset name, local pipeline directory or hub id; None is the tiny preset on CPU.
+    model: str | None = None
+    device: Device = "cpu"
+    sequence_parallel: int = 1
+    #: Sessions the ingress accepts at once; one more gets `busy` instead of a growing queue.
+    max_sessions: int = 8
+    #: Sections from different sessions that share one denoiser forward pass.
+    max_batch_size: int = 4
+    #: How long a lone section waits for company; short, since a section takes seconds.
+    batch_wait_timeout_s: float = 0.02
+    #: Denoiser requests queued per caller beyond those running; more get `busy`.
+    max_queued_sections: int = 32
+    #: Encoded prompts kept per Encoder replica (steering often returns to earlier prompts).
+    prompt_cache_size: int = 64
+    #: Torch threads per replica process; 1 keeps replicas on a shared host from fighting.
+    torch_threads: int = 1
+    #: `GenerationSettings` fields of every session's defaults; a `start` message may override
+    #: width, height, steps, guidance, seed and sections.
+    generation: dict[str, Any] = field(default_factory=dict)
+    #: CPUs each Denoiser rank reserves. Other stages reserve none on CPU: they are light and the
+    #: Denoiser must still fit on a small machine next to them.
+    cpus_per_rank: float = 1.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.device not in ("cpu", "cuda"):
+            problems.append(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.sequence_parallel < 1:
+            problems.append(f"sequence_parallel must be >= 1, got {self.sequence_parallel}")
+        if self.max_sessions < 1:
+            problems.append(f"max_sessions must be >= 1, got {self.max_sessions}")
+        if self.max_batch_size < 1:
+            problems.append(f"max_batch_size must be >= 1, got {self.max_batch_size}")
+        if self.batch_wait_timeout_s < 0:
+            problems.append(f"batch_wait_timeout_s must be >= 0, got {self.batch_wait_timeout_s}")
+        if self.torch_threads < 1:
+            problems.append(f"torch_threads must be >= 1, got {self.torch_threads}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any] | None) -> "ClusterConfig":
+        """Build from a Serve config's `args`; unknown keys are an error, not silently ignored."""
+        args = dict(args or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(args) - known)
+        if unknown:
+            raise ValueError(f"unknown application args {unknown}; known: {sorted(known)}")
+        return cls(**args)
+
+    def to_args(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def rank_bundle(self) -> dict[str, float]:
+        """The resources of one sequence-parallel rank."""
+        bundle = {"CPU": self.cpus_per_rank}
+        if self.device == "cuda":
+            bundle["GPU"] = 1.0
+        return bundle

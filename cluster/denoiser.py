@@ -1,0 +1,106 @@
+"""The `Denoiser` deployment: the DiT, sections of different sessions batched together.
+
+The packed context gives every section of one resolution the same shape, so concurrent sessions
+share forward passes: `@serve.batch` collects the sections that arrive within
+`batch_wait_timeout_s` (at most `max_batch_size`), they are grouped by `DenoiseRequest.batch_key`
+and each group runs as one batch. Callers stream the result: `Progress` items per sampler step
+(the session shows them), then the `DenoiseResult`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ray import serve
+
+from .config import ClusterConfig
+from .metrics import DenoiserMetrics
+from .replica import load_model, log
+from .sequence_parallel import SequenceParallelGroup
+from .work import DenoiseRequest, DenoiseResult, denoise_batch
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    steps: int
+
+
+@serve.deployment(name="Denoiser", max_ongoing_requests=16, health_check_period_s=5)
+class Denoiser:
+    def __init__(self, config: ClusterConfig) -> None:
+        self.model = load_model(config)
+        self.group = SequenceParallelGroup(config, self.model) if config.sequence_parallel > 1 else None
+        # One thread: the model runs one batch at a time; the event loop stays free to collect the next.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="denoise")
+        self._batched.set_max_batch_size(config.max_batch_size)
+        self._batched.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
+        self.metrics = DenoiserMetrics()
+        self._in_queue = 0
+
+    async def section(self, request: DenoiseRequest) -> AsyncIterator[Progress | DenoiseResult]:
+        """Denoise one section; call with `handle.options(stream=True)`."""
+        self._in_queue += 1
+        self.metrics.queue_depth.set(self._in_queue)
+        try:
+            async for item in self._batched(request):
+                if item is not None:
+                    yield item
+        finally:
+            self._in_queue -= 1
+            self.metrics.queue_depth.set(self._in_queue)
+
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.02)
+    async def _batched(self, requests: list[DenoiseRequest]) -> AsyncIterator[list]:
+        """Yields one list per event, an entry per caller: `Progress`, the result, None (nothing for
+        this caller yet) or StopIteration (its stream is over: Serve's batch protocol)."""
+        done = [False] * len(requests)
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, request in enumerate(requests):
+            groups[request.batch_key()].append(i)
+        for members in groups.values():
+            async for event in self._run_group([requests[i] for i in members]):
+                out = [StopIteration if d else None for d in done]
+                for i, item in zip(members, event):
+                    out[i] = item
+                yield out
+            for i in members:
+                done[i] = True
+
+    async def _run_group(self, requests: list[DenoiseRequest]) -> AsyncIterator[list]:
+        """Run one batch in the worker thread, relaying its progress as it happens."""
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+
+        def progress(step: int, steps: int) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, Progress(step, steps))
+
+        started = time.perf_counter()
+        run = self.group.denoise if self.group is not None else self._denoise_local
+        future = loop.run_in_executor(self._executor, run, requests, progress)
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(events.put_nowait, None))
+        while (event := await events.get()) is not None:
+            yield [event] * len(requests)
+        results: list[DenoiseResult] = future.result()
+        elapsed = time.perf_counter() - started
+        self.metrics.batch_size.observe(len(requests))
+        self.metrics.section_seconds.observe(elapsed)
+        log.info(
+            "denoised %d section(s) in %.2f s",
+            len(requests),
+            elapsed,
+            extra={"session_ids": [r.session_id for r in requests], "batch_size": len(requests)},
+        )
+        yield results
+
+    def _denoise_local(self, requests: list[DenoiseRequest], progress) -> list[DenoiseResult]:
+        return denoise_batch(self.model, requests, progress)
+
+    def check_health(self) -> None:
+        if self.group is not None:
+            self.group.check()

@@ -1,0 +1,43 @@
+"""The `Encoder` deployment: prompts (LLaMA + CLIP) and start images (VAE + SigLIP)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from PIL import Image
+from ray import serve
+
+from framepack_live.engine.conditioning import PromptEmbeds, encode_prompt
+from framepack_live.engine.images import default_start_image
+from framepack_live.engine.settings import GenerationSettings
+
+from .config import ClusterConfig
+from .replica import load_model
+from .work import StartResult, encode_start
+
+
+@serve.deployment(name="Encoder", max_ongoing_requests=8)
+class Encoder:
+    """Keeps the most recent prompts' embeddings: steering often returns to an earlier prompt, and
+    every session of a shared default prompt needs the same one."""
+
+    def __init__(self, config: ClusterConfig) -> None:
+        self.model = load_model(config)
+        self._cache: OrderedDict[str, PromptEmbeds] = OrderedDict()
+        self._cache_size = config.prompt_cache_size
+
+    def encode_prompt(self, prompt: str) -> PromptEmbeds:
+        """Raises `InputError` (`prompt_too_long`, `bad_request`) for prompts the encoder refuses."""
+        if prompt in self._cache:
+            self._cache.move_to_end(prompt)
+            return self._cache[prompt]
+        embeds = encode_prompt(self.model, prompt).to(torch.device("cpu"))
+        self._cache[prompt] = embeds
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return embeds
+
+    def encode_start(self, image: Image.Image | None, settings: GenerationSettings) -> StartResult:
+        return encode_start(self.model, image or default_start_image(), settings)
+

@@ -1,0 +1,101 @@
+"""`framepack-live serve`: start (or join) Ray, deploy the application, print the URL, block until
+Ctrl-C, then shut Serve and the local Ray down so no replica outlives the command."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from .config import ClusterConfig
+
+APP_NAME = "framepack-live"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `serve` subcommand's flags (the command line owner dispatches to `run`)."""
+    parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="HTTP port (default 8000)")
+    parser.add_argument("--model", default=None, help="preset, pipeline directory or hub id (default: tiny on CPU)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when Ray sees a GPU")
+    parser.add_argument(
+        "--sequence-parallel", type=int, default=1, metavar="N", help="devices one Denoiser replica spans"
+    )
+    parser.add_argument("--max-sessions", type=int, default=ClusterConfig.max_sessions)
+    parser.add_argument("--max-batch-size", type=int, default=ClusterConfig.max_batch_size)
+    parser.add_argument("--denoisers", type=int, default=None, metavar="R", help="Denoiser replicas (default 1)")
+    parser.add_argument(
+        "--address", default=None, help="join this Ray cluster (e.g. 'auto') instead of starting a local one"
+    )
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="a Serve config file (config/serve.yaml) to deploy instead of flags"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import ray
+    from ray import serve
+
+    ray.init(address=args.address, num_cpus=args.num_cpus if args.address is None else None, namespace="serve")
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        if args.config is not None:
+            host, port = _deploy_config_file(args)
+        else:
+            host, port = args.host or "127.0.0.1", args.port or 8000
+            serve.start(http_options={"host": host, "port": port})
+            serve.run(_application_from_flags(args, ray), name=APP_NAME, route_prefix="/")
+        print(f"framepack-live is serving at http://{host}:{port}  (Ctrl-C stops it)", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("shutting down", file=sys.stderr, flush=True)
+        return 0
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def _application_from_flags(args: argparse.Namespace, ray):
+    from .app import build
+
+    device = args.device or ("cuda" if ray.cluster_resources().get("GPU", 0) > 0 else "cpu")
+    config = ClusterConfig(
+        model=args.model,
+        device=device,
+        sequence_parallel=args.sequence_parallel,
+        max_sessions=args.max_sessions,
+        max_batch_size=args.max_batch_size,
+    )
+    return build(config, denoiser_replicas=args.denoisers)
+
+
+def _deploy_config_file(args: argparse.Namespace) -> tuple[str, int]:
+    """Deploy a Serve config the way `serve run FILE` does: validated by Serve's schema, applied by
+    Serve's controller, so the file means the same here as with `serve deploy`."""
+    from ray import serve
+    from ray.serve._private.api import serve_start
+    from ray.serve.schema import ServeDeploySchema
+
+    config = ServeDeploySchema.model_validate(yaml.safe_load(args.config.read_text()))
+    http = config.http_options.model_dump()
+    if args.host:
+        http["host"] = args.host
+    if args.port:
+        http["port"] = args.port
+    client = serve_start(http_options=http, proxy_location=config.proxy_location)
+    client.deploy_apps(config, _blocking=True)
+    for app in config.applications:
+        status = serve.status().applications[app.name].status
+        if status != "RUNNING":
+            raise RuntimeError(f"application {app.name} is {status}")
+    return http["host"], http["port"]
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt

@@ -6,7 +6,8 @@ import { describeError } from "./messages.js";
 import { ImagePicker } from "./image-picker.js";
 import { LiveView } from "./live-view.js";
 import { SessionClient } from "./session-client.js";
-import { forgetSession, loadSession, saveSession } from "./storage.js";
+import { forgetSession, loadSession, loadTimeline, saveSession, saveTimeline } from "./storage.js";
+import { thumbnailDataUrl } from "./thumbnail.js";
 import { Timeline } from "./timeline.js";
 
 const $ = (id) => document.getElementById(id);
@@ -67,6 +68,7 @@ function onMessage(message) {
       state.sections = Math.max(state.sections, message.section + 1);
       state.frames = Math.max(state.frames, message.first_frame + message.frames);
       state.fps = message.fps || state.fps;
+      state.reattaching = false;
       if (state.progress && state.progress.section <= message.section) state.progress = null;
       if (state.queuedSteer !== null && message.prompt === state.queuedSteer) setQueuedSteer(null);
       // Frames follow their `section` message. After a reconnect the server re-sends
@@ -74,6 +76,7 @@ function onMessage(message) {
       state.replaying = state.seenChunks.has(`${message.section}:${message.first_frame}`);
       state.seenChunks.add(`${message.section}:${message.first_frame}`);
       timeline.addSection(message);
+      saveTimeline(state.sessionId, timeline.snapshot());
       break;
     case "error":
       onError(message);
@@ -91,7 +94,16 @@ function onMessage(message) {
 }
 
 function onFrame(section, index, jpeg) {
-  if (index === 0) timeline.setThumbnail(section.section, jpeg);
+  if (index === 0 && timeline.needsThumbnail(section.section)) {
+    const sessionId = state.sessionId;
+    thumbnailDataUrl(jpeg)
+      .then((src) => {
+        if (sessionId !== state.sessionId) return; // a new session began meanwhile
+        timeline.setThumbnail(section.section, src);
+        saveTimeline(sessionId, timeline.snapshot());
+      })
+      .catch(() => {}); // an undecodable frame leaves the card without a picture
+  }
   if (!state.replaying) view.frame(jpeg, section.fps, section.width, section.height);
 }
 
@@ -108,6 +120,12 @@ function onError({ code, message }) {
     // A refused `start` (bad image, long prompt, busy server) made no session.
     state.phase = "idle";
     client.close();
+  } else if (code === "internal" || (state.sections === 0 && state.queuedSteer === null)) {
+    // The session failed: the server ends it after an internal error, and an error before
+    // the first section that no steer explains means the engine refused the start.
+    state.phase = "ended";
+    state.progress = null;
+    timeline.removePending();
   }
 }
 
@@ -161,6 +179,14 @@ function reattach(saved) {
   resetSession();
   Object.assign(state, { phase: "running", sessionId: saved.sessionId, token: saved.token });
   state.reattaching = true;
+  // The server re-sends only sections no page has received; the rest comes from storage.
+  const entries = loadTimeline(saved.sessionId);
+  timeline.restore(entries);
+  for (const entry of entries) {
+    state.sections = Math.max(state.sections, entry.section + 1);
+    state.frames = Math.max(state.frames, entry.end);
+    state.fps = entry.fps;
+  }
   view.attach(saved.sessionId, saved.token);
   render();
   client.reattach(saved.sessionId, saved.token);
@@ -181,8 +207,9 @@ function resetSession() {
 function command(type) {
   if (!client.send({ type })) return;
   const next = { pause: "paused", resume: "running", stop: "stopping" }[type];
+  // The current section is finished either way (pause and stop act at its end), so
+  // its progress card stays until its `section` message arrives.
   state.phase = next;
-  if (type === "pause" || type === "stop") timeline.removePending();
   render();
   // The clicked button may have just been hidden; keep focus on its partner.
   if (type === "pause") $("resume").focus();
@@ -246,7 +273,8 @@ function statusText() {
     case "ended": return `Finished: ${made}.`;
   }
   if (progress) return `Making section ${progress.section + 1}: step ${progress.step} of ${progress.steps}.`;
-  if (state.reattaching && sections === 0) return "Re-attaching to your last session…";
+  // The protocol does not say whether a re-attached session is paused; say what is known.
+  if (state.reattaching) return "Re-attached to your last session; waiting for its next section.";
   return sections ? `Generating (${made} so far)…` : "Generating…";
 }
 

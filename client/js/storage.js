@@ -1,21 +1,49 @@
-// The session id and token live in localStorage so that a reload (or a crashed tab)
-// can re-attach with `resume_session`; the token is the only key to the session.
+// What survives a reload, in localStorage: the session id and token (the only key to
+// the session, needed by `resume_session`) and the timeline shown so far. The server
+// re-sends only the sections no page has received yet, so a reloaded page rebuilds the
+// earlier part of its timeline from here.
 
-const KEY = "framepack-live.session";
+const SESSION_KEY = "framepack-live.session";
+const TIMELINE_KEY = "framepack-live.timeline";
 
 export function saveSession(sessionId, token) {
-  localStorage.setItem(KEY, JSON.stringify({ sessionId, token }));
+  localStorage.setItem(SESSION_KEY, JSON.stringify({ sessionId, token }));
 }
 
 export function loadSession() {
-  try {
-    const saved = JSON.parse(localStorage.getItem(KEY));
-    return saved && saved.sessionId && saved.token ? saved : null;
-  } catch {
-    return null; // unreadable entry: behave as if none was saved
-  }
+  const saved = read(SESSION_KEY);
+  return saved && saved.sessionId && saved.token ? saved : null;
 }
 
 export function forgetSession() {
-  localStorage.removeItem(KEY);
+  localStorage.removeItem(SESSION_KEY);
+  localStorage.removeItem(TIMELINE_KEY);
+}
+
+/** @param {Array<object>} entries  Timeline.snapshot() */
+export function saveTimeline(sessionId, entries) {
+  try {
+    localStorage.setItem(TIMELINE_KEY, JSON.stringify({ sessionId, entries }));
+  } catch {
+    // Storage full (a very long video): keep the entries, drop the thumbnails.
+    const bare = entries.map((entry) => ({ ...entry, thumbnail: null }));
+    try {
+      localStorage.setItem(TIMELINE_KEY, JSON.stringify({ sessionId, entries: bare }));
+    } catch {
+      localStorage.removeItem(TIMELINE_KEY); // a stale timeline is worse than none
+    }
+  }
+}
+
+export function loadTimeline(sessionId) {
+  const saved = read(TIMELINE_KEY);
+  return saved && saved.sessionId === sessionId && Array.isArray(saved.entries) ? saved.entries : [];
+}
+
+function read(key) {
+  try {
+    return JSON.parse(localStorage.getItem(key));
+  } catch {
+    return null; // unreadable entry: behave as if none was saved
+  }
 }

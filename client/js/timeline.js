@@ -2,7 +2,8 @@
 // it sits in the video), plus a card for the section being made with its progress bar.
 // A section can arrive in more than one piece (the decoder holds back the frames it
 // still blends with the next section and sends them later under the same index), so a
-// card spans every piece that carries its index.
+// card spans every piece that carries its index. snapshot()/restore() carry the cards
+// over a page reload.
 
 import { formatTime } from "./messages.js";
 
@@ -10,12 +11,11 @@ export class Timeline {
   constructor(list, emptyHint) {
     this.list = list;
     this.emptyHint = emptyHint;
-    this.cards = new Map(); // section index -> {element, start, end, fps}
+    this.cards = new Map(); // section index -> {element, prompt, start, end, fps, thumbnail}
     this.pending = null; // {section, element} for the card with the progress bar
   }
 
   clear() {
-    for (const card of this.cards.values()) revokeThumbnail(card.element);
     this.cards.clear();
     this.pending = null;
     this.list.replaceChildren();
@@ -24,29 +24,51 @@ export class Timeline {
 
   /** A `section` message: create or extend that section's card. */
   addSection({ section, prompt, frames, fps, first_frame: firstFrame }) {
+    this.update(section, { prompt, fps, start: firstFrame, end: firstFrame + frames });
+    if (this.pending && this.pending.section <= section) this.removePending();
+  }
+
+  /** Whether the section's card still waits for a thumbnail. */
+  needsThumbnail(section) {
+    const card = this.cards.get(section);
+    return Boolean(card) && !card.thumbnail;
+  }
+
+  /** @param {string} src  a data URL (see thumbnail.js) */
+  setThumbnail(section, src) {
+    const card = this.cards.get(section);
+    if (!card) return;
+    card.thumbnail = src;
+    card.element.querySelector(".thumb").src = src;
+  }
+
+  /** Plain data for storage.js. */
+  snapshot() {
+    return [...this.cards].map(([section, { prompt, start, end, fps, thumbnail }]) => (
+      { section, prompt, start, end, fps, thumbnail }
+    ));
+  }
+
+  restore(entries) {
+    for (const { section, prompt, start, end, fps, thumbnail } of entries) {
+      this.update(section, { prompt, start, end, fps });
+      if (thumbnail) this.setThumbnail(section, thumbnail);
+    }
+  }
+
+  update(section, { prompt, fps, start, end }) {
     let card = this.cards.get(section);
     if (!card) {
-      card = { element: sectionCard(section), start: firstFrame, end: firstFrame, fps };
+      card = { element: sectionCard(section), start, end, fps, thumbnail: null };
       this.cards.set(section, card);
       this.insertInOrder(card.element, section);
     }
-    card.start = Math.min(card.start, firstFrame);
-    card.end = Math.max(card.end, firstFrame + frames);
+    Object.assign(card, { prompt, fps, start: Math.min(card.start, start), end: Math.max(card.end, end) });
     card.element.querySelector(".entry-prompt").textContent = prompt;
     card.element.querySelector(".entry-time").textContent =
       `${formatTime(card.start / fps)} – ${formatTime(card.end / fps)}`;
-    if (this.pending && this.pending.section <= section) this.removePending();
     this.emptyHint.hidden = true;
     this.scrollToEnd();
-  }
-
-  /** The first frame that arrives for a section becomes its thumbnail. */
-  setThumbnail(section, jpeg) {
-    const card = this.cards.get(section);
-    const img = card && card.element.querySelector(".thumb");
-    if (!img || img.dataset.filled) return;
-    img.dataset.filled = "yes";
-    img.src = URL.createObjectURL(jpeg);
   }
 
   /** A `progress` message: move the bar on the card of the section being made. */
@@ -105,9 +127,4 @@ function pendingCard(section) {
       <p class="entry-prompt">In the making…</p>
     </div>`;
   return item;
-}
-
-function revokeThumbnail(element) {
-  const img = element.querySelector(".thumb");
-  if (img && img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
 }

@@ -22,14 +22,18 @@ export class LiveView {
       this.placeholder.hidden = true;
     });
     this.pc = null;
+    this.sessionId = null;
     this.attempt = 0; // bumps per attach, so a late WebRTC answer for an old session is dropped
     this.deadline = null;
     this.setMode("none");
   }
 
-  /** Begin showing a session (new or re-attached). */
+  /** Begin showing a session (new or re-attached); a no-op for the one already shown,
+   *  so that a reconnected WebSocket does not restart the video. */
   attach(sessionId, token) {
+    if (sessionId === this.sessionId) return;
     this.detach();
+    this.sessionId = sessionId;
     if (this.forceWebSocket) {
       this.fallBack("forced by ?transport=ws");
       return;
@@ -61,6 +65,7 @@ export class LiveView {
 
   /** Stop showing the current session: close WebRTC and drop queued frames. */
   detach() {
+    this.sessionId = null;
     this.attempt++;
     clearTimeout(this.deadline);
     this.deadline = null;

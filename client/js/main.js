@@ -53,7 +53,8 @@ const client = new SessionClient({ onMessage, onFrame, onConnection });
 function onMessage(message) {
   switch (message.type) {
     case "session":
-      if (message.session_id === state.sessionId) break; // a re-attach confirming itself
+      // Sent for a new session and to confirm a re-attach; the video is asked for only
+      // now, so that a stale saved session never reaches /webrtc/offer.
       state.sessionId = message.session_id;
       state.token = message.token;
       saveSession(state.sessionId, state.token);
@@ -112,10 +113,7 @@ function onError({ code, message }) {
   if (code === "not_found" || code === "unauthorized") {
     // The saved session is gone (server restarted, or it expired): start afresh.
     forgetSession();
-    view.detach();
-    Object.assign(state, { phase: "idle", sessionId: null, token: null, progress: null });
-    state.reattaching = false;
-    client.close();
+    resetSession();
   } else if (state.phase === "starting") {
     // A refused `start` (bad image, long prompt, busy server) made no session.
     state.phase = "idle";
@@ -187,7 +185,6 @@ function reattach(saved) {
     state.frames = Math.max(state.frames, entry.end);
     state.fps = entry.fps;
   }
-  view.attach(saved.sessionId, saved.token);
   render();
   client.reattach(saved.sessionId, saved.token);
 }

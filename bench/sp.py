@@ -90,16 +90,22 @@ def packed_tokens(cfg: BenchConfig) -> int:
     return (cfg.window + 2) * full + ceil(2, 2) * ceil(h, 4) * ceil(w, 4) + ceil(16, 4) * ceil(h, 8) * ceil(w, 8)
 
 
-def analytical_bytes(cfg: BenchConfig, tokens: int, condition_tokens: int, degree: int, elem: int = 4) -> float:
-    """Bytes one rank sends per step under Ulysses, per the derivation in docs/sequence-parallel.md.
+def analytical_bytes(
+    tokens: int, condition_tokens: int, hidden: int, blocks: int, degree: int, batch: int = 1, elem: int = 4
+) -> int:
+    """Bytes one rank sends per transformer call under Ulysses (derivation in docs/sequence-parallel.md).
 
-    Per block: q, k, v and the attention output each cross an all-to-all of the rank's L/N tokens
-    ((N-1)/N of it leaves), the conditioning output is all-gathered over heads (E tokens x C/N,
-    once to each of the N-1 others); once per step the L/N output tokens are all-gathered.
+    Per block, q, k, v and the attention output each cross an all-to-all of the rank's L/N tokens
+    ((N-1)/N of it leaves) and the conditioning output is all-gathered over heads (E tokens x C/N,
+    once to each of the N-1 others); once per call the L/N output tokens are all-gathered.
+    L is the padded length, the next multiple of N, which is what actually travels.
     """
-    n, c, blocks = degree, cfg.hidden, cfg.layers + cfg.single_layers
-    per_block = 4 * tokens / n * c * (n - 1) / n + condition_tokens * c / n * (n - 1)
-    return elem * (blocks * per_block + tokens / n * c * (n - 1))
+    n, c = degree, hidden
+    chunk = -(-tokens // n)
+    all_to_all = 4 * (n * chunk) * c * (n - 1) // (n * n)
+    gather_condition = condition_tokens * (c // n) * (n - 1)
+    gather_output = chunk * c * (n - 1)
+    return elem * batch * (blocks * (all_to_all + gather_condition) + gather_output)
 
 
 def time_steps(cfg: BenchConfig, parallel: bool) -> dict:
@@ -152,7 +158,9 @@ def main(argv: list[str]) -> int:
                 f"cpu_s_{cfg.ranks}ranks_max": round(sp_n["cpu_s"], 4),
                 "cpu_speedup": round(plain["cpu_s"] / sp_n["cpu_s"], 3),
                 "bytes_per_step_per_rank_measured": int(sp_n["bytes_per_step"]),
-                "bytes_per_step_per_rank_analytical": int(analytical_bytes(cfg, tokens, condition, cfg.ranks)),
+                "bytes_per_step_per_rank_analytical": analytical_bytes(
+                    tokens, condition, cfg.hidden, cfg.layers + cfg.single_layers, cfg.ranks
+                ),
                 "max_abs_diff_vs_plain": float((sp_n["output"] - plain["output"]).abs().max()),
             }
         )

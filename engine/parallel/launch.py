@@ -82,12 +82,12 @@ def _rank_main(rank: int, setup: RankSetup, fn: Callable[..., Any], args: tuple)
         dist.init_process_group("nccl", rank=rank, world_size=setup.world_size, device_id=torch.device("cuda", rank))
     else:
         dist.init_process_group("gloo", rank=rank, world_size=setup.world_size)
-    try:
-        result = fn(*args)
-        if rank == 0:
-            torch.save(result, setup.result_path)
-    finally:
-        dist.destroy_process_group()
+    result = fn(*args)
+    if rank == 0:
+        torch.save(result, setup.result_path)
+    # Only on success: after a failure the peers are being terminated, and tearing down a group
+    # with collectives still pending can block; the process exit releases everything anyway.
+    dist.destroy_process_group()
 
 
 def _free_port() -> int:

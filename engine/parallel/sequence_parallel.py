@@ -51,6 +51,8 @@ class SequenceParallel:
         blocks = [*transformer.transformer_blocks, *transformer.single_transformer_blocks]
         if not blocks:
             raise ValueError("the transformer has no blocks to parallelise")
+        if any(isinstance(block.attn.processor, UlyssesAttnProcessor) for block in blocks):
+            raise RuntimeError("sequence parallelism is already enabled on this transformer")
         self._layout = ForwardLayout()
         for block in blocks:
             backend = getattr(block.attn.processor, "_attention_backend", None)

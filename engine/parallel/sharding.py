@@ -29,6 +29,11 @@ class SequenceShard:
     def padded(self) -> int:
         return self.chunk * self.degree
 
+    @property
+    def valid(self) -> list[int]:
+        """Real (unpadded) tokens in each rank's chunk; the padding may reach into more than the last."""
+        return [min(max(self.length - j * self.chunk, 0), self.chunk) for j in range(self.degree)]
+
     def pad(self, x: torch.Tensor, dim: int) -> torch.Tensor:
         """Zero-pad `x` along `dim` from `length` to `padded` tokens."""
         missing = self.padded - x.shape[dim]

@@ -75,7 +75,6 @@ class UlyssesAttnProcessor:
         if image_rotary_emb is not None:
             q = apply_rotary_emb(q, self.layout.rope, sequence_dim=1)
             k = apply_rotary_emb(k, self.layout.rope, sequence_dim=1)
-        q, k, v = self._sequence_to_heads(torch.stack([q, k, v]), shard)
 
         # Conditioning tokens: whole on every rank, projected for this rank's heads only.
         if dual_stream:
@@ -88,7 +87,7 @@ class UlyssesAttnProcessor:
         if norms[1] is not None:
             ck = norms[1](ck)
 
-        query, key, value = (torch.cat(pair, dim=1) for pair in ((q, cq), (k, ck), (v, cv)))
+        query, key, value = self._sequence_to_heads((q, k, v), (cq, ck, cv), shard)
         out = dispatch_attention_fn(
             query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False,
             backend=self._attention_backend,
@@ -102,18 +101,33 @@ class UlyssesAttnProcessor:
             context = attn.to_add_out(context)
         return video, context
 
-    def _sequence_to_heads(self, x: torch.Tensor, shard: SequenceShard) -> torch.Tensor:
-        """[..., B, chunk, H, D] -> [..., B, length, H/N, D]: whole (unpadded) sequence, this rank's heads."""
+    def _sequence_to_heads(
+        self, video: tuple[torch.Tensor, ...], conditioning: tuple[torch.Tensor, ...], shard: SequenceShard
+    ) -> list[torch.Tensor]:
+        """Video [B, chunk, H, D] (this rank's tokens, all heads) and conditioning [B, E, H/N, D]
+        -> [B, length + E, H/N, D] each: the whole unpadded sequence for this rank's heads.
+
+        One all-to-all for q, k and v together, and one copy on each side of it.
+        """
         n = self.comm.size
-        x = x.unflatten(-2, (n, -1)).movedim(-3, 0)  # [N (head group), ..., B, chunk, H/N, D]
-        x = self.comm.all_to_all(x).movedim(0, -4)  # [..., B, N (sequence chunk), chunk, H/N, D]
-        return shard.trim(x.flatten(-4, -3), dim=-3)
+        batch, chunk, heads, head_dim = video[0].shape
+        send = video[0].new_empty(n, len(video), batch, chunk, heads // n, head_dim)
+        for i, x in enumerate(video):
+            send[:, i] = x.unflatten(2, (n, -1)).movedim(2, 0)  # [N (head group), B, chunk, H/N, D]
+        received = self.comm.all_to_all(send)  # [N (sequence chunk), 3, B, chunk, H/N, D]
+        return [
+            torch.cat([*(received[j, i, :, :valid] for j, valid in enumerate(shard.valid)), cond], dim=1)
+            for i, cond in enumerate(conditioning)
+        ]
 
     def _heads_to_sequence(self, x: torch.Tensor, shard: SequenceShard) -> torch.Tensor:
         """[B, length, H/N, D] -> [B, chunk, H, D]: this rank's chunk, all heads."""
-        n = self.comm.size
-        x = shard.pad(x, dim=1).unflatten(1, (n, -1)).movedim(1, 0)  # [N (sequence chunk), B, chunk, H/N, D]
-        return self.comm.all_to_all(x).movedim(0, 2).flatten(2, 3)  # [B, chunk, N (head group) * H/N, D]
+        n, chunk = self.comm.size, shard.chunk
+        send = x.new_empty(n, x.shape[0], chunk, *x.shape[2:])
+        for j, valid in enumerate(shard.valid):
+            send[j, :, :valid] = x[:, j * chunk : j * chunk + valid]
+            send[j, :, valid:] = 0
+        return self.comm.all_to_all(send).movedim(0, 2).flatten(2, 3)  # [B, chunk, N (head group) * H/N, D]
 
 
 def _project_heads(linear: torch.nn.Linear, x: torch.Tensor, heads: int, mine: slice) -> torch.Tensor:

@@ -14,7 +14,9 @@ import torch
 import torch.distributed as dist
 from diffusers import HunyuanVideoFramepackTransformer3DModel
 
+from framepack_live.bench.sp import analytical_bytes
 from framepack_live.engine.parallel import check_degree, enable_sequence_parallel, run_parallel, valid_degrees
+from framepack_live.engine.parallel.sharding import SequenceShard
 
 TOLERANCE = 1e-4
 HEADS = 4
@@ -82,6 +84,8 @@ CASES = {
     "batch1": framepack_inputs([9]),  # text truncated to its mask, no attention mask
     "batch2_masked": framepack_inputs([12, 5], seed=2),  # [B, 1, 1, N] attention mask path
 }
+#: Image tokens (5) plus text tokens: truncated to the mask with batch 1, all of them with a mask.
+CONDITION_TOKENS = {"batch1": 5 + 9, "batch2_masked": 5 + 12}
 
 
 def plain_outputs() -> dict[str, torch.Tensor]:
@@ -90,12 +94,15 @@ def plain_outputs() -> dict[str, torch.Tensor]:
         return {name: model(**kwargs)[0] for name, kwargs in CASES.items()}
 
 
-def sequence_parallel_outputs(cases: dict[str, dict]) -> list[dict[str, torch.Tensor]]:
-    """Runs on every rank; returns every rank's outputs (gathered to rank 0) to check all agree."""
+def sequence_parallel_outputs(cases: dict[str, dict]) -> list[dict[str, tuple[torch.Tensor, int]]]:
+    """Runs on every rank; returns every rank's (output, bytes sent) per case, to check all agree."""
     model = tiny_transformer()
-    enable_sequence_parallel(model)
+    sp = enable_sequence_parallel(model)
+    outputs = {}
     with torch.no_grad():
-        outputs = {name: model(**kwargs)[0] for name, kwargs in cases.items()}
+        for name, kwargs in cases.items():
+            before = sp.bytes_sent
+            outputs[name] = (model(**kwargs)[0], sp.bytes_sent - before)
     everyone: list = [None] * dist.get_world_size()
     dist.all_gather_object(everyone, outputs)
     return everyone
@@ -117,10 +124,21 @@ def test_packed_sequence_does_not_divide_evenly() -> None:
     assert PACKED_TOKENS % 2 and PACKED_TOKENS % 4
 
 
+@pytest.mark.parametrize(("length", "degree", "valid"), [(53, 4, [14, 14, 14, 11]), (5, 4, [2, 2, 1, 0]), (6, 2, [3, 3])])
+def test_shards_cover_the_sequence_once(length: int, degree: int, valid: list[int]) -> None:
+    x = torch.arange(length).view(1, length, 1)
+    shards = [SequenceShard(length, degree, rank) for rank in range(degree)]
+    assert shards[0].valid == valid
+    chunks = [shard.local(x, dim=1) for shard in shards]
+    assert all(c.shape[1] == shards[0].chunk for c in chunks)
+    assert torch.equal(shards[0].trim(torch.cat(chunks, dim=1), dim=1), x)
+
+
 def test_valid_degrees_and_error_message() -> None:
     assert valid_degrees(24) == [1, 2, 3, 4, 6, 8, 12, 24]
     check_degree(24, 8)
-    with pytest.raises(ValueError, match="degree 5 does not divide the model's 24 attention heads; valid degrees: 1, 2, 3, 4, 6, 8, 12, 24"):
+    message = "degree 5 does not divide the model's 24 attention heads; valid degrees: 1, 2, 3, 4, 6, 8, 12, 24"
+    with pytest.raises(ValueError, match=message):
         check_degree(24, 5)
 
 
@@ -143,6 +161,8 @@ def test_degree_one_is_the_plain_model(single_rank_group) -> None:
         for name, kwargs in CASES.items():
             torch.testing.assert_close(model(**kwargs)[0], expected[name], rtol=0, atol=TOLERANCE)
     assert sp.degree == 1 and sp.bytes_sent == 0
+    with pytest.raises(RuntimeError, match="already enabled"):
+        enable_sequence_parallel(model)
 
 
 @pytest.mark.heavy
@@ -152,9 +172,11 @@ def test_matches_plain_model(n: int) -> None:
     per_rank = run_parallel(n, sequence_parallel_outputs, CASES)
     assert len(per_rank) == n
     for rank, outputs in enumerate(per_rank):
-        for name, out in outputs.items():
+        for name, (out, sent) in outputs.items():
             diff = (out - expected[name]).abs().max().item()
             assert diff <= TOLERANCE, f"N={n} rank {rank} {name}: max abs diff {diff}"
+            batch = out.shape[0]
+            assert sent == analytical_bytes(PACKED_TOKENS, CONDITION_TOKENS[name], HEADS * 16, 2, n, batch=batch)
 
 
 @pytest.mark.heavy

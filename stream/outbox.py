@@ -29,6 +29,9 @@ class Envelope:
     on_sent: Callable[[], None] | None = None
     #: A newer envelope of the same kind replaces a waiting one (used for `progress`).
     replaceable: bool = False
+    #: False for the few small messages a client cannot do without (`session`, `done`): they
+    #: neither get dropped nor push media out.
+    droppable: bool = True
 
     @property
     def size(self) -> int:
@@ -36,7 +39,11 @@ class Envelope:
 
 
 class Outbox:
-    """Envelopes waiting for one client, at most `max_bytes` of them (the newest is always kept)."""
+    """Envelopes waiting for one client: droppable ones beyond `max_bytes` go, oldest first.
+
+    The newest droppable envelope always stays, however big, so a section larger than the
+    budget still reaches a client that keeps up.
+    """
 
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
@@ -50,10 +57,20 @@ class Outbox:
             self._bytes -= self._queue.pop().size
         self._queue.append(envelope)
         self._bytes += envelope.size
-        while self._bytes > self._max_bytes and len(self._queue) > 1:
-            self._bytes -= self._queue.popleft().size
-            self.dropped += 1
+        if envelope.droppable and self._bytes > self._max_bytes:
+            self._drop_oldest()
         self._ready.set()
+
+    def _drop_oldest(self) -> None:
+        kept: deque[Envelope] = deque()
+        newest = self._queue[-1]
+        for waiting in self._queue:
+            if self._bytes > self._max_bytes and waiting.droppable and waiting is not newest:
+                self._bytes -= waiting.size
+                self.dropped += 1
+            else:
+                kept.append(waiting)
+        self._queue = kept
 
     async def pump(self, send: Callable[[Message], Awaitable[None]]) -> None:
         """Send envelopes forever, in order; returns only by cancellation or when `send` raises."""

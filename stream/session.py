@@ -256,7 +256,7 @@ class Session:
 
     def _finish(self, message: str) -> None:
         self._final = message
-        self._send(Envelope([message]))
+        self._send(Envelope([message], droppable=False))
 
     def _send(self, envelope: Envelope) -> None:
         if self._viewer is not None:
@@ -280,7 +280,7 @@ class Session:
             for record in self.records[self._delivered + 1 :]:
                 viewer.put(self._section_envelope(record))
             if self._final is not None:
-                viewer.put(Envelope([self._final]))
+                viewer.put(Envelope([self._final], droppable=False))
 
     def detach(self, viewer: Outbox) -> None:
         if self._viewer is viewer:

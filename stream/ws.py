@@ -68,10 +68,7 @@ class Connection:
         if isinstance(command, protocol.Start):
             await self._start(command)
         elif isinstance(command, protocol.ResumeSession):
-            session = self.manager.get(command.session_id, command.token)
-            self._switch_to(session)
-            self.outbox.put(Envelope([protocol.session_message(session.id, session.token)]))
-            session.attach(self.outbox, resend=True)
+            self._attach(self.manager.get(command.session_id, command.token), resend=True)
         else:
             session = self._current()
             if isinstance(command, protocol.Steer):
@@ -92,15 +89,16 @@ class Connection:
             # Off the loop: a large image takes a while to decode, and other clients are waiting.
             image = await asyncio.to_thread(decode_image, data, self.manager.settings.limits.max_image_pixels)
         session = self.manager.create(self.client, start, image)
-        self._switch_to(session)
-        self.outbox.put(Envelope([protocol.session_message(session.id, session.token)]))
-        session.attach(self.outbox, resend=False)
+        self._attach(session, resend=False)
         session.start()
 
-    def _switch_to(self, session: Session) -> None:
+    def _attach(self, session: Session, resend: bool) -> None:
+        """Watch `session` from now on (and no other); it is confirmed by a `session` message."""
         if self.session is not None and self.session is not session:
             self.session.detach(self.outbox)
         self.session = session
+        self.outbox.put(Envelope([protocol.session_message(session.id, session.token)], droppable=False))
+        session.attach(self.outbox, resend)
 
     def _current(self) -> Session:
         if self.session is None:

@@ -15,13 +15,16 @@ from dataclasses import dataclass
 import pytest
 import torch
 import uvicorn
-import websockets
-from stream_helpers import TEST_GENERATION
 
 from framepack_live.engine.model import FramePackModel
+from framepack_live.engine.settings import GenerationSettings
+from framepack_live.stream import client
 from framepack_live.stream.app import create_app
 from framepack_live.stream.local_backend import InProcessBackend
 from framepack_live.stream.settings import Limits, StreamSettings
+
+#: Small enough for two shared CPU cores: about half a second per section, 8 frames each.
+TEST_GENERATION = GenerationSettings(width=128, height=128, steps=2, window=2, seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -39,20 +42,25 @@ class Server:
     app: object
 
     @property
-    def ws_url(self) -> str:
-        return self.url.replace("http://", "ws://") + "/ws"
+    def generation(self) -> GenerationSettings:
+        return self.app.state.manager.settings.generation
 
-    def connect(self, **kwargs) -> websockets.asyncio.client.connect:
-        # No permessage-deflate: JPEGs do not compress, and the CPU is better spent generating.
-        return websockets.connect(self.ws_url, compression=None, max_size=None, **kwargs)
+    def connect(self, **kwargs):
+        return client.connect(self.url.replace("http://", "ws://") + "/ws", **kwargs)
 
 
 @contextlib.contextmanager
-def running_server(model: FramePackModel, settings: StreamSettings):
-    """A real uvicorn serving `create_app` over the in-process backend, on a free loopback port."""
+def running_server(model: FramePackModel, settings: StreamSettings, socket_send_buffer: int | None = None):
+    """A real uvicorn serving `create_app` over the in-process backend, on a free loopback port.
+
+    `socket_send_buffer` caps the kernel's send buffer of every accepted connection (they inherit
+    it from the listening socket), like a slow network path would.
+    """
     backend = InProcessBackend(model)
     app = create_app(backend, settings)
     sock = socket.socket()
+    if socket_send_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, socket_send_buffer)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws_per_message_deflate=False))
@@ -76,9 +84,11 @@ def running_server(model: FramePackModel, settings: StreamSettings):
 def server_factory(model):
     """`with server_factory(limits=..., **stream_settings) as server:` for tests that need their own limits."""
 
-    def factory(limits: Limits | None = None, **kwargs) -> contextlib.AbstractContextManager[Server]:
+    def factory(
+        limits: Limits | None = None, socket_send_buffer: int | None = None, **kwargs
+    ) -> contextlib.AbstractContextManager[Server]:
         settings = StreamSettings(limits=limits or Limits(), generation=TEST_GENERATION, **kwargs)
-        return running_server(model, settings)
+        return running_server(model, settings, socket_send_buffer)
 
     return factory
 

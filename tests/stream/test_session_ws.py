@@ -8,7 +8,8 @@ import av
 import httpx
 from PIL import Image
 
-from stream_helpers import TEST_GENERATION, Received, assert_contiguous, expect, receive, send
+from framepack_live.stream.client import Received, expect, receive, send
+
 
 
 async def test_three_sections_with_a_steer(server):
@@ -20,18 +21,18 @@ async def test_three_sections_with_a_steer(server):
         await send(ws, type="steer", prompt="a blue ball")
         await receive(ws, received)
 
-    assert_contiguous(received)
+    assert not received.gaps(), received.gaps()
     assert [m["section"] for m, _ in received.sections] == [0, 1, 2]
     prompts = [m["prompt"] for m, _ in received.sections]
     # Steered after section 0 arrived: it applies at a later boundary and stays.
     assert prompts[0] == "a red ball" and prompts[-1] == "a blue ball"
     assert prompts == sorted(prompts, key=lambda p: p == "a blue ball")
-    assert received.progress and {p["steps"] for p in received.progress} == {TEST_GENERATION.steps}
-    assert all(m["fps"] == TEST_GENERATION.fps for m, _ in received.sections)
+    assert received.progress and {p["steps"] for p in received.progress} == {server.generation.steps}
+    assert all(m["fps"] == server.generation.fps for m, _ in received.sections)
     for jpeg in received.frames:
         with Image.open(io.BytesIO(jpeg)) as image:
             assert image.format == "JPEG"
-            assert image.size == (TEST_GENERATION.width, TEST_GENERATION.height)
+            assert image.size == (server.generation.width, server.generation.height)
 
 
 async def test_mp4_export_holds_every_frame_so_far(server):
@@ -44,11 +45,11 @@ async def test_mp4_export_holds_every_frame_so_far(server):
         await receive(ws, received)
         final = decode_mp4((await http.get(url, params={"token": session["token"]})).content)
 
-    assert_contiguous(received)
+    assert not received.gaps(), received.gaps()
     # Mid-session: at least what the client had, and it grows to everything by the end.
     assert len(received.sections[0][1]) + len(received.sections[1][1]) <= len(early) < len(final)
     assert len(final) == received.done["frames"]
-    assert {frame.shape for frame in final} == {(TEST_GENERATION.height, TEST_GENERATION.width, 3)}
+    assert {frame.shape for frame in final} == {(server.generation.height, server.generation.width, 3)}
 
 
 def decode_mp4(data: bytes) -> list:

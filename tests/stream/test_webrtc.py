@@ -7,7 +7,8 @@ from fractions import Fraction
 
 import httpx
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from stream_helpers import TEST_GENERATION, Received, expect, receive, send
+
+from framepack_live.stream.client import Received, expect, receive, send
 
 
 async def connect_peer(server, session: dict) -> tuple[RTCPeerConnection, asyncio.Future]:
@@ -42,12 +43,12 @@ async def test_webrtc_track_plays_the_session_at_its_fps(server):
         finally:
             await pc.close()
         assert wanted > 0
-        assert {(f.width, f.height) for f in frames} == {(TEST_GENERATION.width, TEST_GENERATION.height)}
+        assert {(f.width, f.height) for f in frames} == {(server.generation.width, server.generation.height)}
         # RTP's 90 kHz clock: one frame every 90000/fps ticks (the receiving decoder's rescaling
         # may round a timestamp by one tick).
         assert all(f.time_base == Fraction(1, 90000) for f in frames)
         steps = [b.pts - a.pts for a, b in zip(frames, frames[1:])]
-        tick = 90000 // TEST_GENERATION.fps
+        tick = 90000 // server.generation.fps
         assert all(abs(step - tick) <= 1 for step in steps), steps
 
         session_object = server.app.state.manager.get(session["session_id"], session["token"])

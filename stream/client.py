@@ -1,0 +1,107 @@
+"""A small Python client of the `/ws` protocol, on `websockets`: for tests, benchmarks and scripts.
+
+It speaks the protocol as DESIGN.md defines it and checks what it receives (a JPEG must follow
+its `section` message, frame indices must join up), so that tests of any server that mounts
+`stream/` (in process or behind Ray Serve) and benchmarks share one reading of the protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+
+class ProtocolViolation(Exception):
+    """The server sent something the protocol does not allow at this point."""
+
+
+def connect(ws_url: str, **kwargs) -> websockets.asyncio.client.connect:
+    """`websockets.connect` without permessage-deflate (JPEGs do not compress) or a size cap on
+    received messages (a frame is as large as the video is)."""
+    return websockets.connect(ws_url, compression=None, max_size=None, **kwargs)
+
+
+@dataclass
+class Received:
+    """What a client got for one session: `section` messages with their JPEGs, and how it ended."""
+
+    sections: list[tuple[dict, list[bytes]]] = field(default_factory=list)
+    progress: list[dict] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+    done: dict | None = None
+
+    @property
+    def frames(self) -> list[bytes]:
+        return [jpeg for _, jpegs in self.sections for jpeg in jpegs]
+
+    def gaps(self) -> list[str]:
+        """Why this is not the whole video, in order and without gaps; empty when it is.
+
+        A client that reads too slowly is skipped ahead (sections are dropped from its live
+        view), which shows up here; the MP4 export still has everything.
+        """
+        problems = []
+        next_frame = 0
+        for message, _ in self.sections:
+            if message["first_frame"] != next_frame:
+                problems.append(f"section {message['section']} starts at frame {message['first_frame']}, not {next_frame}")
+            next_frame = message["first_frame"] + message["frames"]
+        indices = [m["section"] for m, _ in self.sections]
+        if indices != sorted(indices):
+            problems.append(f"sections out of order: {indices}")
+        if self.done is None:
+            problems.append(f"no `done` (errors: {self.errors})")
+        elif (self.done["frames"], self.done["sections"]) != (next_frame, len(set(indices))):
+            problems.append(f"`done` says {self.done}, received {len(set(indices))} sections, {next_frame} frames")
+        return problems
+
+
+async def send(ws: ClientConnection, **message) -> None:
+    await ws.send(json.dumps(message))
+
+
+async def recv_json(ws: ClientConnection, timeout: float = 60) -> dict:
+    message = await asyncio.wait_for(ws.recv(), timeout)
+    if not isinstance(message, str):
+        raise ProtocolViolation("binary message where a JSON one was due")
+    return json.loads(message)
+
+
+async def expect(ws: ClientConnection, type_: str, timeout: float = 60) -> dict:
+    """The next message other than `progress`; `ProtocolViolation` if it is not of `type_`."""
+    while True:
+        message = await recv_json(ws, timeout)
+        if message["type"] != "progress":
+            if message["type"] != type_:
+                raise ProtocolViolation(f"expected `{type_}`, got {message}")
+            return message
+
+
+async def receive(
+    ws: ClientConnection, into: Received, until_sections: int | None = None, media: bool = True, timeout: float = 60
+) -> Received:
+    """Read one session's messages into `into` until `done` or an `error` (or `until_sections`).
+
+    `media` says whether the session was started with `media: "jpeg"` (frames follow each
+    `section` message) or `"none"`.
+    """
+    while into.done is None and (until_sections is None or len(into.sections) < until_sections):
+        message = await recv_json(ws, timeout)
+        kind = message["type"]
+        if kind == "section":
+            frames = [await asyncio.wait_for(ws.recv(), timeout) for _ in range(message["frames"])] if media else []
+            if not all(isinstance(frame, bytes) for frame in frames):
+                raise ProtocolViolation(f"section {message['section']}: a JSON message among its frames")
+            into.sections.append((message, frames))
+        elif kind == "progress":
+            into.progress.append(message)
+        elif kind == "done":
+            into.done = message
+        elif kind == "error":
+            into.errors.append(message)
+            break
+    return into

@@ -1,7 +1,8 @@
 """Sequence-parallel benchmark: one denoising step on 1 rank against N ranks, on CPU.
 
-Prints one JSON object. Each configuration runs in freshly spawned processes with one torch
-thread per rank, so "1 rank x 1 thread" and "N ranks x 1 thread" differ only in the split.
+Prints one JSON object. N processes are spawned with one torch thread each; rank 0 alone times
+the plain model ("1 rank x 1 thread") and all N time the parallel model ("N ranks x 1 thread"),
+alternating step by step, so the variants differ only in the split.
 A step is one transformer evaluation on FramePack-shaped inputs (distilled guidance, no CFG:
 one call per step, as the sampler does); the scheduler update is negligible beside it.
 The bytes are counted by the collectives themselves and set beside the analytical volume.
@@ -13,7 +14,7 @@ import argparse
 import json
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -108,26 +109,62 @@ def analytical_bytes(
     return elem * batch * (blocks * (all_to_all + gather_condition) + gather_output)
 
 
-def time_steps(cfg: BenchConfig, parallel: bool) -> dict:
-    """Runs on every rank: per-step wall seconds (fastest step, the least disturbed by other load on
-    the machine) and CPU seconds of the slowest rank, bytes sent per step, and the output."""
-    model = build_transformer(cfg)
-    sp = enable_sequence_parallel(model) if parallel else None
+@dataclass
+class Timings:
+    """Per-step wall seconds (fastest step: the least disturbed by other load) and CPU seconds (median)."""
+
+    walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
+
+    def run(self, model: torch.nn.Module, kwargs: dict) -> torch.Tensor:
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = model(**kwargs)[0]
+        self.walls.append(time.perf_counter() - wall)
+        self.cpus.append(time.process_time() - cpu)
+        return out
+
+    def summary(self) -> tuple[float, float]:
+        return min(self.walls[1:]), statistics.median(self.cpus[1:])  # the first call is a warm-up
+
+
+def measure(cfg: BenchConfig) -> dict:
+    """Runs on each of the N ranks: the three variants, interleaved step by step so that load
+    from other processes on the machine falls on all of them alike.
+
+    Rank 0 alone runs the plain model and the parallel code path over a one-rank group (the
+    others wait at a barrier, asleep); then all N ranks run one parallel step together.
+    """
+    rank = dist.get_rank()
+    solo_group = dist.new_group([0])
     kwargs = step_inputs(cfg)
-    walls, cpus = [], []
+    parallel = build_transformer(cfg)
+    sp = enable_sequence_parallel(parallel)
+    if rank == 0:
+        plain, solo = build_transformer(cfg), build_transformer(cfg)
+        enable_sequence_parallel(solo, solo_group)
+    times = {"plain": Timings(), "solo": Timings(), "parallel": Timings()}
     with torch.no_grad():
-        model(**kwargs)  # warm-up
-        sent_before = sp.bytes_sent if sp else 0
-        for _ in range(cfg.steps):
+        for step in range(cfg.steps + 1):
+            if rank == 0:
+                expected = times["plain"].run(plain, kwargs)
+                times["solo"].run(solo, kwargs)
+            if step == 1:
+                sent_before = sp.bytes_sent
             dist.barrier()
-            wall, cpu = time.perf_counter(), time.process_time()
-            out = model(**kwargs)[0]
-            walls.append(time.perf_counter() - wall)
-            cpus.append(time.process_time() - cpu)
-    cpu_per_step = torch.tensor(statistics.median(cpus), dtype=torch.float64)
-    dist.all_reduce(cpu_per_step, op=dist.ReduceOp.MAX)
-    bytes_per_step = ((sp.bytes_sent if sp else 0) - sent_before) / cfg.steps
-    return {"step_s": min(walls), "cpu_s": cpu_per_step.item(), "bytes_per_step": bytes_per_step, "output": out}
+            out = times["parallel"].run(parallel, kwargs)
+    bytes_per_step = (sp.bytes_sent - sent_before) / cfg.steps
+    wall, cpu = times["parallel"].summary()
+    busiest = torch.tensor(cpu, dtype=torch.float64)
+    dist.all_reduce(busiest, op=dist.ReduceOp.MAX)
+    if rank:
+        return {}
+    return {
+        "plain": times["plain"].summary(),
+        "solo": times["solo"].summary(),
+        "parallel": (wall, busiest.item()),
+        "bytes_per_step": bytes_per_step,
+        "max_abs_diff": float((out - expected).abs().max()),
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -136,32 +173,31 @@ def main(argv: list[str]) -> int:
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=default)
     cfg = BenchConfig(**vars(parser.parse_args(argv)))
 
-    plain = run_parallel(1, time_steps, cfg, False, device="cpu", threads=1)
-    sp_one = run_parallel(1, time_steps, cfg, True, device="cpu", threads=1)
-    sp_n = run_parallel(cfg.ranks, time_steps, cfg, True, device="cpu", threads=1)
-
+    result = run_parallel(cfg.ranks, measure, cfg, device="cpu", threads=1)
+    (plain_wall, plain_cpu), (solo_wall, _), (par_wall, par_cpu) = result["plain"], result["solo"], result["parallel"]
     tokens = packed_tokens(cfg)
     condition = cfg.text_tokens + cfg.image_tokens
+    n = cfg.ranks
     print(
         json.dumps(
             {
                 "benchmark": "sp",
                 "device": "cpu",
                 "config": asdict(cfg) | {"hidden": cfg.hidden, "video_tokens": tokens, "condition_tokens": condition},
-                "step_s_1rank_plain": round(plain["step_s"], 4),
-                "step_s_1rank_sp": round(sp_one["step_s"], 4),
-                f"step_s_{cfg.ranks}ranks": round(sp_n["step_s"], 4),
-                "sp_overhead_at_1rank": round(sp_one["step_s"] / plain["step_s"] - 1, 4),
-                "speedup": round(plain["step_s"] / sp_n["step_s"], 3),
-                # CPU seconds of the busiest rank: what the split buys when other work shares the cores.
-                "cpu_s_1rank_plain": round(plain["cpu_s"], 4),
-                f"cpu_s_{cfg.ranks}ranks_max": round(sp_n["cpu_s"], 4),
-                "cpu_speedup": round(plain["cpu_s"] / sp_n["cpu_s"], 3),
-                "bytes_per_step_per_rank_measured": int(sp_n["bytes_per_step"]),
+                "step_s_1rank_plain": round(plain_wall, 4),
+                "step_s_1rank_sp_path": round(solo_wall, 4),
+                f"step_s_{n}ranks": round(par_wall, 4),
+                "speedup": round(plain_wall / par_wall, 3),
+                "sp_path_overhead_at_1rank": round(solo_wall / plain_wall - 1, 4),
+                # CPU seconds of the busiest rank: what the split buys even when other work shares the cores.
+                "cpu_s_1rank_plain": round(plain_cpu, 4),
+                f"cpu_s_{n}ranks_busiest": round(par_cpu, 4),
+                "cpu_speedup": round(plain_cpu / par_cpu, 3),
+                "bytes_per_step_per_rank_measured": int(result["bytes_per_step"]),
                 "bytes_per_step_per_rank_analytical": analytical_bytes(
-                    tokens, condition, cfg.hidden, cfg.layers + cfg.single_layers, cfg.ranks
+                    tokens, condition, cfg.hidden, cfg.layers + cfg.single_layers, n
                 ),
-                "max_abs_diff_vs_plain": float((sp_n["output"] - plain["output"]).abs().max()),
+                "max_abs_diff_vs_plain": result["max_abs_diff"],
             }
         )
     )

@@ -47,3 +47,24 @@ def test_ray_cluster_schema_rejects_a_broken_file():
     schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(config, schema)
+
+
+def test_serve_config_loads_with_serves_schema_and_builds_the_app():
+    from ray.serve import Application
+    from ray.serve.schema import ServeDeploySchema
+
+    from framepack_live.cluster.app import build_app
+
+    config = ServeDeploySchema.model_validate(_load("config/serve.yaml"))
+    (app,) = config.applications
+    assert app.import_path == "framepack_live.cluster.app:build_app"
+    assert isinstance(build_app(app.args), Application)
+    # Serve refuses overrides of deployments the application does not have, only at deploy time.
+    assert {d.name for d in app.deployments} <= {"Ingress", "Encoder", "Denoiser", "Decoder"}
+
+
+def test_serve_config_args_are_checked():
+    from framepack_live.cluster.app import build_app
+
+    with pytest.raises(ValueError, match="unknown application args"):
+        build_app({"sequence_paralel": 2})

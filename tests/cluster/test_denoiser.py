@@ -1,0 +1,78 @@
+"""The Denoiser deployment against the engine in this process: batching across sessions and a
+replica spanning two CPU bundles (sequence parallel, gloo) must not change any section."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import torch
+from ray import serve
+
+from framepack_live.cluster.config import ClusterConfig
+from framepack_live.cluster.work import DenoiseRequest, DenoiseResult, denoise_batch, encode_start
+from framepack_live.engine.conditioning import encode_prompt
+from framepack_live.engine.images import default_start_image
+from framepack_live.engine.settings import GenerationSettings
+
+pytestmark = pytest.mark.heavy
+PROMPTS = ["a red ball", "the camera pans right over a blue sea", "a dog runs"]
+
+
+@pytest.fixture(scope="module")
+def requests(tiny_model, generation) -> list[DenoiseRequest]:
+    settings = GenerationSettings(**generation)
+    start = encode_start(tiny_model, default_start_image(), settings)
+    return [
+        DenoiseRequest(
+            session_id=f"s{i}",
+            settings=settings,
+            prompt=encode_prompt(tiny_model, prompt),
+            negative=None,
+            image_embeds=start.start.image_embeds,
+            start_latents=start.start.image_latents,
+            history=start.start.image_latents,
+            rng_state=torch.Generator().manual_seed(i).get_state(),
+        )
+        for i, prompt in enumerate(PROMPTS)
+    ]
+
+
+@pytest.fixture(scope="module")
+def expected(tiny_model, requests) -> list[torch.Tensor]:
+    """Each section alone, in this process: what the engine makes."""
+    return [denoise_batch(tiny_model, [r], None)[0].latents for r in requests]
+
+
+async def _denoise(handle, request: DenoiseRequest) -> DenoiseResult:
+    async for item in handle.options(stream=True).section.remote(request):
+        if isinstance(item, DenoiseResult):
+            return item
+    raise AssertionError("no result")
+
+
+async def _run(app: str, requests: list[DenoiseRequest]) -> list[DenoiseResult]:
+    handle = serve.get_deployment_handle("Denoiser", app_name=app)
+    return list(await asyncio.gather(*(_denoise(handle, r) for r in requests)))
+
+
+def test_batched_sections_equal_sections_alone(deploy, generation, requests, expected):
+    config = ClusterConfig(generation=generation, max_batch_size=4, batch_wait_timeout_s=1.0)
+    with deploy(config) as server:
+        alone = asyncio.run(_run(server.app, requests[:1]))
+        together = asyncio.run(_run(server.app, requests))
+    assert alone[0].batch_size == 1
+    assert [r.batch_size for r in together] == [3, 3, 3]
+    assert torch.equal(alone[0].latents, expected[0])
+    for result, reference in zip(together, expected):
+        torch.testing.assert_close(result.latents, reference, rtol=0, atol=1e-5)
+    assert not torch.allclose(together[0].latents, together[1].latents)  # really different sessions
+
+
+def test_two_bundle_sequence_parallel_replica_equals_one(deploy, generation, requests, expected):
+    config = ClusterConfig(generation=generation, sequence_parallel=2, max_batch_size=4, batch_wait_timeout_s=1.0)
+    with deploy(config) as server:
+        results = asyncio.run(_run(server.app, requests[:2]))
+    assert [r.batch_size for r in results] == [2, 2]
+    for result, reference in zip(results, expected):
+        torch.testing.assert_close(result.latents, reference, rtol=0, atol=1e-4)

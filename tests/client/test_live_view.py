@@ -165,3 +165,19 @@ def test_live_session(transport, server_url, new_page, console_errors, output_di
     assert decoded == done[-1]["frames"]
 
     assert console_errors == []
+
+
+@pytest.mark.heavy
+def test_falls_back_when_webrtc_fails(server_url, new_page, console_errors):
+    """Without the query flag, an unusable WebRTC answer switches the page to the WebSocket frames."""
+    page = new_page()
+    page.route("**/webrtc/offer", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=json.dumps({"sdp": "not sdp", "type": "answer"})))
+    page.goto(server_url + "/")
+    start_session(page)
+    expect(page.locator("#transport")).to_have_attribute("data-kind", "ws", timeout=SECTION_TIMEOUT_MS)
+    expect(page.locator("#transport")).to_have_text("WebSocket fallback")
+    assert_frames_change(page, "#canvas")
+    page.click("#stop")
+    expect(page.locator("#status")).to_contain_text("Finished", timeout=SECTION_TIMEOUT_MS)
+    assert console_errors == []

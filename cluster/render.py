@@ -202,7 +202,8 @@ def _section_start(settings: GenerationSettings, index: int) -> float:
     return index * settings.frames_per_section / settings.fps
 
 
-def _rank_generate(job: RenderJob):
+def generate_on_rank(job: RenderJob):
+    """`generate` as one rank of a sequence-parallel group (what `run_parallel` starts N times)."""
     import torch.distributed as dist
 
     from ..engine.parallel import rank_device
@@ -217,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     if args.sequence_parallel > 1:
         from ..engine.parallel import run_parallel
 
-        frames, latents = run_parallel(args.sequence_parallel, _rank_generate, job)
+        frames, latents = run_parallel(args.sequence_parallel, generate_on_rank, job)
     else:
         frames, latents = generate(job)
     out = Path(args.out)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 import torch
@@ -17,19 +15,8 @@ PROMPT = "a red circle moves left"
 SMALL = dict(width=64, height=64, steps=2, window=3, seed=7)
 
 
-def render_job(sampling: str, sections: int, scheduler: str = "euler") -> render.RenderJob:
-    parser = argparse.ArgumentParser()
-    render.add_arguments(parser)
-    args = parser.parse_args(
-        ["--prompt", PROMPT, "--out", "unused.mp4", "--model", "tiny", "--width", "64", "--height", "64",
-         "--steps", "2", "--window", "3", "--seed", "7", "--sampling", sampling, "--scheduler", scheduler,
-         "--sections", str(sections), "--device", "cpu"]
-    )
-    return render.plan(args)
-
-
 @pytest.mark.parametrize("sampling,diffusers_type", [("forward", "vanilla"), ("inverted", "inverted_anti_drifting")])
-def test_render_matches_diffusers_pipeline(tiny_model, sampling, diffusers_type):
+def test_render_matches_diffusers_pipeline(tiny_model, render_job, sampling, diffusers_type):
     sections = 3
     frames, latents = render.generate(render_job(sampling, sections), show=False)
     common = dict(

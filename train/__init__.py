@@ -1,0 +1,1 @@
+"""Training a small FramePack model on a procedural world (see docs/toyworld.md)."""

@@ -23,6 +23,8 @@ class ClusterConfig:
     sequence_parallel: int = 1
     #: Sessions the ingress accepts at once; one more gets `busy` instead of a growing queue.
     max_sessions: int = 8
+    #: Of those, how many one client address may run.
+    max_sessions_per_client: int = 2
     #: Sections from different sessions that share one denoiser forward pass.
     max_batch_size: int = 4
     #: How long a lone section waits for company; short, since a section takes seconds.

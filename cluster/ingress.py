@@ -33,7 +33,10 @@ class Ingress:
     ) -> None:
         self.backend = RayBackend(encoder, denoiser, decoder, IngressMetrics())
         self.settings = StreamSettings(
-            limits=Limits(max_sessions_total=config.max_sessions), generation=GenerationSettings(**config.generation)
+            limits=Limits(
+                max_sessions_total=config.max_sessions, max_sessions_per_client=config.max_sessions_per_client
+            ),
+            generation=GenerationSettings(**config.generation),
         )
 
     def __serve_build_asgi_app__(self) -> FastAPI:

@@ -89,12 +89,17 @@ def _deploy_config_file(args: argparse.Namespace) -> tuple[str, int]:
     if args.port:
         http["port"] = args.port
     client = serve_start(http_options=http, proxy_location=config.proxy_location)
-    client.deploy_apps(config, _blocking=True)
-    for app in config.applications:
-        status = serve.status().applications[app.name].status
-        if status != "RUNNING":
-            raise RuntimeError(f"application {app.name} is {status}")
-    return http["host"], http["port"]
+    client.deploy_apps(config)
+    # No deadline: replicas of a real model download and load for minutes.
+    while True:
+        statuses = {app.name: serve.status().applications.get(app.name) for app in config.applications}
+        states = {name: status.status if status else "NOT_STARTED" for name, status in statuses.items()}
+        if all(state == "RUNNING" for state in states.values()):
+            return http["host"], http["port"]
+        failed = {name: statuses[name].message for name, state in states.items() if state == "DEPLOY_FAILED"}
+        if failed:
+            raise RuntimeError(f"deploying failed: {failed}")
+        time.sleep(1)
 
 
 def _raise_keyboard_interrupt(signum, frame) -> None:

@@ -19,6 +19,12 @@ from framepack_live.engine.errors import InputError
 from .media import decode_jpeg
 from .session import Session
 
+#: A peer that has not connected this long after the answer (it gave up, or offered no video)
+#: is closed, so that it neither holds a viewer slot nor keeps its session from being freed.
+CONNECT_TIMEOUT_S = 30.0
+
+_timers: set[asyncio.Task] = set()  # asyncio keeps only weak references to tasks
+
 
 class SessionTrack(VideoStreamTrack):
     """Plays a session's video from its first frame, in playback order, at the session's fps.
@@ -86,18 +92,28 @@ async def answer_offer(session: Session, offer: RTCSessionDescription, ice_serve
         await pc.close()
         raise
 
+    async def close() -> None:
+        session.remove_peer(pc)
+        await pc.close()
+
     @pc.on("connectionstatechange")
     async def on_state() -> None:
         if pc.connectionState in ("failed", "closed"):
-            session.remove_peer(pc)
-            await pc.close()
+            await close()
+
+    async def close_unless_connected() -> None:
+        await asyncio.sleep(CONNECT_TIMEOUT_S)
+        if pc.connectionState != "connected":
+            await close()
 
     pc.addTrack(SessionTrack(session))
     try:
         await pc.setRemoteDescription(offer)
         await pc.setLocalDescription(await pc.createAnswer())
     except ValueError as exc:  # aiortc's error for SDP it cannot parse or answer
-        session.remove_peer(pc)
-        await pc.close()
+        await close()
         raise InputError("bad_request", f"cannot answer this offer: {exc}") from None
+    timer = asyncio.create_task(close_unless_connected())
+    _timers.add(timer)
+    timer.add_done_callback(_timers.discard)
     return pc.localDescription

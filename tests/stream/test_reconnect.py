@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from framepack_live.stream.client import Received, expect, receive, send
@@ -33,3 +35,18 @@ async def test_reattach_gets_every_missed_section_and_a_wrong_token_changes_noth
     assert not received.gaps(), received.gaps()
     assert [m["section"] for m, _ in received.sections] == [0, 1, 2, 3]
     assert {m["prompt"] for m, _ in received.sections} == {"a red ball"}
+
+
+async def test_a_session_nobody_watches_is_freed(server_factory):
+    with server_factory(idle_timeout_s=0.5) as server:
+        async with server.connect() as ws:
+            await send(ws, type="start", prompt="a red ball", sections=0)
+            session = await expect(ws, "session")
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            for _ in range(100):
+                if (await http.get("/healthz")).json()["sessions"] == 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert (await http.get("/healthz")).json()["sessions"] == 0
+            export = await http.get(f"/sessions/{session['session_id']}/video.mp4", params={"token": session["token"]})
+            assert export.json()["code"] == "not_found"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import av
+import pytest
 import httpx
 from PIL import Image
 
@@ -56,3 +57,26 @@ def decode_mp4(data: bytes) -> list:
     with av.open(io.BytesIO(data)) as container:
         assert container.streams.video[0].codec_context.name == "h264"
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+async def test_pause_holds_generation_and_stop_sends_the_held_back_tail(server):
+    async with server.connect() as ws:
+        await send(ws, type="start", prompt="a red ball", sections=0, media="none")
+        await expect(ws, "session")
+        received = await receive(ws, Received(), until_sections=1, media=False)
+        await send(ws, type="pause")  # section 1 is already being made: it still comes
+        await receive(ws, received, until_sections=2, media=False)
+        with pytest.raises(TimeoutError):
+            await expect(ws, "section", timeout=1.5)
+        await send(ws, type="resume")
+        await receive(ws, received, until_sections=3, media=False)
+        await send(ws, type="pause")
+        await receive(ws, received, until_sections=4, media=False)
+        await send(ws, type="stop")
+        await receive(ws, received, media=False)
+
+    assert not received.gaps(), received.gaps()
+    # Stopped between sections: the frames held back for blending come as a last `section`
+    # message with the index of the section they belong to.
+    assert [m["section"] for m, _ in received.sections] == [0, 1, 2, 3, 3]
+    assert received.done["sections"] == 4

@@ -6,7 +6,6 @@ import asyncio
 import logging
 
 from fastapi import WebSocket
-from starlette.websockets import WebSocketDisconnect
 
 from framepack_live.engine.errors import InputError
 from framepack_live.engine.images import decode_image
@@ -39,8 +38,6 @@ class Connection:
                     break
                 text = message.get("text")
                 await self._handle(text if text is not None else message["bytes"])
-        except WebSocketDisconnect:
-            pass
         finally:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)

@@ -55,8 +55,9 @@ async def test_sessions_beyond_the_limit_are_busy(server):
         await send(c, type="start", prompt="three", sections=0, media="none")
         error = await expect(c, "error")
         assert error["code"] == "busy"
-        for ws in (a, b):
+        for ws in (a, b):  # and wait until they have ended, so the next test has room
             await send(ws, type="stop")
+            assert (await receive(ws, Received(), media=False)).done is not None
 
 
 def _denoiser_replicas(app: str) -> set[str]:

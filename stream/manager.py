@@ -11,6 +11,7 @@ import time
 from PIL import Image
 
 from framepack_live.engine.errors import InputError
+from framepack_live.engine.settings import GenerationSettings
 
 from .backend import SectionBackend
 from .protocol import Start
@@ -54,7 +55,7 @@ class SessionManager:
             self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
         return session
 
-    def generation_settings(self, start: Start):
+    def generation_settings(self, start: Start) -> GenerationSettings:
         """The server's defaults with what the client may override; `bad_request` when out of range."""
         limits = self.settings.limits
         overrides = {

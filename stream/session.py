@@ -15,7 +15,6 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from framepack_live.engine.errors import InputError
-from framepack_live.engine.section import Section, TimelineEntry
+from framepack_live.engine.section import Section
 from framepack_live.engine.settings import GenerationSettings
 
 from . import protocol
@@ -90,6 +89,7 @@ class Session:
         self.client = client
         self.settings = settings
         self.state = SessionState.CREATED
+        #: The timeline: every `section` message sent, with the prompt that made it.
         self.records: list[SectionRecord] = []
         #: Every frame of the video so far, one JPEG each, in playback order.
         self.frames: list[bytes] = []
@@ -123,12 +123,6 @@ class Session:
     def active(self) -> bool:
         """Still making (or about to make) sections; counts against the session caps."""
         return self.state not in (SessionState.STOPPED, SessionState.FAILED)
-
-    @property
-    def timeline(self) -> list[TimelineEntry]:
-        """The prompt of every section made so far, in playback order."""
-        seen: dict[int, str] = {r.index: r.prompt for r in self.records}
-        return [TimelineEntry(index, prompt) for index, prompt in seen.items()]
 
     def start(self) -> None:
         self.state = SessionState.GENERATING

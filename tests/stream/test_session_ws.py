@@ -80,3 +80,18 @@ async def test_pause_holds_generation_and_stop_sends_the_held_back_tail(server):
     # message with the index of the section they belong to.
     assert [m["section"] for m, _ in received.sections] == [0, 1, 2, 3, 3]
     assert received.done["sections"] == 4
+
+
+async def test_a_steer_the_engine_refuses_is_reported_and_the_session_goes_on(server):
+    too_many_tokens = "a red ball " * 150  # under the character limit, over the text encoder's 256 tokens
+    async with server.connect() as ws:
+        await send(ws, type="start", prompt="a red ball", sections=3, media="none")
+        await expect(ws, "session")
+        received = await receive(ws, Received(), until_sections=1, media=False)
+        await send(ws, type="steer", prompt=too_many_tokens)
+        await receive(ws, received, media=False)
+        assert [e["code"] for e in received.errors] == ["prompt_too_long"]
+        await receive(ws, received, media=False)  # the error ended only the reading, not the session
+
+    assert not received.gaps(), received.gaps()
+    assert {m["prompt"] for m, _ in received.sections} == {"a red ball"}

@@ -34,7 +34,9 @@ from framepack_live.stream.backend import ProgressCallback
 from .denoiser import Progress
 from .metrics import IngressMetrics
 from .replica import log
-from .work import DecodeRequest, DenoiseRequest, DenoiseResult, StartResult, history_tail
+from framepack_live.engine.generator import VideoStart
+
+from .work import DecodeRequest, DenoiseRequest, DenoiseResult, history_tail
 
 T = TypeVar("T")
 
@@ -144,7 +146,7 @@ class RaySource:
         prompt: str,
         embeds: PromptEmbeds,
         negative: PromptEmbeds | None,
-        start: StartResult,
+        start: VideoStart,
         opened: float,
     ) -> None:
         self.backend, self.session_id, self.settings = backend, session_id, settings

@@ -9,12 +9,12 @@ from PIL import Image
 from ray import serve
 
 from framepack_live.engine.conditioning import PromptEmbeds, encode_prompt
+from framepack_live.engine.generator import VideoStart, start_video
 from framepack_live.engine.images import default_start_image
 from framepack_live.engine.settings import GenerationSettings
 
 from .config import ClusterConfig
 from .replica import load_model
-from .work import StartResult, encode_start
 
 
 @serve.deployment(name="Encoder", max_ongoing_requests=8)
@@ -38,6 +38,6 @@ class Encoder:
             self._cache.popitem(last=False)
         return embeds
 
-    def encode_start(self, image: Image.Image | None, settings: GenerationSettings) -> StartResult:
-        return encode_start(self.model, image or default_start_image(), settings)
+    def encode_start(self, image: Image.Image | None, settings: GenerationSettings) -> VideoStart:
+        return start_video(self.model, image or default_start_image(), settings)
 

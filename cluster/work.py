@@ -14,25 +14,16 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
-from diffusers.utils.torch_utils import randn_tensor
-from PIL import Image
 
-from framepack_live.engine.conditioning import ImageConditioning, PromptEmbeds, encode_image
+from framepack_live.engine.conditioning import PromptEmbeds
 from framepack_live.engine.decoding import Decoded, decode_forward
+from framepack_live.engine.generator import draw_noise
 from framepack_live.engine.model import FramePackModel
 from framepack_live.engine.packing import HISTORY_FRAMES, PackedContext, pack_forward
 from framepack_live.engine.sampling import Guidance, denoise_section
-from framepack_live.engine.settings import VAE_SPATIAL_RATIO, GenerationSettings
+from framepack_live.engine.settings import GenerationSettings
 
 Progress = Callable[[int, int], None]
-
-
-@dataclass
-class StartResult:
-    """A new video's start: the encoded image and the generator state after drawing its latents."""
-
-    start: ImageConditioning
-    rng_state: torch.Tensor
 
 
 @dataclass
@@ -79,13 +70,6 @@ def history_tail(video: torch.Tensor, window: int) -> torch.Tensor:
     return video[:, :, -max(HISTORY_FRAMES, 2 * window) :]
 
 
-def encode_start(model: FramePackModel, image: Image.Image, settings: GenerationSettings) -> StartResult:
-    """Encode the start image, drawing its latents from a generator seeded like the engine's."""
-    generator = torch.Generator("cpu").manual_seed(settings.seed)
-    start = encode_image(model, image, settings.width, settings.height, generator)
-    return StartResult(start=start.to(torch.device("cpu")), rng_state=generator.get_state())
-
-
 @torch.no_grad()
 def denoise_batch(model: FramePackModel, requests: list[DenoiseRequest], progress: Progress | None) -> list[DenoiseResult]:
     """Denoise sections of several sessions (equal `batch_key`) in shared forward passes.
@@ -101,13 +85,11 @@ def denoise_batch(model: FramePackModel, requests: list[DenoiseRequest], progres
     if settings.sampling != "forward":
         raise ValueError("the cluster serves forward sampling only")
     device, dtype = model.pipeline._execution_device, model.transformer.dtype
-    shape = (1, model.latent_channels, settings.window, settings.height // VAE_SPATIAL_RATIO, settings.width // VAE_SPATIAL_RATIO)
     noises, rng_states, contexts = [], [], []
     for r in requests:
-        generator = torch.Generator("cpu")
-        generator.set_state(r.rng_state)
-        noises.append(randn_tensor(shape, generator=generator, device=device, dtype=torch.float32))
-        rng_states.append(generator.get_state())
+        noise, rng_state = draw_noise(model, settings, r.rng_state, device)
+        noises.append(noise)
+        rng_states.append(rng_state)
         contexts.append(pack_forward(r.history.to(device), r.start_latents.to(device), settings.window))
     guidance = Guidance(
         prompt=_cat_embeds([r.prompt for r in requests], device, dtype),

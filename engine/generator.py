@@ -61,6 +61,49 @@ class GeneratorState:
         return cls(**data)
 
 
+@dataclass
+class VideoStart:
+    """A new video's start image, encoded, and the random generator's state after it."""
+
+    start: ImageConditioning
+    rng_state: torch.Tensor
+    end_latents: torch.Tensor | None = None
+
+
+def start_video(
+    model: FramePackModel, image: Image.Image, settings: GenerationSettings, end_image: Image.Image | None = None
+) -> VideoStart:
+    """Encode the start (and optional end) image, drawing their latents from the seeded generator.
+
+    With an end image the SigLIP conditioning is the mean of both images', as in diffusers.
+    """
+    generator = torch.Generator("cpu").manual_seed(settings.seed)
+    start = encode_image(model, image, settings.width, settings.height, generator)
+    end_latents = None
+    if end_image is not None:
+        end = encode_image(model, end_image, settings.width, settings.height, generator)
+        start = replace(start, image_embeds=(start.image_embeds + end.image_embeds) / 2)
+        end_latents = end.image_latents.cpu()
+    return VideoStart(start=start.to(torch.device("cpu")), rng_state=generator.get_state(), end_latents=end_latents)
+
+
+def draw_noise(
+    model: FramePackModel, settings: GenerationSettings, rng_state: torch.Tensor, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A section's initial noise from a saved generator state; returns it with the advanced state."""
+    generator = torch.Generator("cpu")
+    generator.set_state(rng_state)
+    shape = (
+        1,
+        model.latent_channels,
+        settings.window,
+        settings.height // VAE_SPATIAL_RATIO,
+        settings.width // VAE_SPATIAL_RATIO,
+    )
+    noise = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+    return noise, generator.get_state()
+
+
 class SectionGenerator:
     """Makes a FramePack video section by section; see the module docstring."""
 
@@ -77,20 +120,14 @@ class SectionGenerator:
             raise ValueError("an end image needs inverted sampling: a forward video has no fixed end")
         check_prompt(model, prompt)
         self.model = model
-        generator = torch.Generator("cpu").manual_seed(settings.seed)
-        start = encode_image(model, image or default_start_image(), settings.width, settings.height, generator)
-        end_latents = None
-        if end_image is not None:
-            end = encode_image(model, end_image, settings.width, settings.height, generator)
-            start = replace(start, image_embeds=(start.image_embeds + end.image_embeds) / 2)
-            end_latents = end.image_latents.cpu()
-        start = start.to(torch.device("cpu"))
+        begun = start_video(model, image or default_start_image(), settings, end_image)
+        start, end_latents = begun.start, begun.end_latents
         empty = start.image_latents[:, :, :0]
         self.state = GeneratorState(
             settings=settings,
             prompt=prompt,
             start=start,
-            rng_state=generator.get_state(),
+            rng_state=begun.rng_state,
             video=start.image_latents if settings.sampling == "forward" else empty,
             end_latents=end_latents,
             frame_cursor=0 if settings.sampling == "forward" else self.total_frames(settings),
@@ -168,19 +205,10 @@ class SectionGenerator:
         else:
             end = state.end_latents.to(device) if state.end_latents is not None else None
             context = pack_inverted(state.video.to(device), start, settings.window, state.step, settings.sections, end)
-        generator = torch.Generator("cpu")
-        generator.set_state(state.rng_state)
-        shape = (
-            1,
-            self.model.latent_channels,
-            settings.window,
-            settings.height // VAE_SPATIAL_RATIO,
-            settings.width // VAE_SPATIAL_RATIO,
-        )
-        noise = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+        noise, rng_state = draw_noise(self.model, settings, state.rng_state, device)
         latents = denoise_section(self.model.transformer, noise, context, self._guidance(), settings, progress).cpu()
         index = self.next_index
-        state.rng_state = generator.get_state()
+        state.rng_state = rng_state
         state.timeline.append(TimelineEntry(section=index, prompt=state.prompt))
         state.step += 1
         if forward:

@@ -10,7 +10,8 @@ import torch
 from ray import serve
 
 from framepack_live.cluster.config import ClusterConfig
-from framepack_live.cluster.work import DenoiseRequest, DenoiseResult, denoise_batch, encode_start
+from framepack_live.cluster.work import DenoiseRequest, DenoiseResult, denoise_batch
+from framepack_live.engine.generator import start_video
 from framepack_live.engine.conditioning import encode_prompt
 from framepack_live.engine.images import default_start_image
 from framepack_live.engine.settings import GenerationSettings
@@ -22,7 +23,7 @@ PROMPTS = ["a red ball", "the camera pans right over a blue sea", "a dog runs"]
 @pytest.fixture(scope="module")
 def requests(tiny_model, generation) -> list[DenoiseRequest]:
     settings = GenerationSettings(**generation)
-    start = encode_start(tiny_model, default_start_image(), settings)
+    start = start_video(tiny_model, default_start_image(), settings)
     return [
         DenoiseRequest(
             session_id=f"s{i}",

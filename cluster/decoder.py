@@ -16,7 +16,7 @@ class Decoder:
     """Stateless: the pending frames to blend with travel in the request and come back in the result."""
 
     def __init__(self, config: ClusterConfig) -> None:
-        self.model = load_model(config)
+        self.model = load_model(config, ("vae",))
 
     def decode(self, request: DecodeRequest) -> Decoded:
         return decode(self.model, request)

@@ -34,7 +34,7 @@ class Progress:
 @serve.deployment(name="Denoiser", max_ongoing_requests=16, health_check_period_s=5)
 class Denoiser:
     def __init__(self, config: ClusterConfig) -> None:
-        self.model = load_model(config)
+        self.model = load_model(config, ("transformer",))
         self.group = SequenceParallelGroup(config, self.model) if config.sequence_parallel > 1 else None
         # One thread: the model runs one batch at a time; the event loop stays free to collect the next.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="denoise")

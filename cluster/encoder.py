@@ -23,7 +23,7 @@ class Encoder:
     every session of a shared default prompt needs the same one."""
 
     def __init__(self, config: ClusterConfig) -> None:
-        self.model = load_model(config)
+        self.model = load_model(config, ("text", "image", "vae"))
         self._cache: OrderedDict[str, PromptEmbeds] = OrderedDict()
         self._cache_size = config.prompt_cache_size
 

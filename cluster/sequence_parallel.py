@@ -45,7 +45,7 @@ class DenoiserRank:
 
     def __init__(self, config: ClusterConfig, rank: int, address: str) -> None:
         self.config, self.rank, self.address = config, rank, address
-        self.model = load_model(config)
+        self.model = load_model(config, ("transformer",))
 
     def join(self) -> None:
         join_group(self.config, self.rank, self.address)

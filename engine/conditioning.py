@@ -73,7 +73,7 @@ def encode_prompt(model: FramePackModel, prompt: str) -> PromptEmbeds:
         device=pipe._execution_device,
         max_sequence_length=MAX_PROMPT_TOKENS,
     )
-    dtype = model.transformer.dtype
+    dtype = model.dtype
     return PromptEmbeds(embeds=embeds.to(dtype), mask=mask.to(dtype), pooled=pooled.to(dtype))
 
 
@@ -85,6 +85,6 @@ def encode_image(
     pipe = model.pipeline
     pixels = pipe.video_processor.preprocess(fit_to_size(image, width, height), height, width)
     device = pipe._execution_device
-    image_embeds = pipe.encode_image(pixels, device=device).to(model.transformer.dtype)
+    image_embeds = pipe.encode_image(pixels, device=device).to(model.dtype)
     image_latents = pipe.prepare_image_latents(pixels, dtype=torch.float32, device=device, generator=generator)
     return ImageConditioning(image_embeds=image_embeds, image_latents=image_latents)

@@ -184,7 +184,7 @@ class SectionGenerator:
 
     def _guidance(self) -> Guidance:
         settings = self.settings
-        device, dtype = self.model.pipeline._execution_device, self.model.transformer.dtype
+        device, dtype = self.model.pipeline._execution_device, self.model.dtype
         negative = self._embeds(settings.negative_prompt) if settings.cfg > 1.0 else None
         return Guidance(
             prompt=self._embeds(self.state.prompt),

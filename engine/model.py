@@ -15,6 +15,13 @@ from .presets import ModelSource, resolve
 
 #: LLaMA tokens a prompt may use after the template, as in HunyuanVideo and diffusers.
 MAX_PROMPT_TOKENS = 256
+#: The pipeline's components by the job they do; a stage loads only the parts it runs.
+PARTS: dict[str, tuple[str, ...]] = {
+    "text": ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"),
+    "image": ("image_encoder", "feature_extractor"),
+    "transformer": ("transformer",),
+    "vae": ("vae",),
+}
 
 
 def default_device() -> torch.device:
@@ -48,23 +55,29 @@ class FramePackModel:
         dtype: torch.dtype | None = None,
         cpu_offload: bool = False,
         vae_tiling: bool = False,
+        parts: tuple[str, ...] = tuple(PARTS),
     ) -> FramePackModel:
         """Load a preset, a local pipeline directory or a hub id.
 
         `cpu_offload` keeps each component on the CPU until it runs (diffusers' model offload), for
         GPUs with too little memory for the 13 B transformer; `vae_tiling` decodes in tiles.
+        `parts` (keys of `PARTS`) loads only what a stage runs: a cluster's decoder needs the VAE,
+        not the 13 B transformer. Start-image encoding needs `image` and `vae`.
         """
+        unknown = set(parts) - set(PARTS)
+        if unknown:
+            raise ValueError(f"unknown model parts {sorted(unknown)}; choose from {sorted(PARTS)}")
         source = resolve(model)
         device = torch.device(device) if device is not None else default_device()
         dtype = dtype or default_dtype(device)
         diffusers_logging.disable_progress_bar()
         transformers_logging.disable_progress_bar()
-        extra = {}
-        if source.transformer:
+        extra = {name: None for part, names in PARTS.items() if part not in parts for name in names}
+        if source.transformer and "transformer" in parts:
             extra["transformer"] = HunyuanVideoFramepackTransformer3DModel.from_pretrained(
                 source.transformer, dtype=dtype
             )
-        if source.image_encoder:
+        if source.image_encoder and "image" in parts:
             extra["feature_extractor"] = SiglipImageProcessor.from_pretrained(
                 source.image_encoder, subfolder="feature_extractor"
             )
@@ -73,7 +86,7 @@ class FramePackModel:
             )
         pipeline = HunyuanVideoFramepackPipeline.from_pretrained(source.base, dtype=dtype, **extra)
         pipeline.set_progress_bar_config(disable=True)
-        if vae_tiling:
+        if vae_tiling and pipeline.vae is not None:
             pipeline.vae.enable_tiling()
         if cpu_offload and device.type != "cpu":
             pipeline.enable_model_cpu_offload(device=device)
@@ -91,4 +104,5 @@ class FramePackModel:
 
     @property
     def latent_channels(self) -> int:
-        return int(self.pipeline.vae.config.latent_channels)
+        """Channels of the latents the transformer denoises (the VAE's latent channels)."""
+        return int(self.transformer.config.in_channels)

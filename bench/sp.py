@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.distributed as dist
 from diffusers import HunyuanVideoFramepackTransformer3DModel
-
 from framepack_live.engine.packing import pack_forward
 from framepack_live.engine.parallel import enable_sequence_parallel, run_parallel
 
@@ -86,9 +85,12 @@ def step_inputs(cfg: BenchConfig) -> dict:
 def packed_tokens(cfg: BenchConfig) -> int:
     """Video tokens after packing: window and clean (start + 1x) at 2x2 patches, 2x and 4x history."""
     h, w = cfg.latent_height, cfg.latent_width
-    ceil = lambda a, b: -(-a // b)  # noqa: E731
     full = (h // 2) * (w // 2)
-    return (cfg.window + 2) * full + ceil(2, 2) * ceil(h, 4) * ceil(w, 4) + ceil(16, 4) * ceil(h, 8) * ceil(w, 8)
+    return (cfg.window + 2) * full + _ceil(2, 2) * _ceil(h, 4) * _ceil(w, 4) + _ceil(16, 4) * _ceil(h, 8) * _ceil(w, 8)
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def analytical_bytes(

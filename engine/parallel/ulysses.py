@@ -89,7 +89,12 @@ class UlyssesAttnProcessor:
 
         query, key, value = self._sequence_to_heads((q, k, v), (cq, ck, cv), shard)
         out = dispatch_attention_fn(
-            query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False,
+            query,
+            key,
+            value,
+            attn_mask=attention_mask,
+            dropout_p=0.0,
+            is_causal=False,
             backend=self._attention_backend,
         ).to(query.dtype)
 

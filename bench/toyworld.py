@@ -1,0 +1,188 @@
+"""`framepack-live bench toyworld`: does the trained toy-world model follow, steer and hold up?
+
+Generates videos from held-out start images (world seeds never used in training) with the
+engine's `SectionGenerator`, tracks the captioned shape by colour in the decoded frames and
+reports, as one JSON object:
+- prompt following: the shape's net motion over each section goes the captioned way;
+- steering: after the prompt changes at section k (forward order, as live), the shape goes the
+  new way in section k+1 (and how often already in section k);
+- drift over many sections, for inverted anti-drifting sampling, forward sampling and a
+  no-packing baseline (forward, the transformer sees only the start frame and the newest latent
+  frame: the 2x/4x history is emptied): whether the shape is still there, and how far the
+  background's and the shape's mean colours have moved from section 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..engine import generator as generator_module
+from ..engine.generator import SectionGenerator
+from ..engine.model import FramePackModel
+from ..engine.packing import pack_forward
+from ..engine.settings import GenerationSettings
+from ..train.tracking import centroids, colour_mask, displacement, follows
+from ..train.world import COLOURS, OBJECT_MOTIONS, VIDEO_FRAMES_PER_LATENT, WorldConfig, caption, render_clip
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "engine" / "weights" / "toyworld"
+HELD_OUT_SEED = 1_000_000
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+TURN = {"left": "up", "up": "right", "right": "down", "down": "left"}
+
+
+def start_image(index: int, world: WorldConfig) -> tuple[Image.Image, str, str]:
+    """A held-out start frame with its shape near the centre, so every direction has room."""
+    rng = np.random.default_rng(HELD_OUT_SEED + index)
+    centre = tuple(world.size / 2 + rng.uniform(-8, 8, size=2))
+    clip = render_clip(HELD_OUT_SEED + index, replace(world, sections=1), motions=["left"], start=centre)
+    return Image.fromarray(clip.frames[0]), clip.colour, clip.shape
+
+
+@contextlib.contextmanager
+def without_packing():
+    """The no-packing baseline: the generator's forward context keeps the start and newest frame only."""
+
+    def newest_only(video: torch.Tensor, start: torch.Tensor, window: int):
+        return pack_forward(video[:, :, -1:], start, window)
+
+    original = generator_module.pack_forward
+    generator_module.pack_forward = newest_only
+    try:
+        yield
+    finally:
+        generator_module.pack_forward = original
+
+
+def generate(model: FramePackModel, image: Image.Image, prompts: list[str], settings: GenerationSettings) -> np.ndarray:
+    """The whole decoded video [T, H, W, 3]; prompts[i] is used for section i in playback order."""
+    gen = SectionGenerator(model, prompts[0], image, settings)
+    parts = []
+    while not gen.finished:
+        gen.set_prompt(prompts[gen.next_index])
+        parts.append(gen.next_section())
+    tail = gen.flush()
+    if tail is not None:
+        parts.append(tail)
+    parts.sort(key=lambda section: section.first_frame)
+    return np.concatenate([section.frames for section in parts])
+
+
+def section_bounds(index: int, window: int) -> tuple[int, int]:
+    """First and last video frame that section `index` adds (frame 0 is the start image)."""
+    length = window * VIDEO_FRAMES_PER_LATENT
+    return 1 + index * length, (index + 1) * length
+
+
+def prompt_following(model, world, base: GenerationSettings, cases: int, sampling: str) -> dict:
+    hits = total = 0
+    for case in range(cases):
+        image, colour, shape = start_image(case, world)
+        motion = OBJECT_MOTIONS[case % len(OBJECT_MOTIONS)]
+        settings = replace(base, sampling=sampling, sections=2, seed=case)
+        video = generate(model, image, [caption(colour, shape, motion)] * 2, settings)
+        track = centroids(colour_mask(video, COLOURS[colour]))
+        for section in range(2):
+            hits += follows(displacement(track, *section_bounds(section, settings.window)), motion)
+            total += 1
+    return {"accuracy": hits / total, "sections": total}
+
+
+def steering(model, world, base: GenerationSettings, cases: int, steer_at: int = 2) -> dict:
+    by_next = at_once = 0
+    for case in range(cases):
+        image, colour, shape = start_image(100 + case, world)
+        before = OBJECT_MOTIONS[case % len(OBJECT_MOTIONS)]
+        after = (OPPOSITE if case % 2 else TURN)[before]
+        prompts = [caption(colour, shape, before)] * steer_at + [caption(colour, shape, after)] * 2
+        settings = replace(base, sampling="forward", sections=len(prompts), seed=case)
+        track = centroids(colour_mask(generate(model, image, prompts, settings), COLOURS[colour]))
+        now = follows(displacement(track, *section_bounds(steer_at, settings.window)), after)
+        later = follows(displacement(track, *section_bounds(steer_at + 1, settings.window)), after)
+        at_once += now
+        by_next += later
+    return {"accuracy": by_next / cases, "accuracy_same_section": at_once / cases, "cases": cases}
+
+
+def drift_stats(video: np.ndarray, colour: str, window: int, sections: int) -> dict:
+    """Per-section shape presence and mean-colour shifts (RGB 0-255 units) against section 0."""
+    mask = colour_mask(video, COLOURS[colour])
+    first_area = mask[0].sum()
+    present, background_shift, shape_shift = [], [], []
+    reference = None
+    for section in range(sections):
+        first, last = section_bounds(section, window)
+        frames, masks = video[first : last + 1].astype(np.float32), mask[first : last + 1]
+        background = frames[~masks].mean(axis=0)
+        shape = frames[masks].mean(axis=0) if masks.any() else np.full(3, np.nan, np.float32)
+        if reference is None:
+            reference = (background, shape)
+        present.append(bool(masks[-1].sum() >= 0.3 * first_area))
+        background_shift.append(float(np.linalg.norm(background - reference[0])))
+        shape_shift.append(float(np.linalg.norm(shape - reference[1])))
+    last5 = slice(-5, None)
+    return {
+        "shape_present": float(np.mean(present)),
+        "shape_present_last5": float(np.mean(present[last5])),
+        "background_shift_last5": float(np.mean(background_shift[last5])),
+        "shape_colour_shift_last5": float(np.nanmean(shape_shift[last5])) if any(present[last5]) else None,
+        "background_shift_per_section": [round(v, 2) for v in background_shift],
+    }
+
+
+def drift(model, world, base: GenerationSettings, sections: int, videos: int) -> dict:
+    results: dict[str, list[dict]] = {"inverted": [], "forward": [], "no_packing": []}
+    for case in range(videos):
+        image, colour, shape = start_image(200 + case, world)
+        cycle = ["left", "up", "right", "down"]
+        prompts = [caption(colour, shape, cycle[(i // 3) % 4]) for i in range(sections)]
+        for mode in results:
+            settings = replace(base, sampling="inverted" if mode == "inverted" else "forward", sections=sections, seed=case)
+            with without_packing() if mode == "no_packing" else contextlib.nullcontext():
+                video = generate(model, image, prompts, settings)
+            results[mode].append(drift_stats(video, colour, settings.window, sections))
+    return {mode: runs[0] if len(runs) == 1 else runs for mode, runs in results.items()}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="framepack-live bench toyworld", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(DEFAULT_WEIGHTS))
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--scheduler", choices=["euler", "unipc"], default="euler")
+    parser.add_argument("--cases", type=int, default=8, help="videos for prompt following and for steering")
+    parser.add_argument("--drift-sections", type=int, default=30)
+    parser.add_argument("--drift-videos", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    began = time.monotonic()
+    model = FramePackModel.load(args.model)
+    world = WorldConfig(size=args.size)
+    base = GenerationSettings(width=args.size, height=args.size, steps=args.steps, scheduler=args.scheduler,
+                              window=world.window, sections=1)
+    report = {
+        "benchmark": "toyworld",
+        "model": args.model,
+        "resolution": args.size,
+        "steps": args.steps,
+        "scheduler": args.scheduler,
+        "window": world.window,
+        "prompt_following": {
+            "forward": prompt_following(model, world, base, args.cases, "forward"),
+            "inverted": prompt_following(model, world, base, args.cases, "inverted"),
+        },
+        "steering": steering(model, world, base, args.cases),
+        "drift": drift(model, world, base, args.drift_sections, args.drift_videos),
+    }
+    report["seconds"] = round(time.monotonic() - began, 1)
+    print(json.dumps(report))
+    return 0

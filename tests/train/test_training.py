@@ -1,0 +1,72 @@
+"""Training code: batch layouts match the engine's packing, and a whole run trains, resumes and exports."""
+
+import numpy as np
+import torch
+
+from framepack_live.engine.generator import SectionGenerator
+from framepack_live.engine.model import FramePackModel
+from framepack_live.engine.packing import HISTORY_FRAMES
+from framepack_live.engine.settings import GenerationSettings
+from framepack_live.train import __main__ as train_cli
+from framepack_live.train import checkpoint
+from framepack_live.train.latents import LatentClip
+from framepack_live.train.transformer import TransformerTrainConfig, make_batch
+from framepack_live.train.world import WorldConfig
+
+WORLD = WorldConfig(size=32, window=2, sections=4)
+
+
+def fake_clip(sections: int, window: int) -> LatentClip:
+    """Latent frame t is filled with the value t + 1, so every frame's origin is readable."""
+    frames = 1 + sections * window
+    mean = torch.arange(1, frames + 1, dtype=torch.float32).view(1, frames, 1, 1).expand(2, frames, 4, 4).clone()
+    return LatentClip(mean, torch.zeros_like(mean), torch.zeros(3, 8), ["a red circle moves left"] * sections)
+
+
+def batches(inverted: bool, count: int = 30):
+    config = TransformerTrainConfig(batch=1, inverted_fraction=1.0 if inverted else 0.0, history_noise_probability=0.0)
+    rng, generator = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    clip = fake_clip(WORLD.sections, WORLD.window)
+    return [make_batch(rng, [clip], WORLD, config, generator) for _ in range(count)]
+
+
+def test_forward_batches_predict_the_window_after_real_history():
+    for batch in batches(inverted=False):
+        target = batch.target[0, 0, :, 0, 0]
+        first = int(target[0])  # value = latent index + 1
+        assert target.tolist() == [first, first + 1]
+        context = batch.context
+        assert context.latents_clean[0, 0, 0, 0, 0] == 1  # the start frame
+        assert context.latents_clean[0, 0, 1, 0, 0] == first - 1  # the newest history frame
+        assert context.indices_latents.tolist() == list(range(1 + HISTORY_FRAMES, 1 + HISTORY_FRAMES + WORLD.window))
+
+
+def test_inverted_batches_see_the_start_frame_and_the_real_future():
+    paddings = set()
+    for batch in batches(inverted=True):
+        context = batch.context
+        target = batch.target[0, 0, :, 0, 0]
+        after = int(context.latents_clean[0, 0, 1, 0, 0])
+        assert after in (0, int(target[-1]) + 1)  # the next frame, or nothing at the video's end
+        padding = int(context.indices_latents[0]) - 1
+        paddings.add(padding // WORLD.window)
+        distance = (int(target[0]) - 2) // WORLD.window  # sections between start and window
+        assert padding // WORLD.window == distance or (distance >= 2 and padding // WORLD.window in (2, 3))
+    assert paddings == {0, 1, 2, 3}
+
+
+def test_smoke_run_trains_resumes_and_exports(tmp_path):
+    run, out = tmp_path / "run", tmp_path / "model"
+    args = ["--run-dir", str(run), "--size", "32", "--window", "1", "--sections", "2", "--vae-steps", "2",
+            "--vae-batch", "1", "--clips", "2", "--batch", "2", "--heads", "2", "--head-dim", "12", "--threads", "1"]
+    assert train_cli.main([*args, "--steps", "2"]) == 0
+    first = checkpoint.load(run / "transformer.pt")
+    assert first["step"] == 2 and np.isfinite(first["loss"])
+    assert train_cli.main([*args, "--steps", "3", "--out", str(out)]) == 0
+    assert checkpoint.load(run / "transformer.pt")["step"] == 3
+    assert (out / "framepack_live.json").exists() and (out / "README.md").exists()
+    model = FramePackModel.load(str(out))
+    assert model.transformer.config.num_attention_heads == 2
+    settings = GenerationSettings(width=32, height=32, steps=1, window=1, sections=1, scheduler="euler")
+    section = SectionGenerator(model, "a red circle moves left", None, settings).next_section()
+    assert section.frames.shape[1:] == (32, 32, 3)

@@ -1,0 +1,77 @@
+"""`python -m framepack_live.train`: train the toy-world model from scratch, resumably, in one command.
+
+Stages (each resumes from its checkpoint in --run-dir): the VAE, the encoded clip cache, the
+transformer, then the export of a pipeline directory (--out) with its model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+DEFAULT_RUN_DIR = Path.home() / ".cache" / "framepack-live" / "train" / "toyworld"
+
+
+def parse_args(argv: list[str] | None):
+    parser = argparse.ArgumentParser(prog="python -m framepack_live.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR, help="checkpoints and caches (resumed)")
+    parser.add_argument("--out", type=Path, default=None, help="write the pipeline directory here at the end")
+    parser.add_argument("--stage", choices=["vae", "all"], default="all", help="stop after the VAE, or run everything")
+    parser.add_argument("--size", type=int, default=128, help="frame side in pixels (multiple of 16)")
+    parser.add_argument("--window", type=int, default=3, help="latent frames per section")
+    parser.add_argument("--sections", type=int, default=6, help="sections per training clip")
+    parser.add_argument("--vae-steps", type=int, default=220)
+    parser.add_argument("--vae-batch", type=int, default=4)
+    parser.add_argument("--clips", type=int, default=40, help="encoded clips the transformer trains on")
+    parser.add_argument("--steps", type=int, default=900, help="transformer steps")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--head-dim", type=int, default=24)
+    parser.add_argument("--threads", type=int, default=2)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from .card import model_card
+    from .export import directory_size, export
+    from .latents import encode_clips, prompt_table
+    from .models import TransformerConfig, build_transformer
+    from .stack import frozen_stack
+    from .transformer import TransformerTrainConfig, train_transformer
+    from .vae import VaeTrainConfig, train_vae
+    from .world import WorldConfig
+
+    began = time.monotonic()
+    world = WorldConfig(size=args.size, window=args.window, sections=args.sections)
+    vae, vae_metrics = train_vae(args.run_dir, world, VaeTrainConfig(steps=args.vae_steps, batch=args.vae_batch))
+    print(f"vae: {vae_metrics}, scaling_factor {vae.config.scaling_factor:.4f}")
+    if args.stage == "vae":
+        return 0
+    model = frozen_stack(vae)
+    clips = encode_clips(model, world, args.clips, args.run_dir)
+    prompts = prompt_table(model)
+    torch.manual_seed(0)
+    rope = args.head_dim // 3 // 2 * 2
+    transformer_config = TransformerConfig(heads=args.heads, head_dim=args.head_dim,
+                                           rope_axes_dim=(args.head_dim - 2 * rope, rope, rope))
+    transformer = build_transformer(model, transformer_config)
+    config = TransformerTrainConfig(steps=args.steps, batch=args.batch)
+    ema, loss = train_transformer(transformer, clips, prompts, world, config, args.run_dir)
+    print(f"transformer: smoothed flow-matching loss {loss:.4f}")
+    minutes = (time.monotonic() - began) / 60
+    if args.out is not None:
+        model.pipeline.transformer = ema
+        card = model_card(args, vae_metrics, loss, minutes)
+        export(model, args.out, world, card)
+        print(f"wrote {args.out} ({directory_size(args.out) / 2**20:.1f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""The model card written beside the exported weights: what the model is, how it was made, its limits."""
+
+from __future__ import annotations
+
+import argparse
+
+CARD = """# framepack-live toyworld
+
+A small FramePack model (HunyuanVideoFramepackTransformer3DModel + AutoencoderKLHunyuanVideo, the
+real classes at toy size) trained from scratch by this project on its procedural toy world:
+coloured shapes (red, yellow, blue, purple; circle, square, triangle) on sky/ground backgrounds,
+moving as the caption says: "a red circle moves left", "the blue square moves up",
+"the camera pans right". Captions may change between sections, and the motion changes with them.
+
+* Resolution {size}x{size}, section window {window} latent frames ({frames} video frames).
+* Text and image encoders: the `tiny` preset's, frozen at their random initialisation (they still
+  give every caption a distinct embedding); the transformer learned to read them.
+* VAE: {vae_steps} steps on 5-frame crops, L1 + MSE + 1e-5 KL; final batch MSE {vae_mse:.4f}
+  (pixels in [-1, 1]).
+* Transformer: {steps} steps of batch {batch}, flow matching (v = noise - x0) on next-section
+  prediction with the engine's packed 1x/2x/4x history, forward (F1) and inverted anti-drifting
+  layouts half each, distilled guidance input 10; EMA weights. Smoothed final loss {loss:.4f}.
+* Trained on a 2-core CPU; this final invocation ran {minutes:.0f} minutes (stages resume, so an
+  interrupted run counts only its last part).
+
+Reproduce (from the repository root, after `pip install -e .`):
+
+    python -m framepack_live.train --out engine/weights/toyworld
+
+Evaluate: `framepack-live bench toyworld` (figures in docs/toyworld.md).
+
+Limits: it knows only this world. Any other prompt or start image gives toy-world-like motion at
+best. It is a demonstration that the pipeline, steering and anti-drifting sampling work, not a
+video model.
+"""
+
+
+def model_card(args: argparse.Namespace, vae_metrics: dict, loss: float, minutes: float) -> str:
+    return CARD.format(
+        size=args.size,
+        window=args.window,
+        frames=args.window * 4,
+        vae_steps=args.vae_steps,
+        vae_mse=vae_metrics.get("mse", float("nan")),
+        steps=args.steps,
+        batch=args.batch,
+        loss=loss,
+        minutes=minutes,
+    )

@@ -1,0 +1,31 @@
+"""Writing the trained model as a pipeline directory the engine loads like any checkpoint."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from ..engine.model import FramePackModel
+from ..engine.tiny import PROJECT_FILE
+from .world import WorldConfig
+
+
+def export(model: FramePackModel, out: Path, world: WorldConfig, card: str, sampling: str = "forward") -> None:
+    """`save_pretrained` (safetensors) plus the engine's `framepack_live.json` and a model card."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.pipeline.save_pretrained(out, safe_serialization=True)
+    extra = {
+        "preset": "toyworld",
+        "sampling": sampling,
+        "resolution": world.size,
+        "prompt_template": model.prompt_template,
+        "window": world.window,
+        "world": asdict(world),
+    }
+    (out / PROJECT_FILE).write_text(json.dumps(extra, indent=2))
+    (out / "README.md").write_text(card)
+
+
+def directory_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

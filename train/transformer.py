@@ -1,0 +1,183 @@
+"""Stage 2b: the FramePack transformer, trained on next-section prediction with flow matching.
+
+Each batch is one of the engine's two layouts, built by the engine's own packing functions from
+real preceding (forward) or following (inverted) frames of an encoded clip:
+- forward (F1): the window after `k` sections, with the start frame and the packed past;
+- inverted anti-drifting: the window at section `k` of a video that ends `e` sections in, with the
+  start frame, the padding the engine will use (0, 1, then 2 or 3 however far the start really
+  is) and the packed future; a window at the video's end sees an empty (zero) future, as the first
+  inverted step does.
+The objective is rectified flow as diffusers' `FlowMatchEulerDiscreteScheduler` integrates it:
+x_t = (1 - s) x0 + s n, and its step x_{t-dt} = x_t + (s_next - s) v needs v = n - x0. The
+timestep is 1000 s, and the distilled-guidance input is the constant the engine feeds (10 x 1000).
+Forward history gets a little Gaussian noise now and then, so the model learns to trust imperfect
+(self-generated) history, an inexpensive stand-in for FramePack-F1's anti-drifting training.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_framepack import calculate_shift
+from tqdm import tqdm
+
+from ..engine.packing import PackedContext, pack_forward, pack_inverted
+from ..engine.sampling import MAX_SHIFT_EXP
+from . import checkpoint
+from .latents import LatentClip, PromptTable
+from .world import WorldConfig
+
+
+@dataclass(frozen=True)
+class TransformerTrainConfig:
+    steps: int = 1500
+    batch: int = 8
+    lr: float = 1e-3
+    warmup: int = 50
+    inverted_fraction: float = 0.5
+    #: Largest std of the Gaussian noise added to forward history (drawn per sample from 0..this).
+    history_noise: float = 0.1
+    history_noise_probability: float = 0.5
+    guidance: float = 10.0
+    ema_decay: float = 0.995
+    checkpoint_every: int = 50
+    seed: int = 0
+
+
+@dataclass
+class Batch:
+    target: torch.Tensor  # x0 of the window, [B, C, W, h, w]
+    context: PackedContext
+    image_embeds: torch.Tensor
+    captions: list[str]
+
+
+def _cat_contexts(contexts: list[PackedContext]) -> PackedContext:
+    first = contexts[0]
+    return PackedContext(
+        latents_clean=torch.cat([c.latents_clean for c in contexts]),
+        indices_clean=first.indices_clean,
+        latents_2x=torch.cat([c.latents_2x for c in contexts]),
+        indices_2x=first.indices_2x,
+        latents_4x=torch.cat([c.latents_4x for c in contexts]),
+        indices_4x=first.indices_4x,
+        indices_latents=first.indices_latents,
+    )
+
+
+def _noisy_history(context: PackedContext, std: float, generator: torch.Generator) -> PackedContext:
+    """Add noise to history frames that exist (zero frames mean 'no history' and stay zero); not to the start frame."""
+
+    def corrupt(latents: torch.Tensor) -> torch.Tensor:
+        present = (latents.abs().sum(dim=(1, 3, 4), keepdim=True) > 0).float()
+        return latents + std * present * torch.randn(latents.shape, generator=generator)
+
+    clean = torch.cat([context.latents_clean[:, :, :1], corrupt(context.latents_clean[:, :, 1:])], dim=2)
+    return PackedContext(clean, context.indices_clean, corrupt(context.latents_2x), context.indices_2x,
+                         corrupt(context.latents_4x), context.indices_4x, context.indices_latents)
+
+
+def make_batch(rng: np.random.Generator, clips: list[LatentClip], world: WorldConfig, config: TransformerTrainConfig,
+               generator: torch.Generator) -> Batch:
+    """One homogeneous batch: all items share a layout (the RoPE indices are per batch, not per item)."""
+    window, sections = world.window, world.sections
+    inverted = rng.random() < config.inverted_fraction
+    padding = int(rng.integers(0, min(4, sections)))  # padding p needs a window p sections in
+    targets, contexts, embeds, captions = [], [], [], []
+    for _ in range(config.batch):
+        clip = clips[int(rng.integers(len(clips)))]
+        latents = clip.sample(generator)[None]
+        start = latents[:, :, :1]
+        if inverted:
+            k = padding if padding <= 1 else int(rng.integers(2, sections))
+            end = int(rng.integers(k + 1, sections + 1))
+            future = latents[:, :, 1 + (k + 1) * window : 1 + end * window]
+            context = pack_inverted(future, start, window, step=0, total_sections=padding + 1)
+        else:
+            k = int(rng.integers(0, sections))
+            context = pack_forward(latents[:, :, : 1 + k * window], start, window)
+            if rng.random() < config.history_noise_probability:
+                context = _noisy_history(context, float(rng.uniform(0, config.history_noise)), generator)
+        targets.append(latents[:, :, 1 + k * window : 1 + (k + 1) * window])
+        contexts.append(context)
+        embeds.append(clip.image_embeds[None])
+        captions.append(clip.captions[k])
+    return Batch(torch.cat(targets), _cat_contexts(contexts), torch.cat(embeds), captions)
+
+
+def section_shift(window: int, latent_height: int, latent_width: int, patch: int) -> float:
+    """The engine's resolution-dependent shift exp(mu), used to bias training noise levels like sampling."""
+    tokens = window * latent_height * latent_width / patch**2
+    return float(min(np.exp(calculate_shift(tokens, 256, 4096, 0.5, 1.15)), MAX_SHIFT_EXP))
+
+
+def flow_loss(transformer, batch: Batch, prompts: PromptTable, guidance: float, generator: torch.Generator) -> torch.Tensor:
+    x0 = batch.target
+    size = x0.shape[0]
+    shift = section_shift(x0.shape[2], x0.shape[3], x0.shape[4], transformer.config.patch_size)
+    u = torch.rand(size, generator=generator)
+    sigma = shift * u / (1 + (shift - 1) * u)
+    noise = torch.randn(x0.shape, generator=generator)
+    s = sigma.view(-1, 1, 1, 1, 1)
+    x_t = (1 - s) * x0 + s * noise
+    prompt = prompts.lookup(batch.captions)
+    velocity = transformer(
+        hidden_states=x_t,
+        timestep=sigma * 1000.0,
+        encoder_hidden_states=prompt.embeds,
+        encoder_attention_mask=prompt.mask,
+        pooled_projections=prompt.pooled,
+        image_embeds=batch.image_embeds,
+        guidance=torch.full((size,), guidance * 1000.0),
+        return_dict=False,
+        **batch.context.model_kwargs(torch.float32),
+    )[0]
+    return (velocity - (noise - x0)).pow(2).mean()
+
+
+def train_transformer(transformer, clips: list[LatentClip], prompts: PromptTable, world: WorldConfig,
+                      config: TransformerTrainConfig, run_dir: Path):
+    """Train (or resume) in `run_dir`; returns the EMA weights' model and the last smoothed loss."""
+    path = run_dir / "transformer.pt"
+    ema = copy.deepcopy(transformer).requires_grad_(False)
+    optimizer = torch.optim.AdamW(transformer.parameters(), lr=config.lr, weight_decay=0.01)
+    state = checkpoint.load(path) or {"step": 0, "rng": np.random.default_rng(config.seed).bit_generator.state,
+                                      "torch_rng": torch.Generator().manual_seed(config.seed).get_state()}
+    if "model" in state:
+        transformer.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state["rng"]
+    generator = torch.Generator()
+    generator.set_state(state["torch_rng"])
+    step, smoothed = state["step"], state.get("loss")
+    transformer.train()
+    bar = tqdm(total=config.steps, initial=step, desc="transformer", dynamic_ncols=True)
+    while step < config.steps:
+        progress = step / config.steps
+        lr = config.lr * min(1.0, (step + 1) / config.warmup) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * progress)))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = flow_loss(transformer, make_batch(rng, clips, world, config, generator), prompts, config.guidance, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            for averaged, current in zip(ema.parameters(), transformer.parameters()):
+                averaged.lerp_(current, 1 - config.ema_decay)
+        step += 1
+        smoothed = loss.item() if smoothed is None else 0.98 * smoothed + 0.02 * loss.item()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}", avg=f"{smoothed:.4f}")
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            checkpoint.save(path, step=step, model=transformer.state_dict(), ema=ema.state_dict(),
+                            optimizer=optimizer.state_dict(), rng=rng.bit_generator.state,
+                            torch_rng=generator.get_state(), loss=smoothed)
+    bar.close()
+    return ema.eval(), smoothed

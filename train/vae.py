@@ -1,0 +1,108 @@
+"""Stage 1: the VAE, trained to reconstruct toy-world clips with a small KL term.
+
+It trains on random spatial crops of 5-frame snippets (one image frame plus one 4-frame latent
+step, the unit of HunyuanVideo's causal temporal compression): the VAE is convolutional, so crops
+teach it the same local mapping as full frames at a fraction of the cost of full-resolution 3D
+convolutions on a CPU. Afterwards the latent scale is measured on whole clips and written into the
+config's `scaling_factor`, so the transformer sees unit-variance latents as the real model does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import checkpoint
+from .models import VaeConfig, build_vae
+from .world import WorldConfig, render_clip
+
+
+@dataclass(frozen=True)
+class VaeTrainConfig:
+    steps: int = 400
+    batch: int = 4
+    crop: int = 32
+    snippet_frames: int = 5
+    lr: float = 2e-3
+    kl_weight: float = 1e-5
+    checkpoint_every: int = 25
+    seed: int = 0
+    #: Clips used to measure the latent scale at the end.
+    scale_clips: int = 4
+
+
+def to_pixels(frames: np.ndarray) -> torch.Tensor:
+    """uint8 [T, H, W, 3] to float [3, T, H, W] in [-1, 1], the VAE's input range."""
+    return torch.from_numpy(frames).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+
+
+def snippet_batch(rng: np.random.Generator, world: WorldConfig, config: VaeTrainConfig) -> torch.Tensor:
+    """Random crops of short snippets of fresh clips (seeds drawn from `rng`, never repeated in practice)."""
+    items = []
+    for _ in range(config.batch):
+        clip = render_clip(int(rng.integers(1 << 30)), world)
+        t0 = int(rng.integers(0, clip.frames.shape[0] - config.snippet_frames + 1))
+        y0, x0 = (int(v) for v in rng.integers(0, world.size - config.crop + 1, size=2))
+        snippet = clip.frames[t0 : t0 + config.snippet_frames, y0 : y0 + config.crop, x0 : x0 + config.crop]
+        items.append(to_pixels(snippet))
+    return torch.stack(items)
+
+
+def vae_loss(vae, pixels: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, dict]:
+    posterior = vae.encode(pixels).latent_dist
+    reconstruction = vae.decode(posterior.sample()).sample
+    l1 = (reconstruction - pixels).abs().mean()
+    mse = (reconstruction - pixels).pow(2).mean()
+    kl = posterior.kl().mean() / posterior.mean[0].numel()
+    return l1 + mse + kl_weight * kl, {"l1": l1.item(), "mse": mse.item(), "kl": kl.item()}
+
+
+@torch.no_grad()
+def latent_scale(vae, world: WorldConfig, clips: int, seed: int) -> float:
+    """1 / std of the posterior means over whole clips: the factor that gives unit-variance latents."""
+    means = [vae.encode(to_pixels(render_clip(seed + i, world).frames)[None]).latent_dist.mean for i in range(clips)]
+    return float(1.0 / torch.cat([m.flatten() for m in means]).std())
+
+
+def train_vae(run_dir: Path, world: WorldConfig, config: VaeTrainConfig, model_config: VaeConfig = VaeConfig()):
+    """Train (or resume) the VAE in `run_dir`; returns it with its scaling factor set."""
+    path = run_dir / "vae.pt"
+    torch.manual_seed(config.seed)
+    vae = build_vae(model_config)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=0.0)
+    state = checkpoint.load(path) or {"step": 0, "rng": np.random.default_rng(config.seed).bit_generator.state}
+    if "model" in state:
+        vae.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state["rng"]
+    step, metrics = state["step"], state.get("metrics", {})
+    bar = tqdm(total=config.steps, initial=step, desc="vae", dynamic_ncols=True)
+    while step < config.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * min(1.0, 0.5 * (1 + np.cos(np.pi * step / config.steps)) + 0.05)
+        loss, metrics = vae_loss(vae, snippet_batch(rng, world, config), config.kl_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}", mse=f"{metrics['mse']:.4f}")
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            checkpoint.save(path, step=step, model=vae.state_dict(), optimizer=optimizer.state_dict(),
+                            rng=rng.bit_generator.state, metrics=metrics)
+    bar.close()
+    vae.eval()
+    scale = state.get("scaling_factor") if step == state["step"] else None
+    if scale is None:
+        scale = latent_scale(vae, world, config.scale_clips, seed=10_000_000)
+        checkpoint.save(path, step=step, model=vae.state_dict(), optimizer=optimizer.state_dict(),
+                        rng=rng.bit_generator.state, metrics=metrics, scaling_factor=scale)
+    vae.register_to_config(scaling_factor=scale)
+    vae.requires_grad_(False)
+    return vae, metrics

@@ -40,6 +40,35 @@ def test_render_matches_diffusers_pipeline(tiny_model, render_job, sampling, dif
     assert np.abs(frames.astype(int) - np.round(pixels * 255).astype(int)).max() <= 1
 
 
+def test_real_cfg_matches_diffusers_true_cfg(tiny_model):
+    """Real CFG with a negative prompt is diffusers' `true_cfg_scale` path, seed for seed."""
+    settings = GenerationSettings(**SMALL, scheduler="euler", sections=2, cfg=3.0, negative_prompt="blurry, static")
+    generator = SectionGenerator(tiny_model, PROMPT, None, settings)
+    while not generator.finished:
+        generator.next_section()
+    reference = tiny_model.pipeline(
+        image=fit_to_size(default_start_image(), 64, 64),
+        prompt=PROMPT,
+        negative_prompt="blurry, static",
+        true_cfg_scale=3.0,
+        prompt_template=tiny_model.prompt_template,
+        height=64,
+        width=64,
+        num_frames=2 * ((3 - 1) * 4 + 1),
+        latent_window_size=3,
+        num_inference_steps=2,
+        guidance_scale=10.0,
+        sampling_type="vanilla",
+        generator=torch.Generator().manual_seed(7),
+        output_type="latent",
+    ).frames[-1]
+    assert (generator.video_latents() - reference).abs().max().item() <= 1e-4
+    plain = SectionGenerator(tiny_model, PROMPT, None, GenerationSettings(**SMALL, scheduler="euler", sections=2))
+    while not plain.finished:
+        plain.next_section()
+    assert not torch.allclose(plain.video_latents(), generator.video_latents())
+
+
 def run_sections(model, settings, prompts: dict[int, str] | None = None, count: int = 3) -> list:
     generator = SectionGenerator(model, PROMPT, None, settings)
     made = []

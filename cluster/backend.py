@@ -27,6 +27,7 @@ from ray.serve.handle import DeploymentHandle
 from framepack_live.engine.conditioning import PromptEmbeds
 from framepack_live.engine.decoding import Decoded, to_uint8
 from framepack_live.engine.errors import InputError
+from framepack_live.engine.generator import VideoStart
 from framepack_live.engine.section import Section
 from framepack_live.engine.settings import GenerationSettings
 from framepack_live.stream.backend import ProgressCallback
@@ -34,8 +35,6 @@ from framepack_live.stream.backend import ProgressCallback
 from .denoiser import Progress
 from .metrics import IngressMetrics
 from .replica import log
-from framepack_live.engine.generator import VideoStart
-
 from .work import DecodeRequest, DenoiseRequest, DenoiseResult, history_tail
 
 T = TypeVar("T")

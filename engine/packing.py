@@ -35,6 +35,27 @@ class PackedContext:
     indices_4x: torch.Tensor
     indices_latents: torch.Tensor
 
+    @classmethod
+    def assemble(
+        cls,
+        start: torch.Tensor,
+        start_index: torch.Tensor,
+        history: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        history_indices: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        indices_latents: torch.Tensor,
+    ) -> PackedContext:
+        """From the 1x/2x/4x history and their indices; the start frame joins the 1x ("clean") slot."""
+        (latents_1x, latents_2x, latents_4x), (idx_1x, idx_2x, idx_4x) = history, history_indices
+        return cls(
+            latents_clean=torch.cat([start, latents_1x], dim=2),
+            indices_clean=torch.cat([start_index, idx_1x]),
+            latents_2x=latents_2x,
+            indices_2x=idx_2x,
+            latents_4x=latents_4x,
+            indices_4x=idx_4x,
+            indices_latents=indices_latents,
+        )
+
     def model_kwargs(self, dtype: torch.dtype) -> dict:
         return {
             "indices_latents": self.indices_latents,
@@ -77,14 +98,8 @@ def pack_forward(video: torch.Tensor, start: torch.Tensor, window: int) -> Packe
     latents_4x, latents_2x, latents_1x = history.split([HISTORY_4X, HISTORY_2X, HISTORY_1X], dim=2)
     indices = torch.arange(0, 1 + HISTORY_FRAMES + window)
     prefix, idx_4x, idx_2x, idx_1x, idx_latents = indices.split([1, HISTORY_4X, HISTORY_2X, HISTORY_1X, window])
-    return PackedContext(
-        latents_clean=torch.cat([start, latents_1x], dim=2),
-        indices_clean=torch.cat([prefix, idx_1x]),
-        latents_2x=latents_2x,
-        indices_2x=idx_2x,
-        latents_4x=latents_4x,
-        indices_4x=idx_4x,
-        indices_latents=idx_latents,
+    return PackedContext.assemble(
+        start, prefix, (latents_1x, latents_2x, latents_4x), (idx_1x, idx_2x, idx_4x), idx_latents
     )
 
 
@@ -110,12 +125,6 @@ def pack_inverted(
     prefix, _, idx_latents, idx_1x, idx_2x, idx_4x = indices.split(
         [1, padding, window, HISTORY_1X, HISTORY_2X, HISTORY_4X]
     )
-    return PackedContext(
-        latents_clean=torch.cat([start, latents_1x], dim=2),
-        indices_clean=torch.cat([prefix, idx_1x]),
-        latents_2x=latents_2x,
-        indices_2x=idx_2x,
-        latents_4x=latents_4x,
-        indices_4x=idx_4x,
-        indices_latents=idx_latents,
+    return PackedContext.assemble(
+        start, prefix, (latents_1x, latents_2x, latents_4x), (idx_1x, idx_2x, idx_4x), idx_latents
     )

@@ -2,7 +2,8 @@
 
 Generates videos from held-out start images (world seeds never used in training) with the
 engine's `SectionGenerator`, tracks the captioned shape by colour in the decoded frames and
-reports, as one JSON object:
+reports, as one JSON object (the shape is found by its colour as decoded in the start frame,
+see `train.tracking`):
 - prompt following: the shape's net motion over each section goes the captioned way;
 - steering: after the prompt changes at section k (forward order, as live), the shape goes the
   new way in section k+1 (and how often already in section k);
@@ -18,7 +19,7 @@ import argparse
 import contextlib
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,8 @@ from ..engine.generator import SectionGenerator
 from ..engine.model import FramePackModel
 from ..engine.packing import pack_forward
 from ..engine.settings import GenerationSettings
-from ..train.tracking import centroids, colour_mask, displacement, follows
-from ..train.world import COLOURS, OBJECT_MOTIONS, VIDEO_FRAMES_PER_LATENT, WorldConfig, caption, render_clip
+from ..train.tracking import calibrate, centroids, colour_mask, displacement, follows
+from ..train.world import OBJECT_MOTIONS, VIDEO_FRAMES_PER_LATENT, WorldConfig, caption, render_clip, shape_mask
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "engine" / "weights" / "toyworld"
 HELD_OUT_SEED = 1_000_000
@@ -39,12 +40,30 @@ OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 TURN = {"left": "up", "up": "right", "right": "down", "down": "left"}
 
 
-def start_image(index: int, world: WorldConfig) -> tuple[Image.Image, str, str]:
-    """A held-out start frame with its shape near the centre, so every direction has room."""
+@dataclass
+class Start:
+    """A held-out start frame and where its shape truly is."""
+
+    image: Image.Image
+    colour: str
+    shape: str
+    truth: np.ndarray  # [H, W] bool
+
+    def track(self, video: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The shape's mask per frame, by its colour as decoded in frame 0, and its centroids."""
+        rgb, tolerance = calibrate(video[0], self.truth)
+        mask = colour_mask(video, rgb, tolerance)
+        return mask, centroids(mask)
+
+
+def start_image(index: int, world: WorldConfig) -> Start:
+    """A held-out start frame (no distractor) with its shape near the centre, so every direction has room."""
     rng = np.random.default_rng(HELD_OUT_SEED + index)
     centre = tuple(world.size / 2 + rng.uniform(-8, 8, size=2))
-    clip = render_clip(HELD_OUT_SEED + index, replace(world, sections=1), motions=["left"], start=centre)
-    return Image.fromarray(clip.frames[0]), clip.colour, clip.shape
+    single = replace(world, sections=1, distractor_probability=0.0)
+    clip = render_clip(HELD_OUT_SEED + index, single, motions=["left"], start=centre)
+    truth = shape_mask(world.size, clip.shape, *clip.positions[0], clip.radius)
+    return Start(Image.fromarray(clip.frames[0]), clip.colour, clip.shape, truth)
 
 
 @contextlib.contextmanager
@@ -85,11 +104,11 @@ def section_bounds(index: int, window: int) -> tuple[int, int]:
 def prompt_following(model, world, base: GenerationSettings, cases: int, sampling: str) -> dict:
     hits = total = 0
     for case in range(cases):
-        image, colour, shape = start_image(case, world)
+        start = start_image(case, world)
         motion = OBJECT_MOTIONS[case % len(OBJECT_MOTIONS)]
         settings = replace(base, sampling=sampling, sections=2, seed=case)
-        video = generate(model, image, [caption(colour, shape, motion)] * 2, settings)
-        track = centroids(colour_mask(video, COLOURS[colour]))
+        video = generate(model, start.image, [caption(start.colour, start.shape, motion)] * 2, settings)
+        _, track = start.track(video)
         for section in range(2):
             hits += follows(displacement(track, *section_bounds(section, settings.window)), motion)
             total += 1
@@ -99,12 +118,12 @@ def prompt_following(model, world, base: GenerationSettings, cases: int, samplin
 def steering(model, world, base: GenerationSettings, cases: int, steer_at: int = 2) -> dict:
     by_next = at_once = 0
     for case in range(cases):
-        image, colour, shape = start_image(100 + case, world)
+        start = start_image(100 + case, world)
         before = OBJECT_MOTIONS[case % len(OBJECT_MOTIONS)]
         after = (OPPOSITE if case % 2 else TURN)[before]
-        prompts = [caption(colour, shape, before)] * steer_at + [caption(colour, shape, after)] * 2
+        prompts = [caption(start.colour, start.shape, before)] * steer_at + [caption(start.colour, start.shape, after)] * 2
         settings = replace(base, sampling="forward", sections=len(prompts), seed=case)
-        track = centroids(colour_mask(generate(model, image, prompts, settings), COLOURS[colour]))
+        _, track = start.track(generate(model, start.image, prompts, settings))
         now = follows(displacement(track, *section_bounds(steer_at, settings.window)), after)
         later = follows(displacement(track, *section_bounds(steer_at + 1, settings.window)), after)
         at_once += now
@@ -112,9 +131,9 @@ def steering(model, world, base: GenerationSettings, cases: int, steer_at: int =
     return {"accuracy": by_next / cases, "accuracy_same_section": at_once / cases, "cases": cases}
 
 
-def drift_stats(video: np.ndarray, colour: str, window: int, sections: int) -> dict:
+def drift_stats(video: np.ndarray, start: Start, window: int, sections: int) -> dict:
     """Per-section shape presence and mean-colour shifts (RGB 0-255 units) against section 0."""
-    mask = colour_mask(video, COLOURS[colour])
+    mask, _ = start.track(video)
     first_area = mask[0].sum()
     present, background_shift, shape_shift = [], [], []
     reference = None
@@ -141,14 +160,14 @@ def drift_stats(video: np.ndarray, colour: str, window: int, sections: int) -> d
 def drift(model, world, base: GenerationSettings, sections: int, videos: int) -> dict:
     results: dict[str, list[dict]] = {"inverted": [], "forward": [], "no_packing": []}
     for case in range(videos):
-        image, colour, shape = start_image(200 + case, world)
+        start = start_image(200 + case, world)
         cycle = ["left", "up", "right", "down"]
-        prompts = [caption(colour, shape, cycle[(i // 3) % 4]) for i in range(sections)]
+        prompts = [caption(start.colour, start.shape, cycle[(i // 3) % 4]) for i in range(sections)]
         for mode in results:
             settings = replace(base, sampling="inverted" if mode == "inverted" else "forward", sections=sections, seed=case)
             with without_packing() if mode == "no_packing" else contextlib.nullcontext():
-                video = generate(model, image, prompts, settings)
-            results[mode].append(drift_stats(video, colour, settings.window, sections))
+                video = generate(model, start.image, prompts, settings)
+            results[mode].append(drift_stats(video, start, settings.window, sections))
     return {mode: runs[0] if len(runs) == 1 else runs for mode, runs in results.items()}
 
 

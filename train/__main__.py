@@ -24,13 +24,15 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--size", type=int, default=128, help="frame side in pixels (multiple of 16)")
     parser.add_argument("--window", type=int, default=3, help="latent frames per section")
     parser.add_argument("--sections", type=int, default=6, help="sections per training clip")
-    parser.add_argument("--vae-steps", type=int, default=220)
-    parser.add_argument("--vae-batch", type=int, default=4)
-    parser.add_argument("--clips", type=int, default=40, help="encoded clips the transformer trains on")
-    parser.add_argument("--steps", type=int, default=900, help="transformer steps")
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--vae-steps", type=int, default=400)
+    parser.add_argument("--vae-batch", type=int, default=12)
+    parser.add_argument("--clips", type=int, default=100, help="encoded clips the transformer trains on")
+    parser.add_argument("--steps", type=int, default=4000, help="transformer steps")
+    parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--head-dim", type=int, default=24)
+    parser.add_argument("--head-dim", type=int, default=32)
+    parser.add_argument("--layers", type=int, default=2, help="dual-stream transformer blocks")
+    parser.add_argument("--single-layers", type=int, default=2, help="single-stream transformer blocks")
     parser.add_argument("--threads", type=int, default=2)
     return parser.parse_args(argv)
 
@@ -57,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     clips = encode_clips(model, world, args.clips, args.run_dir)
     prompts = prompt_table(model)
     torch.manual_seed(0)
-    rope = args.head_dim // 3 // 2 * 2
-    transformer_config = TransformerConfig(heads=args.heads, head_dim=args.head_dim,
+    rope = args.head_dim * 3 // 8 // 2 * 2
+    transformer_config = TransformerConfig(heads=args.heads, head_dim=args.head_dim, layers=args.layers,
+                                           single_layers=args.single_layers,
                                            rope_axes_dim=(args.head_dim - 2 * rope, rope, rope))
     transformer = build_transformer(model, transformer_config)
     config = TransformerTrainConfig(steps=args.steps, batch=args.batch)

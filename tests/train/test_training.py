@@ -58,7 +58,8 @@ def test_inverted_batches_see_the_start_frame_and_the_real_future():
 def test_smoke_run_trains_resumes_and_exports(tmp_path):
     run, out = tmp_path / "run", tmp_path / "model"
     args = ["--run-dir", str(run), "--size", "32", "--window", "1", "--sections", "2", "--vae-steps", "2",
-            "--vae-batch", "1", "--clips", "2", "--batch", "2", "--heads", "2", "--head-dim", "12", "--threads", "1"]
+            "--vae-batch", "1", "--clips", "2", "--batch", "2", "--heads", "2", "--head-dim", "12", "--layers", "1", "--single-layers", "1",
+            "--threads", "1"]
     assert train_cli.main([*args, "--steps", "2"]) == 0
     first = checkpoint.load(run / "transformer.pt")
     assert first["step"] == 2 and np.isfinite(first["loss"])
@@ -70,3 +71,14 @@ def test_smoke_run_trains_resumes_and_exports(tmp_path):
     settings = GenerationSettings(width=32, height=32, steps=1, window=1, sections=1, scheduler="euler")
     section = SectionGenerator(model, "a red circle moves left", None, settings).next_section()
     assert section.frames.shape[1:] == (32, 32, 3)
+
+
+def test_motion_weights_single_out_what_moves():
+    from framepack_live.train.transformer import motion_weights
+
+    still = torch.ones(1, 2, 3, 4, 4)
+    assert torch.allclose(motion_weights(still, 4.0), torch.ones(1, 1, 1, 4, 4))
+    moving = still.clone()
+    moving[0, :, 1, 2, 3] = 5.0
+    weights = motion_weights(moving, 4.0)
+    assert weights[0, 0, 0, 2, 3] == 5.0 and weights.flatten().sort().values[-2] == 1.0

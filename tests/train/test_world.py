@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from framepack_live.train.tracking import centroids, colour_mask, displacement, follows
+from framepack_live.train.tracking import calibrate, centroids, colour_mask, displacement, follows
 from framepack_live.train.world import (
     COLOURS,
     DIRECTIONS,
@@ -13,6 +13,7 @@ from framepack_live.train.world import (
     caption,
     parse_motion,
     render_clip,
+    shape_mask,
 )
 
 WORLD = WorldConfig(size=64, window=2, sections=4, distractor_probability=0.0)
@@ -59,6 +60,10 @@ def test_the_tracker_finds_the_shape_where_the_ground_truth_says():
     clip = render_clip(3, WORLD, motions=["right"] * 4, start=(16.0, 32.0), colour="blue", shape="square")
     track = centroids(colour_mask(clip.frames, COLOURS["blue"]))
     assert np.abs(track - clip.positions).max() < 1.0
+    truth = shape_mask(64, "square", *clip.positions[0], clip.radius)
+    rgb, tolerance = calibrate(clip.frames[0], truth)
+    assert np.allclose(rgb, COLOURS["blue"]) and tolerance > 20
+    assert np.array_equal(colour_mask(clip.frames[:1], rgb, tolerance)[0], truth)
     assert follows(displacement(track, 1, 8), "right")
     assert not follows(displacement(track, 1, 8), "left")
 

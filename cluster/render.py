@@ -18,7 +18,7 @@ from ..engine.errors import InputError
 from ..engine.generator import SectionGenerator
 from ..engine.images import bucket_for, default_start_image, load_image_file
 from ..engine.model import FramePackModel
-from ..engine.presets import resolve
+from ..engine.presets import ModelSource, resolve
 from ..engine.settings import VAE_TEMPORAL_RATIO, GenerationSettings
 
 
@@ -143,6 +143,8 @@ def plan(args: argparse.Namespace) -> RenderJob:
         raise InputError("bad_request", str(exc)) from None
     schedule = PromptSchedule.parse(args.prompt, args.prompt_at)
     schedule.check_within(SectionGenerator.total_frames(settings) / settings.fps)
+    if args.sequence_parallel > 1:
+        _check_parallel_degree(source, args.sequence_parallel)
     return RenderJob(
         model=args.model,
         settings=settings,
@@ -153,6 +155,22 @@ def plan(args: argparse.Namespace) -> RenderJob:
         cpu_offload=args.cpu_offload,
         vae_tiling=args.vae_tiling,
     )
+
+
+def _check_parallel_degree(source: ModelSource, degree: int) -> None:
+    """Fail before spawning any process: each rank needs whole attention heads."""
+    from diffusers import HunyuanVideoFramepackTransformer3DModel
+
+    from ..engine.parallel import check_degree
+
+    if source.transformer:
+        config = HunyuanVideoFramepackTransformer3DModel.load_config(source.transformer)
+    else:
+        config = HunyuanVideoFramepackTransformer3DModel.load_config(source.base, subfolder="transformer")
+    try:
+        check_degree(config["num_attention_heads"], degree)
+    except ValueError as exc:
+        raise InputError("bad_request", str(exc)) from None
 
 
 def generate(job: RenderJob, device: torch.device | None = None, parallel: bool = False, show: bool = True):
@@ -218,7 +236,8 @@ def run(args: argparse.Namespace) -> int:
     if args.sequence_parallel > 1:
         from ..engine.parallel import run_parallel
 
-        frames, latents = run_parallel(args.sequence_parallel, generate_on_rank, job)
+        device = None if job.device is None else ("cpu" if job.device == "cpu" else "cuda")
+        frames, latents = run_parallel(args.sequence_parallel, generate_on_rank, job, device=device)
     else:
         frames, latents = generate(job)
     out = Path(args.out)

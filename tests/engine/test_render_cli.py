@@ -44,6 +44,7 @@ def test_render_with_defaults_writes_playable_mp4(tmp_path):
         (["--prompt", "word " * 400], "tokens long"),
         (["--sections", "1", "--prompt-at", "60=later"], "outside the video"),
         (["--prompt-at", "soon"], "SECONDS=TEXT"),
+        (["--sequence-parallel", "3"], "valid degrees: 1, 2, 4"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, extra, needle):

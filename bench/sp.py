@@ -21,6 +21,7 @@ import torch.distributed as dist
 from diffusers import HunyuanVideoFramepackTransformer3DModel
 from framepack_live.engine.packing import pack_forward
 from framepack_live.engine.parallel import enable_sequence_parallel, run_parallel
+from framepack_live.engine.tiny import framepack_transformer
 
 
 @dataclass(frozen=True)
@@ -45,22 +46,14 @@ class BenchConfig:
 
 
 def build_transformer(cfg: BenchConfig) -> HunyuanVideoFramepackTransformer3DModel:
-    torch.manual_seed(0)
-    return HunyuanVideoFramepackTransformer3DModel(
-        in_channels=16,
-        out_channels=16,
-        num_attention_heads=cfg.heads,
-        attention_head_dim=cfg.head_dim,
-        num_layers=cfg.layers,
-        num_single_layers=cfg.single_layers,
-        num_refiner_layers=1,
-        text_embed_dim=64,
-        pooled_projection_dim=64,
-        rope_axes_dim=(cfg.head_dim // 4, 3 * cfg.head_dim // 8, 3 * cfg.head_dim // 8),
-        has_image_proj=True,
-        image_proj_dim=64,
-        has_clean_x_embedder=True,
-    ).eval()
+    return framepack_transformer(
+        heads=cfg.heads,
+        head_dim=cfg.head_dim,
+        layers=cfg.layers,
+        single_layers=cfg.single_layers,
+        text_dim=64,
+        image_dim=64,
+    )
 
 
 def step_inputs(cfg: BenchConfig) -> dict:

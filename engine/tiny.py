@@ -133,13 +133,51 @@ def tiny_prompt_template(tokenizer) -> dict:
     return {"template": template, "crop_start": crop_start}
 
 
+def framepack_transformer(
+    heads: int = 4,
+    head_dim: int = 16,
+    layers: int = 1,
+    single_layers: int = 1,
+    text_dim: int = 32,
+    image_dim: int = 32,
+    seed: int = 0,
+):
+    """A randomly initialised FramePack transformer of the real architecture at a chosen size.
+
+    The RoPE splits each head like the real model does in spirit (time a quarter, height and
+    width three eighths each; the real 128-dim heads use 16/56/56); history and image
+    projections are on, as in the released checkpoints.
+    """
+    from diffusers import HunyuanVideoFramepackTransformer3DModel
+
+    torch.manual_seed(seed)
+    return HunyuanVideoFramepackTransformer3DModel(
+        in_channels=16,
+        out_channels=16,
+        num_attention_heads=heads,
+        attention_head_dim=head_dim,
+        num_layers=layers,
+        num_single_layers=single_layers,
+        num_refiner_layers=1,
+        patch_size=2,
+        patch_size_t=1,
+        guidance_embeds=True,
+        text_embed_dim=text_dim,
+        pooled_projection_dim=text_dim,
+        rope_axes_dim=(head_dim // 4, 3 * head_dim // 8, 3 * head_dim // 8),
+        image_condition_type=None,
+        has_image_proj=True,
+        image_proj_dim=image_dim,
+        has_clean_x_embedder=True,
+    ).eval()
+
+
 def build_tiny(directory: Path, seed: int = 0) -> None:
     """Build and save the tiny components with `save_pretrained`."""
     from diffusers import (
         AutoencoderKLHunyuanVideo,
         FlowMatchEulerDiscreteScheduler,
         HunyuanVideoFramepackPipeline,
-        HunyuanVideoFramepackTransformer3DModel,
     )
     from transformers import (
         CLIPTextConfig,
@@ -154,26 +192,7 @@ def build_tiny(directory: Path, seed: int = 0) -> None:
     tokenizer, tokenizer_2 = build_tokenizers()
     template = tiny_prompt_template(tokenizer)
     hidden = 32
-    torch.manual_seed(seed)
-    transformer = HunyuanVideoFramepackTransformer3DModel(
-        in_channels=16,
-        out_channels=16,
-        num_attention_heads=4,
-        attention_head_dim=16,
-        num_layers=1,
-        num_single_layers=1,
-        num_refiner_layers=1,
-        patch_size=2,
-        patch_size_t=1,
-        guidance_embeds=True,
-        text_embed_dim=hidden,
-        pooled_projection_dim=hidden,
-        rope_axes_dim=(4, 6, 6),
-        image_condition_type=None,
-        has_image_proj=True,
-        image_proj_dim=hidden,
-        has_clean_x_embedder=True,
-    )
+    transformer = framepack_transformer(seed=seed, text_dim=hidden, image_dim=hidden)
     torch.manual_seed(seed + 1)
     vae = AutoencoderKLHunyuanVideo(
         in_channels=3,

@@ -16,6 +16,7 @@ from diffusers import HunyuanVideoFramepackTransformer3DModel
 from framepack_live.bench.sp import analytical_bytes
 from framepack_live.engine.parallel import check_degree, enable_sequence_parallel, run_parallel, valid_degrees
 from framepack_live.engine.parallel.sharding import SequenceShard
+from framepack_live.engine.tiny import framepack_transformer
 
 TOLERANCE = 1e-4
 HEADS = 4
@@ -26,24 +27,7 @@ PACKED_TOKENS = 53  # window 27 + clean (start + 1x) 18 + 2x 4 + 4x 4
 
 
 def tiny_transformer(heads: int = HEADS) -> HunyuanVideoFramepackTransformer3DModel:
-    torch.manual_seed(0)
-    return HunyuanVideoFramepackTransformer3DModel(
-        in_channels=16,
-        out_channels=16,
-        num_attention_heads=heads,
-        attention_head_dim=16,
-        num_layers=1,
-        num_single_layers=1,
-        num_refiner_layers=1,
-        patch_size=2,
-        patch_size_t=1,
-        text_embed_dim=32,
-        pooled_projection_dim=32,
-        rope_axes_dim=(4, 6, 6),
-        has_image_proj=True,
-        image_proj_dim=32,
-        has_clean_x_embedder=True,
-    ).eval()
+    return framepack_transformer(heads=heads)
 
 
 def framepack_inputs(text_lengths: list[int], text_tokens: int = 12, seed: int = 1) -> dict:

@@ -27,18 +27,18 @@ _timers: set[asyncio.Task] = set()  # asyncio keeps only weak references to task
 
 
 class SessionTrack(VideoStreamTrack):
-    """Plays a session's video from its first frame, in playback order, at the session's fps.
+    """Plays a session's video from frame `first`, in playback order, at the session's fps.
 
     When generation is slower than real time the track holds the last frame (the browser shows a
     still image, not a stutter, and never skips ahead); it ends after the last frame of a session
     that has ended.
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, first: int = 0) -> None:
         super().__init__()
         self._session = session
         self._ticks = VIDEO_CLOCK_RATE // session.settings.fps  # integer: no drift from rounding
-        self._next = 0
+        self._next = first
         self._last: np.ndarray | None = None
 
     async def next_timestamp(self) -> tuple[int, object]:
@@ -55,12 +55,12 @@ class SessionTrack(VideoStreamTrack):
 
     async def recv(self) -> av.VideoFrame:
         if self._last is None:  # the clock starts with the first frame, however long it takes
-            jpeg = await self._session.frame(0)
+            jpeg = await self._session.frame(self._next)
             if jpeg is None:
                 self._end()
             self._take(jpeg)
         pts, time_base = await self.next_timestamp()
-        if pts:  # frame 0 was taken above
+        if pts:  # the first frame was taken above
             if self._next < len(self._session.frames):
                 self._take(self._session.frames[self._next])
             elif not self._session.active:
@@ -106,7 +106,10 @@ async def answer_offer(session: Session, offer: RTCSessionDescription, ice_serve
         if pc.connectionState != "connected":
             await close()
 
-    pc.addTrack(SessionTrack(session))
+    # A viewer that joins (or re-joins after a reload) a running session starts at its newest
+    # section, the live edge, rather than replaying the video from the start; the whole video
+    # stays available as the MP4 export.
+    pc.addTrack(SessionTrack(session, first=session.records[-1].first_frame if session.records else 0))
     try:
         await pc.setRemoteDescription(offer)
         await pc.setLocalDescription(await pc.createAnswer())

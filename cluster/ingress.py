@@ -14,6 +14,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from framepack_live.stream.app import create_app
+from framepack_live.engine.presets import resolve
 from framepack_live.engine.settings import GenerationSettings
 from framepack_live.stream.settings import Limits, StreamSettings
 
@@ -36,7 +37,8 @@ class Ingress:
             limits=Limits(
                 max_sessions_total=config.max_sessions, max_sessions_per_client=config.max_sessions_per_client
             ),
-            generation=GenerationSettings(**config.generation),
+            # The model's own defaults (a toy model's window, say), then the operator's settings.
+            generation=GenerationSettings(**{**resolve(config.model).defaults, **config.generation}),
         )
 
     def __serve_build_asgi_app__(self) -> FastAPI:

@@ -73,15 +73,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=None, help="multiple of 16; default: the image's bucket")
     parser.add_argument("--resolution", type=int, default=None,
                         help="bucket size when --width/--height are not given (default: the model's)")
-    parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--guidance", type=float, default=10.0, help="distilled guidance")
+    parser.add_argument("--steps", type=int, default=None, help="default: the model's, else 25")
+    parser.add_argument("--guidance", type=float, default=None, help="distilled guidance (default: the model's, else 10)")
     parser.add_argument("--cfg", type=float, default=1.0, help="real CFG scale (1 = off)")
     parser.add_argument("--guidance-rescale", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sampling", choices=["forward", "inverted"], default=None,
                         help="default: the order the model was trained for")
-    parser.add_argument("--scheduler", choices=["euler", "unipc"], default="unipc")
-    parser.add_argument("--window", type=int, default=9, help="latent frames per section")
+    parser.add_argument("--scheduler", choices=["euler", "unipc"], default=None, help="default: the model's, else unipc")
+    parser.add_argument("--window", type=int, default=None, help="latent frames per section (default: the model's, else 9)")
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--sequence-parallel", type=int, default=1, metavar="N", help="processes (GPUs) per section")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -116,7 +116,9 @@ def plan(args: argparse.Namespace) -> RenderJob:
     if width is None or height is None:
         bucket_w, bucket_h = bucket_for(image.width, image.height, args.resolution or source.resolution)
         width, height = width or bucket_w, height or bucket_h
-    frames_per_section = args.window * VAE_TEMPORAL_RATIO
+    given = {"window": args.window, "steps": args.steps, "scheduler": args.scheduler, "guidance": args.guidance}
+    chosen = {**source.defaults, **{key: value for key, value in given.items() if value is not None}}
+    frames_per_section = chosen.get("window", GenerationSettings.window) * VAE_TEMPORAL_RATIO
     if args.sections is not None:
         sections = args.sections
     else:
@@ -127,17 +129,14 @@ def plan(args: argparse.Namespace) -> RenderJob:
         settings = GenerationSettings(
             width=width,
             height=height,
-            steps=args.steps,
-            guidance=args.guidance,
             cfg=args.cfg,
             guidance_rescale=args.guidance_rescale,
             negative_prompt=args.negative_prompt,
             seed=args.seed,
-            window=args.window,
             sampling=args.sampling or source.sampling,
-            scheduler=args.scheduler,
             sections=sections,
             fps=args.fps,
+            **chosen,
         )
     except ValueError as exc:
         raise InputError("bad_request", str(exc)) from None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
@@ -24,6 +24,9 @@ class ModelSource:
     prompt_template: dict | None = None
     #: Side of the square-equivalent bucket used when no width/height is given.
     resolution: int = 640
+    #: `GenerationSettings` fields the checkpoint was trained for (a toy model's window, say),
+    #: used where the user gave none.
+    defaults: dict = field(default_factory=dict)
 
 
 PRESETS: dict[str, ModelSource] = {
@@ -41,6 +44,10 @@ PRESETS: dict[str, ModelSource] = {
     ),
 }
 DEFAULT_MODEL = "tiny"
+#: Weights this project trains and ships (see docs/toyworld.md).
+SHIPPED = {"toyworld": Path(__file__).resolve().parent / "weights" / "toyworld"}
+#: Keys of a model directory's framepack_live.json that become generation defaults.
+DEFAULT_KEYS = ("window", "steps", "scheduler", "guidance")
 
 
 def resolve(model: str | None) -> ModelSource:
@@ -55,6 +62,8 @@ def resolve(model: str | None) -> ModelSource:
         return _local(ensure_tiny())
     if model in PRESETS:
         return PRESETS[model]
+    if model in SHIPPED:
+        return _local(SHIPPED[model])
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "model_index.json").exists():
@@ -66,7 +75,7 @@ def resolve(model: str | None) -> ModelSource:
     if model.count("/") == 1 and not path.exists():
         return ModelSource(base=model)
     raise InputError(
-        "bad_request", f"unknown model {model!r}: use a preset ({', '.join(['tiny', *PRESETS])}), a local "
+        "bad_request", f"unknown model {model!r}: use a preset ({', '.join(['tiny', *SHIPPED, *PRESETS])}), a local "
         "pipeline directory or a hub id like owner/name"
     )
 
@@ -79,4 +88,5 @@ def _local(path: Path) -> ModelSource:
         sampling=extra.get("sampling", "inverted"),
         prompt_template=extra.get("prompt_template"),
         resolution=extra.get("resolution", 640),
+        defaults={key: extra[key] for key in DEFAULT_KEYS if key in extra},
     )

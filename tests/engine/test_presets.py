@@ -45,3 +45,20 @@ def test_stages_load_only_their_parts():
     assert decoder.pipeline.vae is not None
     with pytest.raises(ValueError, match="unknown model parts"):
         FramePackModel.load("tiny", device="cpu", parts=("unet",))
+
+
+def test_shipped_model_brings_its_generation_defaults(tmp_path):
+    import argparse
+
+    from framepack_live.cluster import render
+
+    source = resolve("toyworld")
+    assert source.defaults.get("window") == 3 and source.resolution == 128
+    parser = argparse.ArgumentParser()
+    render.add_arguments(parser)
+    plan = render.plan(parser.parse_args(["--model", "toyworld", "--prompt", "x", "--out", str(tmp_path / "x.mp4")]))
+    assert plan.settings.window == 3 and (plan.settings.width, plan.settings.height) == (128, 128)
+    given = render.plan(
+        parser.parse_args(["--model", "toyworld", "--prompt", "x", "--window", "5", "--out", str(tmp_path / "x.mp4")])
+    )
+    assert given.settings.window == 5

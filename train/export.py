@@ -20,7 +20,11 @@ def export(model: FramePackModel, out: Path, world: WorldConfig, card: str, samp
         "sampling": sampling,
         "resolution": world.size,
         "prompt_template": model.prompt_template,
+        # Generation defaults the engine takes from here (engine/presets.py DEFAULT_KEYS): the window
+        # it was trained at, and the sampler the benchmark scores it with.
         "window": world.window,
+        "steps": 8,
+        "scheduler": "euler",
         "world": asdict(world),
     }
     (out / PROJECT_FILE).write_text(json.dumps(extra, indent=2))

@@ -32,8 +32,8 @@ class BenchConfig:
     head_dim: int = 64
     layers: int = 1
     single_layers: int = 3
-    latent_height: int = 24
-    latent_width: int = 24
+    latent_height: int = 32
+    latent_width: int = 32
     window: int = 9
     text_tokens: int = 32
     image_tokens: int = 16

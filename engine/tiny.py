@@ -140,17 +140,20 @@ def framepack_transformer(
     single_layers: int = 1,
     text_dim: int = 32,
     image_dim: int = 32,
-    seed: int = 0,
+    seed: int | None = 0,
 ):
     """A randomly initialised FramePack transformer of the real architecture at a chosen size.
 
-    The RoPE splits each head like the real model does in spirit (time a quarter, height and
-    width three eighths each; the real 128-dim heads use 16/56/56); history and image
-    projections are on, as in the released checkpoints.
+    The RoPE splits each head like the real model does in spirit (height and width about three
+    eighths each, rounded to even sizes, time the rest; the real 128-dim heads use 16/56/56);
+    history and image projections are on, as in the released checkpoints. `seed=None` leaves torch's RNG alone
+    (a training run seeds once for everything).
     """
     from diffusers import HunyuanVideoFramepackTransformer3DModel
 
-    torch.manual_seed(seed)
+    if seed is not None:
+        torch.manual_seed(seed)
+    spatial = head_dim * 3 // 8 // 2 * 2
     return HunyuanVideoFramepackTransformer3DModel(
         in_channels=16,
         out_channels=16,
@@ -164,7 +167,7 @@ def framepack_transformer(
         guidance_embeds=True,
         text_embed_dim=text_dim,
         pooled_projection_dim=text_dim,
-        rope_axes_dim=(head_dim // 4, 3 * head_dim // 8, 3 * head_dim // 8),
+        rope_axes_dim=(head_dim - 2 * spatial, spatial, spatial),
         image_condition_type=None,
         has_image_proj=True,
         image_proj_dim=image_dim,
@@ -172,13 +175,36 @@ def framepack_transformer(
     ).eval()
 
 
+def hunyuan_vae(
+    block_out_channels: tuple[int, ...],
+    norm_num_groups: int,
+    scaling_factor: float,
+    layers_per_block: int = 1,
+):
+    """HunyuanVideo's VAE class at a chosen width, keeping its 16 latent channels and 8x/4x
+    compression so every latent shape in the engine is the real model's."""
+    from diffusers import AutoencoderKLHunyuanVideo
+
+    return AutoencoderKLHunyuanVideo(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=16,
+        down_block_types=("HunyuanVideoDownBlock3D",) * len(block_out_channels),
+        up_block_types=("HunyuanVideoUpBlock3D",) * len(block_out_channels),
+        block_out_channels=block_out_channels,
+        layers_per_block=layers_per_block,
+        act_fn="silu",
+        norm_num_groups=norm_num_groups,
+        scaling_factor=scaling_factor,
+        spatial_compression_ratio=8,
+        temporal_compression_ratio=4,
+        mid_block_add_attention=True,
+    )
+
+
 def build_tiny(directory: Path, seed: int = 0) -> None:
     """Build and save the tiny components with `save_pretrained`."""
-    from diffusers import (
-        AutoencoderKLHunyuanVideo,
-        FlowMatchEulerDiscreteScheduler,
-        HunyuanVideoFramepackPipeline,
-    )
+    from diffusers import FlowMatchEulerDiscreteScheduler, HunyuanVideoFramepackPipeline
     from transformers import (
         CLIPTextConfig,
         CLIPTextModel,
@@ -194,21 +220,7 @@ def build_tiny(directory: Path, seed: int = 0) -> None:
     hidden = 32
     transformer = framepack_transformer(seed=seed, text_dim=hidden, image_dim=hidden)
     torch.manual_seed(seed + 1)
-    vae = AutoencoderKLHunyuanVideo(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=16,
-        down_block_types=("HunyuanVideoDownBlock3D",) * 4,
-        up_block_types=("HunyuanVideoUpBlock3D",) * 4,
-        block_out_channels=(16, 16, 16, 16),
-        layers_per_block=1,
-        act_fn="silu",
-        norm_num_groups=4,
-        scaling_factor=0.476986,
-        spatial_compression_ratio=8,
-        temporal_compression_ratio=4,
-        mid_block_add_attention=True,
-    )
+    vae = hunyuan_vae(block_out_channels=(16, 16, 16, 16), norm_num_groups=4, scaling_factor=0.476986)
     torch.manual_seed(seed + 2)
     text_encoder = LlamaModel(
         LlamaConfig(

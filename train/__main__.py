@@ -59,10 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     clips = encode_clips(model, world, args.clips, args.run_dir)
     prompts = prompt_table(model)
     torch.manual_seed(0)
-    rope = args.head_dim * 3 // 8 // 2 * 2
-    transformer_config = TransformerConfig(heads=args.heads, head_dim=args.head_dim, layers=args.layers,
-                                           single_layers=args.single_layers,
-                                           rope_axes_dim=(args.head_dim - 2 * rope, rope, rope))
+    transformer_config = TransformerConfig(
+        heads=args.heads, head_dim=args.head_dim, layers=args.layers, single_layers=args.single_layers
+    )
     transformer = build_transformer(model, transformer_config)
     config = TransformerTrainConfig(steps=args.steps, batch=args.batch)
     ema, loss = train_transformer(transformer, clips, prompts, world, config, args.run_dir)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from diffusers import AutoencoderKLHunyuanVideo, HunyuanVideoFramepackTransformer3DModel
 
 from ..engine.model import FramePackModel
+from ..engine.tiny import framepack_transformer, hunyuan_vae
 
 
 @dataclass(frozen=True)
@@ -33,46 +34,30 @@ class TransformerConfig:
     head_dim: int = 32
     layers: int = 2
     single_layers: int = 2
-    rope_axes_dim: tuple[int, int, int] = (8, 12, 12)
 
 
 def build_vae(config: VaeConfig = VaeConfig(), scaling_factor: float = 1.0) -> AutoencoderKLHunyuanVideo:
-    return AutoencoderKLHunyuanVideo(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=16,
-        down_block_types=("HunyuanVideoDownBlock3D",) * len(config.block_out_channels),
-        up_block_types=("HunyuanVideoUpBlock3D",) * len(config.block_out_channels),
+    return hunyuan_vae(
         block_out_channels=config.block_out_channels,
-        layers_per_block=config.layers_per_block,
-        act_fn="silu",
         norm_num_groups=config.norm_num_groups,
         scaling_factor=scaling_factor,
-        spatial_compression_ratio=8,
-        temporal_compression_ratio=4,
-        mid_block_add_attention=True,
+        layers_per_block=config.layers_per_block,
     )
 
 
-def build_transformer(encoders: FramePackModel, config: TransformerConfig = TransformerConfig()):
+def build_transformer(
+    encoders: FramePackModel, config: TransformerConfig = TransformerConfig()
+) -> HunyuanVideoFramepackTransformer3DModel:
     """A FramePack transformer whose input sizes match the (frozen) encoders of `encoders`."""
     pipe = encoders.pipeline
-    return HunyuanVideoFramepackTransformer3DModel(
-        in_channels=16,
-        out_channels=16,
-        num_attention_heads=config.heads,
-        attention_head_dim=config.head_dim,
-        num_layers=config.layers,
-        num_single_layers=config.single_layers,
-        num_refiner_layers=1,
-        patch_size=2,
-        patch_size_t=1,
-        guidance_embeds=True,
-        text_embed_dim=pipe.text_encoder.config.hidden_size,
-        pooled_projection_dim=pipe.text_encoder_2.config.projection_dim,
-        rope_axes_dim=config.rope_axes_dim,
-        image_condition_type=None,
-        has_image_proj=True,
-        image_proj_dim=pipe.image_encoder.config.hidden_size,
-        has_clean_x_embedder=True,
-    )
+    if pipe.text_encoder.config.hidden_size != pipe.text_encoder_2.config.projection_dim:
+        raise ValueError("the text encoders' widths differ; the transformer builder assumes one text width")
+    return framepack_transformer(
+        heads=config.heads,
+        head_dim=config.head_dim,
+        layers=config.layers,
+        single_layers=config.single_layers,
+        text_dim=pipe.text_encoder.config.hidden_size,
+        image_dim=pipe.image_encoder.config.hidden_size,
+        seed=None,
+    ).train()

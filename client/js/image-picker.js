@@ -2,6 +2,8 @@
 // The server reads PNG and JPEG; anything else the browser can decode (WebP, GIF, …),
 // and very large photos, are re-encoded here so that the `start` message stays small.
 
+import { scaledJpegDataUrl } from "./thumbnail.js";
+
 const MAX_SIDE = 1280;
 // The server reads messages up to 4 MiB; base64 makes bytes a third larger.
 const MAX_BYTES = 2 * 1024 * 1024;
@@ -64,13 +66,7 @@ async function toDataUrl(file) {
     bitmap.close();
     return readAsDataUrl(file);
   }
-  const scale = Math.min(1, MAX_SIDE / Math.max(bitmap.width, bitmap.height));
-  const canvas = document.createElement("canvas");
-  canvas.width = Math.round(bitmap.width * scale);
-  canvas.height = Math.round(bitmap.height * scale);
-  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
-  bitmap.close();
-  return canvas.toDataURL("image/jpeg", 0.92);
+  return scaledJpegDataUrl(bitmap, Math.min(1, MAX_SIDE / Math.max(bitmap.width, bitmap.height)), 0.92);
 }
 
 function readAsDataUrl(file) {

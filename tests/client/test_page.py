@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 
 import pytest
 from PIL import Image
@@ -87,12 +88,19 @@ def test_start_image_by_picker_and_by_drop(server_url, new_page, console_errors)
     expect(page.locator("#image-name")).to_have_text("blue.jpg")
     expect(preview).to_have_attribute("src", "data:image/jpeg;base64," + jpeg)
 
+    # A format the server does not read (WebP) is re-encoded in the page as a JPEG.
+    page.set_input_files("#image-input", files=[
+        {"name": "green.webp", "mimeType": "image/webp", "buffer": image_bytes("WEBP", (30, 200, 30))},
+    ])
+    expect(page.locator("#image-name")).to_have_text("green.webp")
+    expect(preview).to_have_attribute("src", re.compile(r"^data:image/jpeg;base64,"))
+
     # A file that is no image is refused in plain words; the last good image stays.
     page.set_input_files("#image-input", files=[
         {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not an image"},
     ])
     expect(page.locator("#error-text")).to_have_text("That file could not be read as an image.")
-    expect(page.locator("#image-name")).to_have_text("blue.jpg")
+    expect(page.locator("#image-name")).to_have_text("green.webp")
     assert console_errors == []
 
 

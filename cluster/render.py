@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -174,8 +175,6 @@ def _check_parallel_degree(source: ModelSource, degree: int) -> None:
 
 def generate(job: RenderJob, device: torch.device | None = None, parallel: bool = False, show: bool = True):
     """Make the whole video; returns (frames [T, H, W, 3] uint8, latents). Runs on every rank."""
-    import numpy as np
-
     model = FramePackModel.load(
         job.model, device=device or job.device, cpu_offload=job.cpu_offload, vae_tiling=job.vae_tiling
     )
@@ -186,8 +185,8 @@ def generate(job: RenderJob, device: torch.device | None = None, parallel: bool 
     settings = job.settings
     image = load_image_file(job.image_path) if job.image_path else None
     end_image = load_image_file(job.end_image_path) if job.end_image_path else None
-    first_prompt = job.schedule.prompt_at(_section_start(settings, _first_index(settings)))
-    generator = SectionGenerator(model, first_prompt, image, settings, end_image=end_image)
+    # The loop sets each section's prompt from the schedule before making it.
+    generator = SectionGenerator(model, job.schedule.entries[0][1], image, settings, end_image=end_image)
     video = np.zeros((SectionGenerator.total_frames(settings), settings.height, settings.width, 3), np.uint8)
     sections_bar = tqdm(total=settings.sections, desc="sections", unit="section", disable=not show)
     steps_bar = tqdm(total=settings.steps, desc="steps", unit="step", leave=False, disable=not show)
@@ -208,10 +207,6 @@ def generate(job: RenderJob, device: torch.device | None = None, parallel: bool 
     steps_bar.close()
     sections_bar.close()
     return video, generator.video_latents()
-
-
-def _first_index(settings: GenerationSettings) -> int:
-    return 0 if settings.sampling == "forward" else settings.sections - 1
 
 
 def _section_start(settings: GenerationSettings, index: int) -> float:

@@ -84,7 +84,15 @@ def encode_image(
     """Encode the start image; draws the VAE posterior sample from `generator` like diffusers does."""
     pipe = model.pipeline
     pixels = pipe.video_processor.preprocess(fit_to_size(image, width, height), height, width)
-    device = pipe._execution_device
-    image_embeds = pipe.encode_image(pixels, device=device).to(model.dtype)
-    image_latents = pipe.prepare_image_latents(pixels, dtype=torch.float32, device=device, generator=generator)
-    return ImageConditioning(image_embeds=image_embeds, image_latents=image_latents)
+    image_latents = pipe.prepare_image_latents(
+        pixels, dtype=torch.float32, device=pipe._execution_device, generator=generator
+    )
+    return ImageConditioning(image_embeds=image_embeds(model, [image], width, height), image_latents=image_latents)
+
+
+@torch.no_grad()
+def image_embeds(model: FramePackModel, images: list[Image.Image], width: int, height: int) -> torch.Tensor:
+    """The image encoder's tokens of start images alone, batched (training encodes thousands)."""
+    pipe = model.pipeline
+    pixels = pipe.video_processor.preprocess([fit_to_size(image, width, height) for image in images], height, width)
+    return pipe.encode_image(pixels, device=pipe._execution_device).to(model.dtype)

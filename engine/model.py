@@ -8,7 +8,7 @@ import torch
 from diffusers import HunyuanVideoFramepackPipeline, HunyuanVideoFramepackTransformer3DModel
 from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_framepack import DEFAULT_PROMPT_TEMPLATE
 from diffusers.utils import logging as diffusers_logging
-from transformers import SiglipImageProcessor, SiglipVisionModel
+from transformers import AutoImageProcessor, SiglipVisionModel
 from transformers.utils import logging as transformers_logging
 
 from .presets import ModelSource, resolve
@@ -77,10 +77,14 @@ class FramePackModel:
             extra["transformer"] = HunyuanVideoFramepackTransformer3DModel.from_pretrained(
                 source.transformer, dtype=dtype
             )
-        if source.image_encoder and "image" in parts:
-            extra["feature_extractor"] = SiglipImageProcessor.from_pretrained(
-                source.image_encoder, subfolder="feature_extractor"
+        if "image" in parts:
+            # Always PIL's resampling (FramePack's own preprocessing), never the torchvision variant
+            # transformers picks when torchvision happens to be installed: the image tokens must not
+            # depend on the machine, or a trainer and a server would condition differently.
+            extra["feature_extractor"] = AutoImageProcessor.from_pretrained(
+                source.image_encoder or source.base, subfolder="feature_extractor", backend="pil"
             )
+        if source.image_encoder and "image" in parts:
             extra["image_encoder"] = SiglipVisionModel.from_pretrained(
                 source.image_encoder, subfolder="image_encoder", dtype=dtype
             )

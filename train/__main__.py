@@ -25,15 +25,20 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--window", type=int, default=3, help="latent frames per section")
     parser.add_argument("--sections", type=int, default=6, help="sections per training clip")
     parser.add_argument("--vae-steps", type=int, default=400)
+    parser.add_argument("--vae-seconds", type=float, default=None, help="train the VAE this long instead of --vae-steps")
     parser.add_argument("--vae-batch", type=int, default=12)
     parser.add_argument("--clips", type=int, default=100, help="encoded clips the transformer trains on")
     parser.add_argument("--steps", type=int, default=4000, help="transformer steps")
+    parser.add_argument("--seconds", type=float, default=None, help="train the transformer this long instead of --steps")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--head-dim", type=int, default=32)
     parser.add_argument("--layers", type=int, default=2, help="dual-stream transformer blocks")
     parser.add_argument("--single-layers", type=int, default=2, help="single-stream transformer blocks")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    parser.add_argument("--workers", type=int, default=None, help="batch-building processes (default: 0 on CPU)")
+    parser.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
     return parser.parse_args(argv)
 
 
@@ -44,32 +49,38 @@ def main(argv: list[str] | None = None) -> int:
     from .export import directory_size, export
     from .latents import encode_clips, prompt_table
     from .models import TransformerConfig, build_transformer
+    from .runtime import Budget, Runtime
     from .stack import frozen_stack
     from .transformer import TransformerTrainConfig, train_transformer
     from .vae import VaeTrainConfig, train_vae
     from .world import WorldConfig
 
     began = time.monotonic()
+    runtime = Runtime.detect(args.device, args.workers, bf16=not args.fp32)
+    print(f"training on {runtime}", file=sys.stderr)
     world = WorldConfig(size=args.size, window=args.window, sections=args.sections)
-    vae, vae_metrics = train_vae(args.run_dir, world, VaeTrainConfig(steps=args.vae_steps, batch=args.vae_batch))
-    print(f"vae: {vae_metrics}, scaling_factor {vae.config.scaling_factor:.4f}")
+    vae_budget = Budget(args.vae_steps, args.vae_seconds)
+    vae, vae_metrics, vae_steps = train_vae(args.run_dir, world, VaeTrainConfig(batch=args.vae_batch), runtime, vae_budget)
+    print(f"vae: {vae_steps} steps, {vae_metrics}, scaling_factor {vae.config.scaling_factor:.4f}")
     if args.stage == "vae":
         return 0
     model = frozen_stack(vae)
-    clips = encode_clips(model, world, args.clips, args.run_dir)
+    clips = encode_clips(model, world, args.clips, args.run_dir, runtime)
     prompts = prompt_table(model)
     torch.manual_seed(0)
     transformer_config = TransformerConfig(
         heads=args.heads, head_dim=args.head_dim, layers=args.layers, single_layers=args.single_layers
     )
     transformer = build_transformer(model, transformer_config)
-    config = TransformerTrainConfig(steps=args.steps, batch=args.batch)
-    ema, loss = train_transformer(transformer, clips, prompts, world, config, args.run_dir)
-    print(f"transformer: smoothed flow-matching loss {loss:.4f}")
+    config = TransformerTrainConfig(batch=args.batch)
+    ema, loss, steps = train_transformer(transformer, clips, prompts, world, config, args.run_dir, runtime,
+                                         Budget(args.steps, args.seconds))
+    print(f"transformer: {steps} steps, smoothed flow-matching loss {loss:.4f}")
     minutes = (time.monotonic() - began) / 60
     if args.out is not None:
         model.pipeline.transformer = ema
-        card = model_card(args, vae_metrics, loss, minutes)
+        command = sys.argv[1:] if argv is None else argv
+        card = model_card(args, runtime, vae_steps, vae_metrics, steps, loss, minutes, command)
         export(model, args.out, world, card)
         print(f"wrote {args.out} ({directory_size(args.out) / 2**20:.1f} MiB)")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 CARD = """# framepack-live toyworld
 
 A small FramePack model (HunyuanVideoFramepackTransformer3DModel + AutoencoderKLHunyuanVideo, the
@@ -15,17 +17,17 @@ moving as the caption says: "a red circle moves left", "the blue square moves up
 * Resolution {size}x{size}, section window {window} latent frames ({frames} video frames).
 * Text and image encoders: the `tiny` preset's, frozen at their random initialisation (they still
   give every caption a distinct embedding); the transformer learned to read them.
-* VAE: {vae_steps} steps on 5-frame crops, L1 + MSE + 1e-5 KL; final batch MSE {vae_mse:.4f}
+* VAE: {vae_steps} steps of batch {vae_batch} on 5-frame crops, L1 + MSE + 1e-5 KL; final batch MSE {vae_mse:.4f}
   (pixels in [-1, 1]).
-* Transformer: {steps} steps of batch {batch}, flow matching (v = noise - x0) on next-section
+* Transformer: {steps} steps of batch {batch} on {clips} encoded clips, flow matching (v = noise - x0) on next-section
   prediction with the engine's packed 1x/2x/4x history, forward (F1) and inverted anti-drifting
   layouts half each, distilled guidance input 10; EMA weights. Smoothed final loss {loss:.4f}.
-* Trained on a 2-core CPU; this final invocation ran {minutes:.0f} minutes (stages resume, so an
+* Trained on {device}; this final invocation ran {minutes:.0f} minutes (stages resume, so an
   interrupted run counts only its last part).
 
 Reproduce (from the repository root, after `pip install -e .`):
 
-    python -m framepack_live.train --out engine/weights/toyworld
+    python -m framepack_live.train {command}
 
 Evaluate: `framepack-live bench toyworld` (figures in docs/toyworld.md).
 
@@ -35,15 +37,27 @@ video model.
 """
 
 
-def model_card(args: argparse.Namespace, vae_metrics: dict, loss: float, minutes: float) -> str:
+def model_card(args: argparse.Namespace, runtime, vae_steps: int, vae_metrics: dict, steps: int, loss: float,
+               minutes: float, command: list[str]) -> str:
+    """`runtime` is the train.runtime.Runtime the run used, `command` its arguments."""
     return CARD.format(
         size=args.size,
         window=args.window,
         frames=args.window * 4,
-        vae_steps=args.vae_steps,
+        vae_steps=vae_steps,
+        vae_batch=args.vae_batch,
         vae_mse=vae_metrics.get("mse", float("nan")),
-        steps=args.steps,
+        steps=steps,
         batch=args.batch,
+        clips=args.clips,
         loss=loss,
+        device=_device_name(runtime),
         minutes=minutes,
+        command=" ".join(command),
     )
+
+
+def _device_name(runtime) -> str:
+    if runtime.device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name()} ({'bf16 autocast' if runtime.bf16 else 'fp32'}, {runtime.workers} data workers)"
+    return f"the CPU ({torch.get_num_threads()} threads)"

@@ -2,56 +2,76 @@
 
 Encoding a clip costs far more on a CPU than a transformer step, so the transformer trains on a
 fixed set of encoded clips (posterior mean and std, sampled afresh each time a clip is used) and
-the start frame's SigLIP tokens. The cache grows clip by clip and is saved as it goes, so the
-stage resumes after a kill.
+the start frame's SigLIP tokens. The cache grows clip by clip and is saved every few hundred
+clips, so the stage resumes after a kill.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
 
-from ..engine.conditioning import PromptEmbeds, encode_image, encode_prompt
+from ..engine.conditioning import PromptEmbeds, encode_prompt, image_embeds
 from ..engine.model import FramePackModel
 from . import checkpoint
+from .runtime import Runtime
 from .vae import to_pixels
 from .world import WorldConfig, all_captions, render_clip
 
 
 @dataclass
 class LatentClip:
-    mean: torch.Tensor  # [C, T, h, w], scaled like the engine's latents
+    mean: torch.Tensor  # [C, T, h, w], scaled like the engine's latents; float16 to halve the cache
     std: torch.Tensor
     image_embeds: torch.Tensor  # [N, D] SigLIP tokens of the start frame
     captions: list[str]  # one per section
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.mean + self.std * torch.randn(self.mean.shape, generator=generator)
+        return self.mean.float() + self.std.float() * torch.randn(self.mean.shape, generator=generator)
+
+
+def _rendered(world: WorldConfig, first_seed: int, chunk: int, index: int) -> list[tuple[np.ndarray, list[str]]]:
+    clips = (render_clip(first_seed + index * chunk + i, world) for i in range(chunk))
+    return [(clip.frames, clip.captions) for clip in clips]
 
 
 @torch.no_grad()
-def encode_clip(model: FramePackModel, frames, captions: list[str]) -> LatentClip:
-    vae = model.pipeline.vae
-    posterior = vae.encode(to_pixels(frames)[None]).latent_dist
-    scale = vae.config.scaling_factor
-    size = frames.shape[1]
-    start = encode_image(model, Image.fromarray(frames[0]), size, size, torch.Generator().manual_seed(0))
-    return LatentClip(posterior.mean[0] * scale, posterior.std[0] * scale, start.image_embeds[0], captions)
+def encode_clips(model: FramePackModel, world: WorldConfig, count: int, run_dir: Path, runtime: Runtime,
+                 first_seed: int = 0, save_every: int = 1024) -> list[LatentClip]:
+    """Clips of seeds first_seed.. first_seed+count-1, encoded (resuming a partial cache).
 
-
-def encode_clips(model: FramePackModel, world: WorldConfig, count: int, run_dir: Path, first_seed: int = 0) -> list[LatentClip]:
-    """Clips of seeds first_seed.. first_seed+count-1, encoded (resuming a partial cache)."""
+    A copy of the VAE runs on the runtime's device; the pipeline, with the frozen image encoder,
+    stays on the CPU as at inference. The workers render chunks of clips ahead.
+    """
     path = run_dir / "latents.pt"
     state = checkpoint.load(path) or {"clips": []}
     clips: list[LatentClip] = state["clips"]
-    for index in tqdm(range(len(clips), count), desc="encode clips", dynamic_ncols=True):
-        clip = render_clip(first_seed + index, world)
-        clips.append(encode_clip(model, clip.frames, clip.captions))
-        checkpoint.save(path, clips=clips)
+    vae = copy.deepcopy(model.pipeline.vae).to(runtime.device)
+    scale = vae.config.scaling_factor
+    chunk = 16 if runtime.device.startswith("cuda") else 1  # whole clips at full resolution: memory-bound on a CPU
+    done = len(clips) // chunk * chunk
+    del clips[done:]
+    rendered = runtime.batches(partial(_rendered, world, first_seed + done, chunk), start=0)
+    bar = tqdm(total=count, initial=done, desc="encode clips", dynamic_ncols=True)
+    while len(clips) < count:
+        videos, captions = zip(*next(rendered)[: count - len(clips)])
+        pixels = torch.stack([to_pixels(video) for video in videos]).to(runtime.device)
+        posterior = vae.encode(pixels).latent_dist  # fp32, as the engine encodes start images
+        means, stds = (t.float().mul(scale).half().cpu() for t in (posterior.mean, posterior.std))
+        size = videos[0].shape[1]
+        embeds = image_embeds(model, [Image.fromarray(video[0]) for video in videos], size, size)
+        clips.extend(LatentClip(*parts) for parts in zip(means, stds, embeds, captions))
+        bar.update(len(videos))
+        if len(clips) % save_every < len(videos) or len(clips) == count:
+            checkpoint.save(path, clips=clips)
+    bar.close()
     return clips[:count]
 
 
@@ -65,8 +85,11 @@ class PromptTable:
     pooled: torch.Tensor
 
     def lookup(self, captions: list[str]) -> PromptEmbeds:
-        rows = torch.tensor([self.index[c] for c in captions])
+        rows = torch.tensor([self.index[c] for c in captions], device=self.embeds.device)
         return PromptEmbeds(self.embeds[rows], self.mask[rows], self.pooled[rows])
+
+    def to(self, device: str) -> PromptTable:
+        return PromptTable(self.index, self.embeds.to(device), self.mask.to(device), self.pooled.to(device))
 
 
 def prompt_table(model: FramePackModel) -> PromptTable:

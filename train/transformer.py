@@ -20,7 +20,9 @@ Forward history gets a little Gaussian noise now and then, so the model learns t
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +34,12 @@ from ..engine.packing import PackedContext, pack_forward, pack_inverted
 from ..engine.sampling import MAX_SHIFT_EXP
 from . import checkpoint
 from .latents import LatentClip, PromptTable
+from .runtime import Budget, Runtime
 from .world import WorldConfig
 
 
 @dataclass(frozen=True)
 class TransformerTrainConfig:
-    steps: int = 1500
     batch: int = 8
     lr: float = 1e-3
     warmup: int = 50
@@ -47,8 +49,8 @@ class TransformerTrainConfig:
     history_noise_probability: float = 0.5
     guidance: float = 10.0
     motion_weight: float = 4.0
-    ema_decay: float = 0.995
-    checkpoint_every: int = 50
+    ema_decay: float = 0.998
+    checkpoint_every: int = 200
     seed: int = 0
 
 
@@ -58,6 +60,13 @@ class Batch:
     context: PackedContext
     image_embeds: torch.Tensor
     captions: list[str]
+    noise: torch.Tensor  # like target
+    u: torch.Tensor  # [B] uniform draws that set the noise levels
+
+    def to(self, device: str) -> Batch:
+        context = PackedContext(**{f.name: getattr(self.context, f.name).to(device) for f in fields(PackedContext)})
+        return Batch(self.target.to(device), context, self.image_embeds.to(device), self.captions,
+                     self.noise.to(device), self.u.to(device))
 
 
 def _cat_contexts(contexts: list[PackedContext]) -> PackedContext:
@@ -110,7 +119,16 @@ def make_batch(rng: np.random.Generator, clips: list[LatentClip], world: WorldCo
         contexts.append(context)
         embeds.append(clip.image_embeds[None])
         captions.append(clip.captions[k])
-    return Batch(torch.cat(targets), _cat_contexts(contexts), torch.cat(embeds), captions)
+    target = torch.cat(targets)
+    noise = torch.randn(target.shape, generator=generator)
+    u = torch.rand(config.batch, generator=generator)
+    return Batch(target, _cat_contexts(contexts), torch.cat(embeds), captions, noise, u)
+
+
+def step_batch(clips: list[LatentClip], world: WorldConfig, config: TransformerTrainConfig, step: int) -> Batch:
+    """The batch of training step `step`: a pure function of (seed, step), see `runtime.Runtime.batches`."""
+    rng = np.random.default_rng([config.seed, step])
+    return make_batch(rng, clips, world, config, torch.Generator().manual_seed(config.seed * 1_000_003 + step))
 
 
 def section_shift(window: int, latent_height: int, latent_width: int, patch: int) -> float:
@@ -126,14 +144,11 @@ def motion_weights(x0: torch.Tensor, weight: float) -> torch.Tensor:
     return 1.0 + weight * change / peak
 
 
-def flow_loss(transformer, batch: Batch, prompts: PromptTable, guidance: float, generator: torch.Generator,
-              motion_weight: float = 0.0) -> torch.Tensor:
-    x0 = batch.target
+def flow_loss(transformer, batch: Batch, prompts: PromptTable, guidance: float, motion_weight: float = 0.0) -> torch.Tensor:
+    x0, noise = batch.target, batch.noise
     size = x0.shape[0]
     shift = section_shift(x0.shape[2], x0.shape[3], x0.shape[4], transformer.config.patch_size)
-    u = torch.rand(size, generator=generator)
-    sigma = shift * u / (1 + (shift - 1) * u)
-    noise = torch.randn(x0.shape, generator=generator)
+    sigma = shift * batch.u / (1 + (shift - 1) * batch.u)
     s = sigma.view(-1, 1, 1, 1, 1)
     x_t = (1 - s) * x0 + s * noise
     prompt = prompts.lookup(batch.captions)
@@ -144,40 +159,40 @@ def flow_loss(transformer, batch: Batch, prompts: PromptTable, guidance: float, 
         encoder_attention_mask=prompt.mask,
         pooled_projections=prompt.pooled,
         image_embeds=batch.image_embeds,
-        guidance=torch.full((size,), guidance * 1000.0),
+        guidance=torch.full((size,), guidance * 1000.0, device=x0.device),
         return_dict=False,
         **batch.context.model_kwargs(torch.float32),
     )[0]
     weights = motion_weights(x0, motion_weight)
-    return (weights * (velocity - (noise - x0)).pow(2)).mean() / weights.mean()
+    return (weights * (velocity.float() - (noise - x0)).pow(2)).mean() / weights.mean()
 
 
 def train_transformer(transformer, clips: list[LatentClip], prompts: PromptTable, world: WorldConfig,
-                      config: TransformerTrainConfig, run_dir: Path):
-    """Train (or resume) in `run_dir`; returns the EMA weights' model and the last smoothed loss."""
+                      config: TransformerTrainConfig, run_dir: Path, runtime: Runtime, budget: Budget):
+    """Train (or resume) in `run_dir`; returns the EMA weights' model (on the CPU), the smoothed loss and the steps run."""
     path = run_dir / "transformer.pt"
+    transformer.to(runtime.device)
     ema = copy.deepcopy(transformer).requires_grad_(False)
     optimizer = torch.optim.AdamW(transformer.parameters(), lr=config.lr, weight_decay=0.01)
-    state = checkpoint.load(path) or {"step": 0, "rng": np.random.default_rng(config.seed).bit_generator.state,
-                                      "torch_rng": torch.Generator().manual_seed(config.seed).get_state()}
+    state = checkpoint.load(path) or {"step": 0, "elapsed": 0.0}
     if "model" in state:
         transformer.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
-    rng = np.random.default_rng()
-    rng.bit_generator.state = state["rng"]
-    generator = torch.Generator()
-    generator.set_state(state["torch_rng"])
-    step, smoothed = state["step"], state.get("loss")
+    prompts = prompts.to(runtime.device)
+    step, elapsed, smoothed = state["step"], state.get("elapsed", 0.0), state.get("loss")
     transformer.train()
-    bar = tqdm(total=config.steps, initial=step, desc="transformer", dynamic_ncols=True)
-    while step < config.steps:
-        progress = step / config.steps
+    bar = tqdm(total=budget.seconds or budget.steps, initial=min(elapsed, budget.seconds) if budget.seconds else step,
+               desc="transformer" + (" (s)" if budget.seconds else ""), dynamic_ncols=True)
+    batches = runtime.batches(partial(step_batch, clips, world, config), start=step)
+    began = time.monotonic() - elapsed
+    while (progress := budget.progress(step, elapsed)) < 1.0:
         lr = config.lr * min(1.0, (step + 1) / config.warmup) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * progress)))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = make_batch(rng, clips, world, config, generator)
-        loss = flow_loss(transformer, batch, prompts, config.guidance, generator, config.motion_weight)
+        batch = next(batches).to(runtime.device)
+        with runtime.autocast():
+            loss = flow_loss(transformer, batch, prompts, config.guidance, config.motion_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
@@ -186,12 +201,14 @@ def train_transformer(transformer, clips: list[LatentClip], prompts: PromptTable
             for averaged, current in zip(ema.parameters(), transformer.parameters()):
                 averaged.lerp_(current, 1 - config.ema_decay)
         step += 1
-        smoothed = loss.item() if smoothed is None else 0.98 * smoothed + 0.02 * loss.item()
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}", avg=f"{smoothed:.4f}")
-        if step % config.checkpoint_every == 0 or step == config.steps:
-            checkpoint.save(path, step=step, model=transformer.state_dict(), ema=ema.state_dict(),
-                            optimizer=optimizer.state_dict(), rng=rng.bit_generator.state,
-                            torch_rng=generator.get_state(), loss=smoothed)
+        value = loss.item()
+        smoothed = value if smoothed is None else 0.98 * smoothed + 0.02 * value
+        now = time.monotonic() - began
+        bar.update((now - elapsed) if budget.seconds else 1)
+        elapsed = now
+        bar.set_postfix(step=step, loss=f"{value:.4f}", avg=f"{smoothed:.4f}")
+        if step % config.checkpoint_every == 0 or budget.progress(step, elapsed) >= 1.0:
+            checkpoint.save(path, step=step, elapsed=elapsed, model=transformer.state_dict(), ema=ema.state_dict(),
+                            optimizer=optimizer.state_dict(), loss=smoothed)
     bar.close()
-    return ema.eval(), smoothed
+    return ema.cpu().eval(), smoothed, step

@@ -13,6 +13,8 @@ config's `scaling_factor`, so the transformer sees unit-variance latents as the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,21 +23,22 @@ from tqdm import tqdm
 
 from . import checkpoint
 from .models import VaeConfig, build_vae
+from .runtime import Budget, Runtime
 from .world import WorldConfig, render_clip
 
 
 @dataclass(frozen=True)
 class VaeTrainConfig:
-    steps: int = 400
     batch: int = 12
     crop: int = 32
     snippet_frames: int = 5
+    crops_per_clip: int = 3
     lr: float = 2e-3
     #: Share of crops centred near the shape, and the loss weight of shape pixels.
     shape_crops: float = 0.5
     shape_weight: float = 4.0
     kl_weight: float = 1e-5
-    checkpoint_every: int = 25
+    checkpoint_every: int = 100
     seed: int = 0
     #: Clips used to measure the latent scale at the end.
     scale_clips: int = 2
@@ -46,11 +49,14 @@ def to_pixels(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(frames).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
 
 
-def snippet_batch(rng: np.random.Generator, world: WorldConfig, config: VaeTrainConfig) -> torch.Tensor:
-    """Random crops of short snippets of fresh clips (seeds drawn from `rng`, never repeated in practice)."""
+def snippet_batch(world: WorldConfig, config: VaeTrainConfig, step: int) -> torch.Tensor:
+    """Random crops of short snippets of fresh clips, `crops_per_clip` from each (rendering a clip
+    costs more than cropping it); a pure function of (seed, step), see `runtime.Runtime.batches`."""
+    rng = np.random.default_rng([config.seed, step])
     items = []
-    for _ in range(config.batch):
-        clip = render_clip(int(rng.integers(1 << 30)), world)
+    for index in range(config.batch):
+        if index % config.crops_per_clip == 0:
+            clip = render_clip(int(rng.integers(1 << 30)), world)
         t0 = int(rng.integers(0, clip.frames.shape[0] - config.snippet_frames + 1))
         limit = world.size - config.crop
         if rng.random() < config.shape_crops:
@@ -89,48 +95,57 @@ def vae_loss(vae, pixels: torch.Tensor, kl_weight: float, shape_weight: float) -
 
 
 @torch.no_grad()
-def latent_scale(vae, world: WorldConfig, clips: int, seed: int) -> float:
+def latent_scale(vae, world: WorldConfig, clips: int, seed: int, device: str = "cpu") -> float:
     """1 / std of the posterior means over whole clips: the factor that gives unit-variance latents."""
-    means = [vae.encode(to_pixels(render_clip(seed + i, world).frames)[None]).latent_dist.mean for i in range(clips)]
+    pixels = (to_pixels(render_clip(seed + i, world).frames)[None].to(device) for i in range(clips))
+    means = [vae.encode(p).latent_dist.mean.float() for p in pixels]
     return float(1.0 / torch.cat([m.flatten() for m in means]).std())
 
 
-def train_vae(run_dir: Path, world: WorldConfig, config: VaeTrainConfig, model_config: VaeConfig = VaeConfig()):
-    """Train (or resume) the VAE in `run_dir`; returns it with its scaling factor set."""
+def train_vae(run_dir: Path, world: WorldConfig, config: VaeTrainConfig, runtime: Runtime, budget: Budget,
+              model_config: VaeConfig = VaeConfig()):
+    """Train (or resume) the VAE in `run_dir`; returns it (on the CPU) with its scaling factor set, its
+    last metrics and the steps run."""
     path = run_dir / "vae.pt"
     torch.manual_seed(config.seed)
     vae = build_vae(model_config)
     near_deterministic_posterior(vae)
+    vae.to(runtime.device)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=0.0)
-    state = checkpoint.load(path) or {"step": 0, "rng": np.random.default_rng(config.seed).bit_generator.state}
+    state = checkpoint.load(path) or {"step": 0, "elapsed": 0.0}
     if "model" in state:
         vae.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-    rng = np.random.default_rng()
-    rng.bit_generator.state = state["rng"]
-    step, metrics = state["step"], state.get("metrics", {})
-    bar = tqdm(total=config.steps, initial=step, desc="vae", dynamic_ncols=True)
-    while step < config.steps:
+    step, elapsed, metrics = state["step"], state.get("elapsed", 0.0), state.get("metrics", {})
+    done = budget.progress(step, elapsed) >= 1.0
+    bar = tqdm(total=budget.seconds or budget.steps, initial=min(elapsed, budget.seconds) if budget.seconds else step,
+               desc="vae" + (" (s)" if budget.seconds else ""), dynamic_ncols=True)
+    batches = runtime.batches(partial(snippet_batch, world, config), start=step)
+    began = time.monotonic() - elapsed
+    while (progress := budget.progress(step, elapsed)) < 1.0:
         for group in optimizer.param_groups:
-            group["lr"] = config.lr * min(1.0, 0.5 * (1 + np.cos(np.pi * step / config.steps)) + 0.05)
-        loss, metrics = vae_loss(vae, snippet_batch(rng, world, config), config.kl_weight, config.shape_weight)
+            group["lr"] = config.lr * min(1.0, 0.5 * (1 + np.cos(np.pi * progress)) + 0.05)
+        with runtime.autocast():
+            loss, metrics = vae_loss(vae, next(batches).to(runtime.device), config.kl_weight, config.shape_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         optimizer.step()
         step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}", mse=f"{metrics['mse']:.4f}")
-        if step % config.checkpoint_every == 0 or step == config.steps:
-            checkpoint.save(path, step=step, model=vae.state_dict(), optimizer=optimizer.state_dict(),
-                            rng=rng.bit_generator.state, metrics=metrics)
+        now = time.monotonic() - began
+        bar.update((now - elapsed) if budget.seconds else 1)
+        elapsed = now
+        bar.set_postfix(step=step, loss=f"{loss.item():.4f}", mse=f"{metrics['mse']:.4f}")
+        if step % config.checkpoint_every == 0 or budget.progress(step, elapsed) >= 1.0:
+            checkpoint.save(path, step=step, elapsed=elapsed, model=vae.state_dict(), optimizer=optimizer.state_dict(),
+                            metrics=metrics)
     bar.close()
     vae.eval()
-    scale = state.get("scaling_factor") if step == state["step"] else None
+    scale = state.get("scaling_factor") if done else None
     if scale is None:
-        scale = latent_scale(vae, world, config.scale_clips, seed=10_000_000)
-        checkpoint.save(path, step=step, model=vae.state_dict(), optimizer=optimizer.state_dict(),
-                        rng=rng.bit_generator.state, metrics=metrics, scaling_factor=scale)
+        scale = latent_scale(vae, world, config.scale_clips, seed=10_000_000, device=runtime.device)
+        checkpoint.save(path, step=step, elapsed=elapsed, model=vae.state_dict(), optimizer=optimizer.state_dict(),
+                        metrics=metrics, scaling_factor=scale)
     vae.register_to_config(scaling_factor=scale)
     vae.requires_grad_(False)
-    return vae, metrics
+    return vae.cpu(), metrics, step

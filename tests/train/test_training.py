@@ -1,5 +1,7 @@
 """Training code: batch layouts match the engine's packing, and a whole run trains, resumes and exports."""
 
+from functools import partial
+
 import numpy as np
 import torch
 
@@ -82,3 +84,26 @@ def test_motion_weights_single_out_what_moves():
     moving[0, :, 1, 2, 3] = 5.0
     weights = motion_weights(moving, 4.0)
     assert weights[0, 0, 0, 2, 3] == 5.0 and weights.flatten().sort().values[-2] == 1.0
+
+
+def test_batches_are_a_function_of_the_step_alone_with_or_without_workers():
+    from framepack_live.train.runtime import Runtime
+    from framepack_live.train.transformer import step_batch
+
+    clips = [fake_clip(WORLD.sections, WORLD.window)]
+    config = TransformerTrainConfig(batch=2)
+    make = partial(step_batch, clips, WORLD, config)
+    inline = Runtime(workers=0).batches(make, start=5)
+    forked = Runtime(workers=2).batches(make, start=5)
+    for _ in range(3):
+        a, b = next(inline), next(forked)
+        assert torch.equal(a.target, b.target) and torch.equal(a.noise, b.noise) and a.captions == b.captions
+    resumed = next(Runtime().batches(make, start=7))
+    assert torch.equal(resumed.noise, a.noise)
+
+
+def test_a_time_budget_drives_the_schedule():
+    from framepack_live.train.runtime import Budget
+
+    assert Budget(steps=10).progress(5, elapsed=100.0) == 0.5
+    assert Budget(steps=10, seconds=40.0).progress(5, elapsed=10.0) == 0.25

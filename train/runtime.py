@@ -1,0 +1,88 @@
+"""Where a training stage runs and for how long: device, mixed precision, data workers, budget.
+
+Batches are pure functions of the step number (`batches`), so a resumed run sees exactly the
+batches an uninterrupted one would, with no RNG state to checkpoint, and data workers can build
+them ahead in parallel: on a GPU the small models train far faster than one CPU core renders and
+packs their data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: str = "cpu"
+    #: bf16 autocast, CUDA only (on a CPU it is slower than fp32).
+    bf16: bool = False
+    #: Processes building batches ahead of the training step (0: in the training process).
+    workers: int = 0
+
+    @classmethod
+    def detect(cls, device: str | None = None, workers: int | None = None, bf16: bool | None = None) -> Runtime:
+        """CUDA with bf16 and most of the cores feeding it when there is a GPU; else the CPU, inline."""
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        cuda = device.startswith("cuda")
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        default_workers = max(1, min(12, (os.cpu_count() or 2) - 2)) if cuda else 0
+        return cls(device, cuda if bf16 is None else bf16 and cuda, default_workers if workers is None else workers)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+
+    def batches(self, make: Callable[[int], T], start: int) -> Iterator[T]:
+        """make(start), make(start + 1), ... built by the workers (forked: they share the parent's data)."""
+        if self.workers == 0:
+            return map(make, itertools.count(start))
+        loader = DataLoader(
+            _Steps(make),
+            batch_size=None,
+            sampler=itertools.count(start),
+            num_workers=self.workers,
+            collate_fn=_identity,
+            worker_init_fn=_one_thread,
+            multiprocessing_context="fork",
+            prefetch_factor=4,
+        )
+        return iter(loader)
+
+
+class _Steps(Dataset, Generic[T]):
+    def __init__(self, make: Callable[[int], T]):
+        self.make = make
+
+    def __getitem__(self, step: int) -> T:
+        return self.make(step)
+
+
+def _identity(item):
+    return item
+
+
+def _one_thread(_worker: int) -> None:
+    torch.set_num_threads(1)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A stage's length: `steps`, or wall-clock `seconds` when given (the learning-rate schedule
+    then follows the clock, so a run of any speed ends with its schedule complete)."""
+
+    steps: int
+    seconds: float | None = None
+
+    def progress(self, step: int, elapsed: float) -> float:
+        return elapsed / self.seconds if self.seconds else step / self.steps

@@ -1,24 +1,28 @@
 """Stage 1: the VAE, trained to reconstruct toy-world clips with a small KL term.
 
-It trains on spatial crops of 5-frame snippets (one image frame plus one 4-frame latent step, the
-unit of HunyuanVideo's causal temporal compression): the VAE is convolutional, so crops teach it
-the same local mapping as full frames at a fraction of the cost of full-resolution 3D convolutions
-on a CPU. Shapes cover little of a frame, yet they are all the evaluation looks at: most crops are
-centred near the shape, and shape pixels (the only saturated ones) weigh more in the loss. The
-posterior starts nearly deterministic (log-variance bias -6) so early training is not drowned in
-sampling noise; the small KL term keeps it a proper VAE. Afterwards the latent scale is measured on whole clips and written into the
+It trains on 5-frame snippets (one image frame plus one 4-frame latent step, the unit of
+HunyuanVideo's causal temporal compression) of whole frames: GroupNorm's statistics over a crop
+differ from a whole frame's, and a VAE trained on crops decodes whole frames with a colour cast.
+Two things make the latents carry motion at all (see `current_frame_init` and `snippet_batch`):
+frame-local initial temporal kernels and snippets whose first frame is unrelated to the rest.
+Shapes cover little of a frame, yet they are all the evaluation looks at, so shape pixels (the
+only saturated ones) weigh more in the loss. The posterior starts nearly deterministic
+(log-variance bias -6) so early training is not drowned in sampling noise; the small KL term
+keeps it a proper VAE. Afterwards the latent scale is measured on whole clips and written into the
 config's `scaling_factor`, so the transformer sees unit-variance latents as the real model does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers.models.autoencoders.autoencoder_kl_hunyuan_video import HunyuanVideoCausalConv3d
 from tqdm import tqdm
 
 from . import checkpoint
@@ -30,13 +34,18 @@ from .world import WorldConfig, render_clip
 @dataclass(frozen=True)
 class VaeTrainConfig:
     batch: int = 12
-    crop: int = 32
+    #: Side of square crops; None trains on whole frames. Whole frames are what the VAE meets at
+    #: inference, and GroupNorm's statistics over a small crop differ from a whole frame's (the
+    #: decoded colours then drift); crops only save compute.
+    crop: int | None = None
     snippet_frames: int = 5
     crops_per_clip: int = 3
+    #: Share of snippets whose first frame is swapped for an unrelated crop (see `snippet_batch`).
+    swap_first: float = 0.5
     lr: float = 2e-3
     #: Share of crops centred near the shape, and the loss weight of shape pixels.
     shape_crops: float = 0.5
-    shape_weight: float = 4.0
+    shape_weight: float = 8.0
     kl_weight: float = 1e-5
     checkpoint_every: int = 100
     seed: int = 0
@@ -50,21 +59,32 @@ def to_pixels(frames: np.ndarray) -> torch.Tensor:
 
 
 def snippet_batch(world: WorldConfig, config: VaeTrainConfig, step: int) -> torch.Tensor:
-    """Random crops of short snippets of fresh clips, `crops_per_clip` from each (rendering a clip
-    costs more than cropping it); a pure function of (seed, step), see `runtime.Runtime.batches`."""
+    """Short snippets (whole frames, or crops) of fresh clips, `crops_per_clip` from each (rendering a
+    clip costs more than cutting it); a pure function of (seed, step), see `runtime.Runtime.batches`.
+
+    In a `swap_first` share of them the first frame is an unrelated one (another time, another
+    place). Without that the VAE learns to decode every frame as a copy of the first latent frame:
+    in a real snippet frames 1-4 differ from frame 0 by a few moved pixels. With unrelated first
+    frames, frames 1-4 can only come from the second latent frame.
+    """
     rng = np.random.default_rng([config.seed, step])
+    side = config.crop or world.size
+    limit = world.size - side
     items = []
     for index in range(config.batch):
         if index % config.crops_per_clip == 0:
             clip = render_clip(int(rng.integers(1 << 30)), world)
         t0 = int(rng.integers(0, clip.frames.shape[0] - config.snippet_frames + 1))
-        limit = world.size - config.crop
         if rng.random() < config.shape_crops:
-            centre = clip.positions[t0] + rng.uniform(-config.crop / 3, config.crop / 3, size=2)
-            x0, y0 = (int(np.clip(round(v - config.crop / 2), 0, limit)) for v in centre)
+            centre = clip.positions[t0] + rng.uniform(-side / 3, side / 3, size=2)
+            x0, y0 = (int(np.clip(round(v - side / 2), 0, limit)) for v in centre)
         else:
             y0, x0 = (int(v) for v in rng.integers(0, limit + 1, size=2))
-        snippet = clip.frames[t0 : t0 + config.snippet_frames, y0 : y0 + config.crop, x0 : x0 + config.crop]
+        snippet = clip.frames[t0 : t0 + config.snippet_frames, y0 : y0 + side, x0 : x0 + side].copy()
+        if rng.random() < config.swap_first:
+            t1 = int(rng.integers(0, clip.frames.shape[0]))
+            y1, x1 = (int(v) for v in rng.integers(0, limit + 1, size=2))
+            snippet[0] = clip.frames[t1, y1 : y1 + side, x1 : x1 + side]
         items.append(to_pixels(snippet))
     return torch.stack(items)
 
@@ -73,6 +93,24 @@ def shape_weights(pixels: torch.Tensor, weight: float) -> torch.Tensor:
     """`weight` on saturated pixels (the shapes: every background palette is dull), 1 elsewhere."""
     saturation = (pixels.amax(dim=1, keepdim=True) - pixels.amin(dim=1, keepdim=True)) / 2
     return 1.0 + (weight - 1.0) * (saturation > 0.5).float()
+
+
+def current_frame_init(vae) -> None:
+    """Start every causal 3D convolution looking at the current frame only (other temporal taps zero,
+    the current one scaled to keep the output variance), as video VAEs inflated from image VAEs start.
+
+    With the default init, each causal convolution mixes the replicated first frame into the next
+    ones, layer after layer, and the fresh decoder hears latent frame 0 about 30x louder than
+    latent frame 1 even in output frames 1-4: training then settles on decoding every frame as a
+    copy of the first, and the latents carry no motion. Starting frame-local, frames 1-4 depend on
+    latent frame 1 alone, and training adds the temporal mixing it needs.
+    """
+    with torch.no_grad():
+        for module in vae.modules():
+            if isinstance(module, HunyuanVideoCausalConv3d) and module.conv.kernel_size[0] > 1:
+                weight = module.conv.weight
+                weight[:, :, -1] *= math.sqrt(weight.shape[2])
+                weight[:, :, :-1] = 0
 
 
 def near_deterministic_posterior(vae) -> None:
@@ -109,6 +147,7 @@ def train_vae(run_dir: Path, world: WorldConfig, config: VaeTrainConfig, runtime
     path = run_dir / "vae.pt"
     torch.manual_seed(config.seed)
     vae = build_vae(model_config)
+    current_frame_init(vae)
     near_deterministic_posterior(vae)
     vae.to(runtime.device)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=0.0)

@@ -107,3 +107,28 @@ def test_a_time_budget_drives_the_schedule():
 
     assert Budget(steps=10).progress(5, elapsed=100.0) == 0.5
     assert Budget(steps=10, seconds=40.0).progress(5, elapsed=10.0) == 0.25
+
+
+def test_a_fresh_vae_decodes_frames_1_to_4_from_the_second_latent_frame():
+    """Without current_frame_init the first latent frame drowns the second (the latents then carry no motion)."""
+    from framepack_live.train.models import build_vae
+    from framepack_live.train.vae import current_frame_init
+
+    def influence_on_frames_1_to_4(vae) -> list[float]:
+        latents = torch.randn(1, 16, 2, 8, 8, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            decoded = vae.decode(latents).sample
+            changes = []
+            for frame in (0, 1):
+                changed = latents.clone()
+                changed[:, :, frame] = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(2))
+                changes.append(float((vae.decode(changed).sample - decoded)[:, :, 1:].abs().mean()))
+        return changes
+
+    torch.manual_seed(0)
+    vae = build_vae().eval()
+    first, second = influence_on_frames_1_to_4(vae)
+    assert first > 5 * second
+    current_frame_init(vae)
+    first, second = influence_on_frames_1_to_4(vae)
+    assert second > 5 * first

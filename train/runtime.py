@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 T = TypeVar("T")
 
@@ -86,3 +88,34 @@ class Budget:
 
     def progress(self, step: int, elapsed: float) -> float:
         return elapsed / self.seconds if self.seconds else step / self.steps
+
+
+class Clock:
+    """A training stage's steps and training time (both resumed from its checkpoint), its progress
+    through the budget, and the progress bar, in steps or in seconds as the budget counts."""
+
+    def __init__(self, name: str, budget: Budget, step: int, elapsed: float):
+        self.budget, self.step, self.elapsed = budget, step, elapsed
+        self._began = time.monotonic() - elapsed
+        timed = budget.seconds is not None
+        self._bar = tqdm(total=budget.seconds if timed else budget.steps, initial=min(elapsed, budget.seconds) if timed else step,
+                         desc=f"{name} (s)" if timed else name, dynamic_ncols=True)
+
+    @property
+    def progress(self) -> float:
+        return self.budget.progress(self.step, self.elapsed)
+
+    @property
+    def done(self) -> bool:
+        return self.progress >= 1.0
+
+    def tick(self, **postfix: str) -> None:
+        """One step more; the bar shows `postfix` (loss figures)."""
+        self.step += 1
+        now = time.monotonic() - self._began
+        self._bar.update(now - self.elapsed if self.budget.seconds is not None else 1)
+        self.elapsed = now
+        self._bar.set_postfix(step=self.step, **postfix)
+
+    def close(self) -> None:
+        self._bar.close()

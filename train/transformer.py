@@ -20,7 +20,6 @@ Forward history gets a little Gaussian noise now and then, so the model learns t
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
@@ -28,13 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_framepack import calculate_shift
-from tqdm import tqdm
 
 from ..engine.packing import PackedContext, pack_forward, pack_inverted
 from ..engine.sampling import MAX_SHIFT_EXP
 from . import checkpoint
 from .latents import LatentClip, PromptTable
-from .runtime import Budget, Runtime
+from .runtime import Budget, Clock, Runtime
 from .world import WorldConfig
 
 
@@ -180,14 +178,13 @@ def train_transformer(transformer, clips: list[LatentClip], prompts: PromptTable
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
     prompts = prompts.to(runtime.device)
-    step, elapsed, smoothed = state["step"], state.get("elapsed", 0.0), state.get("loss")
+    smoothed = state.get("loss")
     transformer.train()
-    bar = tqdm(total=budget.seconds or budget.steps, initial=min(elapsed, budget.seconds) if budget.seconds else step,
-               desc="transformer" + (" (s)" if budget.seconds else ""), dynamic_ncols=True)
-    batches = runtime.batches(partial(step_batch, clips, world, config), start=step)
-    began = time.monotonic() - elapsed
-    while (progress := budget.progress(step, elapsed)) < 1.0:
-        lr = config.lr * min(1.0, (step + 1) / config.warmup) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * progress)))
+    clock = Clock("transformer", budget, state["step"], state.get("elapsed", 0.0))
+    batches = runtime.batches(partial(step_batch, clips, world, config), start=clock.step)
+    while not clock.done:
+        warmup = min(1.0, (clock.step + 1) / config.warmup)
+        lr = config.lr * warmup * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * clock.progress)))
         for group in optimizer.param_groups:
             group["lr"] = lr
         batch = next(batches).to(runtime.device)
@@ -200,15 +197,11 @@ def train_transformer(transformer, clips: list[LatentClip], prompts: PromptTable
         with torch.no_grad():
             for averaged, current in zip(ema.parameters(), transformer.parameters()):
                 averaged.lerp_(current, 1 - config.ema_decay)
-        step += 1
         value = loss.item()
         smoothed = value if smoothed is None else 0.98 * smoothed + 0.02 * value
-        now = time.monotonic() - began
-        bar.update((now - elapsed) if budget.seconds else 1)
-        elapsed = now
-        bar.set_postfix(step=step, loss=f"{value:.4f}", avg=f"{smoothed:.4f}")
-        if step % config.checkpoint_every == 0 or budget.progress(step, elapsed) >= 1.0:
-            checkpoint.save(path, step=step, elapsed=elapsed, model=transformer.state_dict(), ema=ema.state_dict(),
-                            optimizer=optimizer.state_dict(), loss=smoothed)
-    bar.close()
-    return ema.cpu().eval(), smoothed, step
+        clock.tick(loss=f"{value:.4f}", avg=f"{smoothed:.4f}")
+        if clock.step % config.checkpoint_every == 0 or clock.done:
+            checkpoint.save(path, step=clock.step, elapsed=clock.elapsed, model=transformer.state_dict(),
+                            ema=ema.state_dict(), optimizer=optimizer.state_dict(), loss=smoothed)
+    clock.close()
+    return ema.cpu().eval(), smoothed, clock.step

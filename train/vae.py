@@ -15,7 +15,6 @@ config's `scaling_factor`, so the transformer sees unit-variance latents as the 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -23,11 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from diffusers.models.autoencoders.autoencoder_kl_hunyuan_video import HunyuanVideoCausalConv3d
-from tqdm import tqdm
 
 from . import checkpoint
 from .models import VaeConfig, build_vae
-from .runtime import Budget, Runtime
+from .runtime import Budget, Clock, Runtime
 from .world import WorldConfig, render_clip
 
 
@@ -155,36 +153,30 @@ def train_vae(run_dir: Path, world: WorldConfig, config: VaeTrainConfig, runtime
     if "model" in state:
         vae.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-    step, elapsed, metrics = state["step"], state.get("elapsed", 0.0), state.get("metrics", {})
-    done = budget.progress(step, elapsed) >= 1.0
-    bar = tqdm(total=budget.seconds or budget.steps, initial=min(elapsed, budget.seconds) if budget.seconds else step,
-               desc="vae" + (" (s)" if budget.seconds else ""), dynamic_ncols=True)
-    batches = runtime.batches(partial(snippet_batch, world, config), start=step)
-    began = time.monotonic() - elapsed
-    while (progress := budget.progress(step, elapsed)) < 1.0:
+    metrics = state.get("metrics", {})
+    clock = Clock("vae", budget, state["step"], state.get("elapsed", 0.0))
+    already_trained = clock.done  # then the saved scale belongs to these very weights
+    batches = runtime.batches(partial(snippet_batch, world, config), start=clock.step)
+    while not clock.done:
         for group in optimizer.param_groups:
-            group["lr"] = config.lr * min(1.0, 0.5 * (1 + np.cos(np.pi * progress)) + 0.05)
+            group["lr"] = config.lr * min(1.0, 0.5 * (1 + np.cos(np.pi * clock.progress)) + 0.05)
         with runtime.autocast():
             loss, metrics = vae_loss(vae, next(batches).to(runtime.device), config.kl_weight, config.shape_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         optimizer.step()
-        step += 1
-        now = time.monotonic() - began
-        bar.update((now - elapsed) if budget.seconds else 1)
-        elapsed = now
-        bar.set_postfix(step=step, loss=f"{loss.item():.4f}", mse=f"{metrics['mse']:.4f}")
-        if step % config.checkpoint_every == 0 or budget.progress(step, elapsed) >= 1.0:
-            checkpoint.save(path, step=step, elapsed=elapsed, model=vae.state_dict(), optimizer=optimizer.state_dict(),
-                            metrics=metrics)
-    bar.close()
+        clock.tick(loss=f"{loss.item():.4f}", mse=f"{metrics['mse']:.4f}")
+        if clock.step % config.checkpoint_every == 0 or clock.done:
+            checkpoint.save(path, step=clock.step, elapsed=clock.elapsed, model=vae.state_dict(),
+                            optimizer=optimizer.state_dict(), metrics=metrics)
+    clock.close()
     vae.eval()
-    scale = state.get("scaling_factor") if done else None
+    scale = state.get("scaling_factor") if already_trained else None
     if scale is None:
         scale = latent_scale(vae, world, config.scale_clips, seed=10_000_000, device=runtime.device)
-        checkpoint.save(path, step=step, elapsed=elapsed, model=vae.state_dict(), optimizer=optimizer.state_dict(),
-                        metrics=metrics, scaling_factor=scale)
+        checkpoint.save(path, step=clock.step, elapsed=clock.elapsed, model=vae.state_dict(),
+                        optimizer=optimizer.state_dict(), metrics=metrics, scaling_factor=scale)
     vae.register_to_config(scaling_factor=scale)
     vae.requires_grad_(False)
-    return vae.cpu(), metrics, step
+    return vae.cpu(), metrics, clock.step

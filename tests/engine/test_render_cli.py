@@ -42,6 +42,7 @@ def test_render_with_defaults_writes_playable_mp4(tmp_path):
         (["--model", "no-such-preset"], "unknown model"),
         (["--width", "100", "--height", "64"], "multiples of 16"),
         (["--prompt", "word " * 400], "tokens long"),
+        (["--sections", "3", "--prompt-at", "1=" + "word " * 400], "tokens long"),
         (["--sections", "1", "--prompt-at", "60=later"], "outside the video"),
         (["--prompt-at", "soon"], "SECONDS=TEXT"),
         (["--sequence-parallel", "3"], "valid degrees: 1, 2, 4"),

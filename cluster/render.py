@@ -186,8 +186,8 @@ def generate(job: RenderJob, device: torch.device | None = None, parallel: bool 
     settings = job.settings
     image = load_image_file(job.image_path) if job.image_path else None
     end_image = load_image_file(job.end_image_path) if job.end_image_path else None
-    for _, prompt in job.schedule.entries:  # every --prompt-at now, not when its section comes
-        check_prompt(model, prompt)
+    for _, prompt in job.schedule.entries[1:]:  # every --prompt-at now, not when its section comes
+        check_prompt(model, prompt)  # (SectionGenerator checks the first)
     # The loop sets each section's prompt from the schedule before making it.
     generator = SectionGenerator(model, job.schedule.entries[0][1], image, settings, end_image=end_image)
     video = np.zeros((SectionGenerator.total_frames(settings), settings.height, settings.width, 3), np.uint8)

@@ -82,17 +82,20 @@ def encode_image(
     model: FramePackModel, image: Image.Image, width: int, height: int, generator: torch.Generator
 ) -> ImageConditioning:
     """Encode the start image; draws the VAE posterior sample from `generator` like diffusers does."""
-    pipe = model.pipeline
-    pixels = pipe.video_processor.preprocess(fit_to_size(image, width, height), height, width)
-    image_latents = pipe.prepare_image_latents(
-        pixels, dtype=torch.float32, device=pipe._execution_device, generator=generator
+    pixels = preprocess_images(model, [image], width, height)
+    image_latents = model.pipeline.prepare_image_latents(
+        pixels, dtype=torch.float32, device=model.pipeline._execution_device, generator=generator
     )
-    return ImageConditioning(image_embeds=image_embeds(model, [image], width, height), image_latents=image_latents)
+    return ImageConditioning(image_embeds=image_embeds(model, pixels), image_latents=image_latents)
+
+
+def preprocess_images(model: FramePackModel, images: list[Image.Image], width: int, height: int) -> torch.Tensor:
+    """Start images fitted to the size and scaled as the pipeline expects, [N, 3, H, W] in [-1, 1]."""
+    return model.pipeline.video_processor.preprocess([fit_to_size(image, width, height) for image in images], height, width)
 
 
 @torch.no_grad()
-def image_embeds(model: FramePackModel, images: list[Image.Image], width: int, height: int) -> torch.Tensor:
-    """The image encoder's tokens of start images alone, batched (training encodes thousands)."""
+def image_embeds(model: FramePackModel, pixels: torch.Tensor) -> torch.Tensor:
+    """The image encoder's tokens of preprocessed start images alone, batched (training encodes thousands)."""
     pipe = model.pipeline
-    pixels = pipe.video_processor.preprocess([fit_to_size(image, width, height) for image in images], height, width)
     return pipe.encode_image(pixels, device=pipe._execution_device).to(model.dtype)

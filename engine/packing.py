@@ -14,7 +14,7 @@ Layouts match the released checkpoints (and diffusers' pipeline):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -55,6 +55,9 @@ class PackedContext:
             indices_4x=idx_4x,
             indices_latents=indices_latents,
         )
+
+    def to(self, device: torch.device | str) -> PackedContext:
+        return PackedContext(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
     def model_kwargs(self, dtype: torch.dtype) -> dict:
         return {

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from ..engine.conditioning import PromptEmbeds, encode_prompt, image_embeds
+from ..engine.conditioning import PromptEmbeds, encode_prompt, image_embeds, preprocess_images
 from ..engine.model import FramePackModel
 from . import checkpoint
 from .runtime import Runtime
@@ -66,7 +66,8 @@ def encode_clips(model: FramePackModel, world: WorldConfig, count: int, run_dir:
         posterior = vae.encode(pixels).latent_dist  # fp32, as the engine encodes start images
         means, stds = (t.float().mul(scale).half().cpu() for t in (posterior.mean, posterior.std))
         size = videos[0].shape[1]
-        embeds = image_embeds(model, [Image.fromarray(video[0]) for video in videos], size, size)
+        starts = preprocess_images(model, [Image.fromarray(video[0]) for video in videos], size, size)
+        embeds = image_embeds(model, starts)
         clips.extend(LatentClip(*parts) for parts in zip(means, stds, embeds, captions))
         bar.update(len(videos))
         if len(clips) % save_every < len(videos) or len(clips) == count:

@@ -20,7 +20,7 @@ Forward history gets a little Gaussian noise now and then, so the model learns t
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -62,8 +62,7 @@ class Batch:
     u: torch.Tensor  # [B] uniform draws that set the noise levels
 
     def to(self, device: str) -> Batch:
-        context = PackedContext(**{f.name: getattr(self.context, f.name).to(device) for f in fields(PackedContext)})
-        return Batch(self.target.to(device), context, self.image_embeds.to(device), self.captions,
+        return Batch(self.target.to(device), self.context.to(device), self.image_embeds.to(device), self.captions,
                      self.noise.to(device), self.u.to(device))
 
 

@@ -124,10 +124,11 @@ def vae_loss(vae, pixels: torch.Tensor, kl_weight: float, shape_weight: float) -
     reconstruction = vae.decode(posterior.sample()).sample
     weights = shape_weights(pixels, shape_weight)
     error = reconstruction - pixels
+    squared = error.pow(2)
     l1 = (weights * error.abs()).mean()
-    mse = error.pow(2).mean()
     kl = posterior.kl().mean() / posterior.mean[0].numel()
-    return l1 + (weights * error.pow(2)).mean() + kl_weight * kl, {"l1": l1.item(), "mse": mse.item(), "kl": kl.item()}
+    metrics = {"l1": l1.item(), "mse": squared.mean().item(), "kl": kl.item()}
+    return l1 + (weights * squared).mean() + kl_weight * kl, metrics
 
 
 @torch.no_grad()

@@ -27,7 +27,8 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--vae-steps", type=int, default=400)
     parser.add_argument("--vae-seconds", type=float, default=None, help="train the VAE this long instead of --vae-steps")
     parser.add_argument("--vae-batch", type=int, default=12)
-    parser.add_argument("--vae-crop", type=int, default=None, help="train the VAE on square crops of this side (default: whole frames)")
+    parser.add_argument("--vae-crop", type=int, default=64,
+                        help="side of the square crops of the VAE's warm-up (0: whole frames throughout)")
     parser.add_argument("--clips", type=int, default=100, help="encoded clips the transformer trains on")
     parser.add_argument("--steps", type=int, default=4000, help="transformer steps")
     parser.add_argument("--seconds", type=float, default=None, help="train the transformer this long instead of --steps")
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"training on {runtime}", file=sys.stderr)
     world = WorldConfig(size=args.size, window=args.window, sections=args.sections)
     vae_budget = Budget(args.vae_steps, args.vae_seconds)
-    vae, vae_metrics, vae_steps = train_vae(args.run_dir, world, VaeTrainConfig(batch=args.vae_batch, crop=args.vae_crop), runtime, vae_budget)
+    vae, vae_metrics, vae_steps = train_vae(args.run_dir, world, VaeTrainConfig(batch=args.vae_batch, crop=args.vae_crop or None), runtime, vae_budget)
     print(f"vae: {vae_steps} steps, {vae_metrics}, scaling_factor {vae.config.scaling_factor:.4f}")
     if args.stage == "vae":
         return 0

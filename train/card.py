@@ -6,6 +6,9 @@ import argparse
 
 import torch
 
+from .export import DEFAULT_CFG
+from .vae import VaeTrainConfig
+
 CARD = """# framepack-live toyworld
 
 A small FramePack model (HunyuanVideoFramepackTransformer3DModel + AutoencoderKLHunyuanVideo, the
@@ -17,11 +20,13 @@ moving as the caption says: "a red circle moves left", "the blue square moves up
 * Resolution {size}x{size}, section window {window} latent frames ({frames} video frames).
 * Text and image encoders: the `tiny` preset's, frozen at their random initialisation (they still
   give every caption a distinct embedding); the transformer learned to read them.
-* VAE: {vae_steps} steps of batch {vae_batch} on 5-frame crops, L1 + MSE + 1e-5 KL; final batch MSE {vae_mse:.4f}
-  (pixels in [-1, 1]).
+* VAE: {vae_steps} steps of batch {vae_batch} on 5-frame snippets ({crop}, then whole frames),
+  L1 + MSE + 1e-5 KL; final batch MSE {vae_mse:.4f} (pixels in [-1, 1]).
 * Transformer: {steps} steps of batch {batch} on {clips} encoded clips, flow matching (v = noise - x0) on next-section
   prediction with the engine's packed 1x/2x/4x history, forward (F1) and inverted anti-drifting
-  layouts half each, distilled guidance input 10; EMA weights. Smoothed final loss {loss:.4f}.
+  layouts half each, distilled guidance input 10, the caption dropped (empty prompt) in 10 % of
+  samples so that sampling can use real CFG (default scale {cfg}); EMA weights. Smoothed final
+  loss {loss:.4f}.
 * Trained on {device}; this final invocation ran {minutes:.0f} minutes (stages resume, so an
   interrupted run counts only its last part).
 
@@ -46,6 +51,8 @@ def model_card(args: argparse.Namespace, runtime, vae_steps: int, vae_metrics: d
         frames=args.window * 4,
         vae_steps=vae_steps,
         vae_batch=args.vae_batch,
+        crop=f"{args.vae_crop}-pixel crops for the first {VaeTrainConfig.crop_share:.0%} of the budget" if args.vae_crop else "whole frames",
+        cfg=DEFAULT_CFG,
         vae_mse=vae_metrics.get("mse", float("nan")),
         steps=steps,
         batch=args.batch,

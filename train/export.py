@@ -11,6 +11,11 @@ from ..engine.tiny import PROJECT_FILE
 from .world import WorldConfig
 
 
+#: Real classifier-free guidance scale the toy model samples with by default (it is trained with
+#: caption dropout for it); chosen with `framepack-live bench toyworld --cfg`, see docs/toyworld.md.
+DEFAULT_CFG = 5.0
+
+
 def export(model: FramePackModel, out: Path, world: WorldConfig, card: str, sampling: str = "forward") -> None:
     """`save_pretrained` (safetensors) plus the engine's `framepack_live.json` and a model card."""
     out.mkdir(parents=True, exist_ok=True)
@@ -21,10 +26,11 @@ def export(model: FramePackModel, out: Path, world: WorldConfig, card: str, samp
         "resolution": world.size,
         "prompt_template": model.prompt_template,
         # Generation defaults the engine takes from here (engine/presets.py DEFAULT_KEYS): the window
-        # it was trained at, and the sampler the benchmark scores it with.
+        # it was trained at, and the sampler and guidance the benchmark scores it with.
         "window": world.window,
         "steps": 8,
         "scheduler": "euler",
+        "cfg": DEFAULT_CFG,
         "world": asdict(world),
     }
     (out / PROJECT_FILE).write_text(json.dumps(extra, indent=2))

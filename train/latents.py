@@ -76,6 +76,10 @@ def encode_clips(model: FramePackModel, world: WorldConfig, count: int, run_dir:
     return clips[:count]
 
 
+#: The caption of caption-dropped samples: the empty prompt, GenerationSettings' default negative prompt.
+UNCONDITIONAL = ""
+
+
 @dataclass
 class PromptTable:
     """Every grammar caption's embeddings, cropped to the longest caption (masked tokens are inert)."""
@@ -94,7 +98,9 @@ class PromptTable:
 
 
 def prompt_table(model: FramePackModel) -> PromptTable:
-    captions = all_captions()
+    """Every grammar caption, and the empty prompt: the engine's default negative prompt, which the
+    transformer learns as the unconditional input of classifier-free guidance."""
+    captions = [*all_captions(), UNCONDITIONAL]
     encoded = [encode_prompt(model, c) for c in captions]
     length = int(max(e.mask.sum() for e in encoded))
     return PromptTable(

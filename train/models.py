@@ -4,7 +4,8 @@ Same classes as the `tiny` preset and the real checkpoints (so the engine loads 
 `from_pretrained` like any other model), a bit wider where it pays: the transformer gets 32-dim
 heads and four blocks, the VAE keeps 16 latent channels and HunyuanVideo's 8x/4x compression but
 only 8 channels at full resolution, because full-resolution 3D convolutions are where a CPU spends
-nearly all of the VAE's time, and one normalisation group (see `VaeConfig`). The frozen text and image encoders are the tiny preset's own.
+nearly all of the VAE's time, widening as the resolution drops (where channels are cheap), and one
+normalisation group (see `VaeConfig`). The frozen text and image encoders are the tiny preset's own.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..engine.tiny import framepack_transformer, hunyuan_vae
 
 @dataclass(frozen=True)
 class VaeConfig:
-    block_out_channels: tuple[int, ...] = (8, 16, 16, 16)
+    block_out_channels: tuple[int, ...] = (8, 16, 32, 64)
     layers_per_block: int = 1
     #: One group: GroupNorm over all channels keeps the colour of flat regions (as the direction of
     #: the feature vector); with several groups a flat patch normalises to the same features

@@ -31,7 +31,7 @@ from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_framepack import c
 from ..engine.packing import PackedContext, pack_forward, pack_inverted
 from ..engine.sampling import MAX_SHIFT_EXP
 from . import checkpoint
-from .latents import LatentClip, PromptTable
+from .latents import UNCONDITIONAL, LatentClip, PromptTable
 from .runtime import Budget, Clock, Runtime
 from .world import WorldConfig
 
@@ -46,6 +46,10 @@ class TransformerTrainConfig:
     history_noise: float = 0.1
     history_noise_probability: float = 0.5
     guidance: float = 10.0
+    #: Share of samples trained with the empty prompt, so sampling can use real CFG (the model's
+    #: default `cfg` in framepack_live.json): the guided difference between the caption's and the
+    #: empty prompt's predictions amplifies what the caption says about motion.
+    caption_dropout: float = 0.1
     motion_weight: float = 4.0
     ema_decay: float = 0.998
     checkpoint_every: int = 200
@@ -115,7 +119,7 @@ def make_batch(rng: np.random.Generator, clips: list[LatentClip], world: WorldCo
         targets.append(latents[:, :, 1 + k * window : 1 + (k + 1) * window])
         contexts.append(context)
         embeds.append(clip.image_embeds[None])
-        captions.append(clip.captions[k])
+        captions.append(UNCONDITIONAL if rng.random() < config.caption_dropout else clip.captions[k])
     target = torch.cat(targets)
     noise = torch.randn(target.shape, generator=generator)
     u = torch.rand(config.batch, generator=generator)

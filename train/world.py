@@ -61,7 +61,7 @@ class WorldConfig:
     window: int = 3
     sections: int = 8
     speed: tuple[float, float] = (1.2, 2.0)
-    radius: tuple[int, int] = (9, 14)
+    radius: tuple[int, int] = (11, 16)
     #: Chance that the caption changes at each section boundary.
     change_probability: float = 0.35
     pan_probability: float = 0.15
@@ -145,7 +145,7 @@ def render_clip(seed: int, config: WorldConfig = WorldConfig(), motions: list[st
     palette = PALETTES[palette_index if palette_index is not None else int(rng.integers(len(PALETTES)))]
     hills = bool(rng.random() < 0.7)
     horizon = _horizon(size, rng, hills)
-    radius = int(rng.integers(config.radius[0], config.radius[1] + 1))
+    radius = min(int(rng.integers(config.radius[0], config.radius[1] + 1)), size // 4)  # small test worlds
     speed = float(rng.uniform(*config.speed))
     x, y = start if start is not None else (rng.uniform(radius + 1, size - radius - 1), rng.uniform(radius + 1, size - radius - 1))
     x, y = _clamp(x, radius, size), _clamp(y, radius, size)

@@ -132,3 +132,27 @@ def test_a_fresh_vae_decodes_frames_1_to_4_from_the_second_latent_frame():
     current_frame_init(vae)
     first, second = influence_on_frames_1_to_4(vae)
     assert second > 5 * first
+
+
+def test_vae_snippets_are_crops_in_the_warm_up_and_whole_frames_after():
+    from framepack_live.train.vae import VaeTrainConfig, snippet_batch
+
+    world = WorldConfig(size=64, window=2, sections=2)
+    config = VaeTrainConfig(batch=2)
+    assert snippet_batch(world, config, 32, step=0).shape == (2, 3, config.snippet_frames, 32, 32)
+    assert snippet_batch(world, config, None, step=0).shape == (2, 3, config.snippet_frames, 64, 64)
+    assert snippet_batch(world, config, 128, step=0).shape[-1] == 64  # a crop never exceeds the frame
+
+
+def test_caption_dropout_trains_the_empty_prompt_for_cfg():
+    from framepack_live.train.latents import UNCONDITIONAL
+
+    def captions(dropout: float) -> list[str]:
+        config = TransformerTrainConfig(batch=40, caption_dropout=dropout)
+        batch = make_batch(np.random.default_rng(0), [fake_clip(WORLD.sections, WORLD.window)], WORLD, config,
+                           torch.Generator().manual_seed(0))
+        return batch.captions
+
+    assert UNCONDITIONAL not in captions(0.0)
+    assert set(captions(1.0)) == {UNCONDITIONAL}
+    assert 0 < captions(0.3).count(UNCONDITIONAL) < 40

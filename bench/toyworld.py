@@ -30,6 +30,7 @@ from ..engine import generator as generator_module
 from ..engine.generator import SectionGenerator
 from ..engine.model import FramePackModel
 from ..engine.packing import pack_forward
+from ..engine.presets import resolve
 from ..engine.settings import GenerationSettings
 from ..train.tracking import calibrate, centroids, colour_mask, displacement, follows
 from ..train.world import OBJECT_MOTIONS, VIDEO_FRAMES_PER_LATENT, WorldConfig, caption, render_clip, shape_mask
@@ -175,8 +176,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="framepack-live bench toyworld", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(DEFAULT_WEIGHTS))
     parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--scheduler", choices=["euler", "unipc"], default="euler")
+    parser.add_argument("--steps", type=int, default=None, help="default: the model's (framepack_live.json)")
+    parser.add_argument("--scheduler", choices=["euler", "unipc"], default=None, help="default: the model's")
+    parser.add_argument("--cfg", type=float, default=None, help="real CFG scale; default: the model's")
     parser.add_argument("--cases", type=int, default=8, help="videos for prompt following and for steering")
     parser.add_argument("--drift-sections", type=int, default=30)
     parser.add_argument("--drift-videos", type=int, default=1)
@@ -186,14 +188,16 @@ def main(argv: list[str]) -> int:
     began = time.monotonic()
     model = FramePackModel.load(args.model)
     world = WorldConfig(size=args.size)
-    base = GenerationSettings(width=args.size, height=args.size, steps=args.steps, scheduler=args.scheduler,
-                              window=world.window, sections=1)
+    given = {"steps": args.steps, "scheduler": args.scheduler, "cfg": args.cfg}
+    chosen = {**resolve(args.model).defaults, **{key: value for key, value in given.items() if value is not None}}
+    base = GenerationSettings(**{**chosen, "width": args.size, "height": args.size, "window": world.window, "sections": 1})
     report = {
         "benchmark": "toyworld",
         "model": args.model,
         "resolution": args.size,
-        "steps": args.steps,
-        "scheduler": args.scheduler,
+        "steps": base.steps,
+        "scheduler": base.scheduler,
+        "cfg": base.cfg,
         "window": world.window,
         "prompt_following": {
             "forward": prompt_following(model, world, base, args.cases, "forward"),

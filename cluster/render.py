@@ -61,7 +61,7 @@ class PromptSchedule:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None, help="preset (tiny, framepack-i2v-hy, framepack-f1), directory or hub id")
+    parser.add_argument("--model", default=None, help="preset (toyworld, the default; tiny, framepack-i2v-hy, framepack-f1), directory or hub id")
     parser.add_argument("--image", default=None, help="start image (PNG/JPEG/WebP); default: the built-in one")
     parser.add_argument("--end-image", default=None, help="end image (inverted sampling only)")
     parser.add_argument("--prompt", required=True)
@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bucket size when --width/--height are not given (default: the model's)")
     parser.add_argument("--steps", type=int, default=None, help="default: the model's, else 25")
     parser.add_argument("--guidance", type=float, default=None, help="distilled guidance (default: the model's, else 10)")
-    parser.add_argument("--cfg", type=float, default=1.0, help="real CFG scale (1 = off)")
+    parser.add_argument("--cfg", type=float, default=None, help="real CFG scale (1 = off; default: the model's, else 1)")
     parser.add_argument("--guidance-rescale", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sampling", choices=["forward", "inverted"], default=None,
@@ -118,7 +118,7 @@ def plan(args: argparse.Namespace) -> RenderJob:
     if width is None or height is None:
         bucket_w, bucket_h = bucket_for(image.width, image.height, args.resolution or source.resolution)
         width, height = width or bucket_w, height or bucket_h
-    given = {"window": args.window, "steps": args.steps, "scheduler": args.scheduler, "guidance": args.guidance}
+    given = {"window": args.window, "steps": args.steps, "scheduler": args.scheduler, "guidance": args.guidance, "cfg": args.cfg}
     chosen = {**source.defaults, **{key: value for key, value in given.items() if value is not None}}
     frames_per_section = chosen.get("window", GenerationSettings.window) * VAE_TEMPORAL_RATIO
     if args.sections is not None:
@@ -131,7 +131,6 @@ def plan(args: argparse.Namespace) -> RenderJob:
         settings = GenerationSettings(
             width=width,
             height=height,
-            cfg=args.cfg,
             guidance_rescale=args.guidance_rescale,
             negative_prompt=args.negative_prompt,
             seed=args.seed,

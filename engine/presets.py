@@ -43,11 +43,11 @@ PRESETS: dict[str, ModelSource] = {
         sampling="forward",
     ),
 }
-DEFAULT_MODEL = "tiny"
+DEFAULT_MODEL = "toyworld"
 #: Weights this project trains and ships (see docs/toyworld.md).
 SHIPPED = {"toyworld": Path(__file__).resolve().parent / "weights" / "toyworld"}
 #: Keys of a model directory's framepack_live.json that become generation defaults.
-DEFAULT_KEYS = ("window", "steps", "scheduler", "guidance")
+DEFAULT_KEYS = ("window", "steps", "scheduler", "guidance", "cfg")
 
 
 def resolve(model: str | None) -> ModelSource:

@@ -17,7 +17,7 @@ from framepack_live.engine.settings import GenerationSettings
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="framepack-live bench serve", description=__doc__)
-    parser.add_argument("--model", default=None, help="default: tiny")
+    parser.add_argument("--model", default=None, help="default: toyworld")
     parser.add_argument("--sections", type=int, default=4)
     parser.add_argument("--sessions", type=int, default=4, help="concurrent sessions of the aggregate figure")
     parser.add_argument("--width", type=int, default=128)

@@ -17,7 +17,7 @@ class ClusterConfig:
     placement-group bundle per rank, so the ranks are scheduled together or not at all.
     """
 
-    #: Preset name, local pipeline directory or hub id; None is the tiny preset on CPU.
+    #: Preset name, local pipeline directory or hub id; None is the shipped toyworld model on CPU.
     model: str | None = None
     device: Device = "cpu"
     sequence_parallel: int = 1

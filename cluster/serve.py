@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `serve` subcommand's flags (the command line owner dispatches to `run`)."""
     parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="HTTP port (default 8000)")
-    parser.add_argument("--model", default=None, help="preset, pipeline directory or hub id (default: tiny on CPU)")
+    parser.add_argument("--model", default=None, help="preset, pipeline directory or hub id (default: toyworld on CPU)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when Ray sees a GPU")
     parser.add_argument(
         "--sequence-parallel", type=int, default=1, metavar="N", help="devices one Denoiser replica spans"

@@ -1,23 +1,18 @@
 """The shipped toy-world weights: they load as a pipeline directory and the shape goes where the caption says."""
 
+import subprocess
+import sys
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
-from framepack_live.bench.toyworld import DEFAULT_WEIGHTS, generate, section_bounds, start_image
-from framepack_live.engine.model import FramePackModel
-from framepack_live.engine.settings import GenerationSettings
+from framepack_live.bench.toyworld import DEFAULT_WEIGHTS
+from framepack_live.engine.images import default_start_image, fit_to_size
 from framepack_live.train.export import directory_size
-from framepack_live.train.tracking import displacement, follows
-from framepack_live.train.world import OBJECT_MOTIONS, WorldConfig, caption
-
-WORLD = WorldConfig()
-
-
-@pytest.fixture(scope="module")
-def model() -> FramePackModel:
-    return FramePackModel.load(str(DEFAULT_WEIGHTS))
+from framepack_live.train.tracking import calibrate, centroids, colour_mask, displacement, follows
+from framepack_live.train.world import COLOURS, OBJECT_MOTIONS, caption
 
 
 def test_weights_are_small_safetensors_with_the_engine_metadata():
@@ -26,16 +21,31 @@ def test_weights_are_small_safetensors_with_the_engine_metadata():
     assert (DEFAULT_WEIGHTS / "framepack_live.json").exists() and (DEFAULT_WEIGHTS / "README.md").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped weights do not follow captions yet (docs/toyworld.md)")
-def test_rendered_shape_moves_the_captioned_way(model):
-    settings = GenerationSettings(width=WORLD.size, height=WORLD.size, steps=8, scheduler="euler",
-                                  window=WORLD.window, sampling="forward", sections=2)
-    hits = []
-    for case, motion in enumerate(OBJECT_MOTIONS):
-        start = start_image(case, WORLD)
-        video = generate(model, start.image, [caption(start.colour, start.shape, motion)] * 2, settings)
-        _, track = start.track(video)
-        first, _ = section_bounds(0, WORLD.window)
-        _, last = section_bounds(1, WORLD.window)
-        hits.append(follows(displacement(track, first, last), motion))
-    assert np.mean(hits) >= 0.75, hits
+def render_default(tmp_path: Path, prompt: str) -> np.ndarray:
+    """`framepack-live render` with no --model and no --image: the shipped default model and start image."""
+    out = tmp_path / "video.mp4"
+    result = subprocess.run([sys.executable, "-m", "framepack_live.cluster.cli", "render", "--prompt", prompt,
+                             "--sections", "2", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+def default_track(tmp_path: Path, motion: str) -> np.ndarray:
+    """Render the default shape (the start image's red disc) with `motion` and track it per frame."""
+    video = render_default(tmp_path, caption("red", "circle", motion))
+    start = np.asarray(fit_to_size(default_start_image(), video.shape[2], video.shape[1]), np.float32)
+    truth = np.linalg.norm(start - np.array(COLOURS["red"], np.float32), axis=-1) < 40  # the red disc
+    rgb, tolerance = calibrate(video[0], truth)
+    return centroids(colour_mask(video, rgb, tolerance))
+
+
+@pytest.mark.heavy
+@pytest.mark.xfail(strict=True, reason="the shipped weights follow the caption's direction in about 38 % of sections (docs/toyworld.md)")
+def test_rendered_default_shape_moves_the_captioned_way(tmp_path):
+    misses = {}
+    for motion in OBJECT_MOTIONS:
+        track = default_track(tmp_path, motion)
+        if not follows(displacement(track, 1, len(track) - 1), motion):
+            misses[motion] = track[::4].round(1).tolist()
+    assert not misses, misses

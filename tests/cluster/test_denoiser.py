@@ -1,5 +1,6 @@
-"""The Denoiser deployment against the engine in this process: batching across sessions and a
-replica spanning two CPU bundles (sequence parallel, gloo) must not change any section."""
+"""The Denoiser deployment (tiny preset) against the engine in this process: batching across
+sessions and a replica spanning two CPU bundles (sequence parallel, gloo) must not change any
+section."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ async def _run(app: str, requests: list[DenoiseRequest]) -> list[DenoiseResult]:
 
 
 def test_batched_sections_equal_sections_alone(deploy, generation, requests, expected):
-    config = ClusterConfig(generation=generation, max_batch_size=4, batch_wait_timeout_s=1.0)
+    config = ClusterConfig(model="tiny", generation=generation, max_batch_size=4, batch_wait_timeout_s=1.0)
     with deploy(config) as server:
         alone = asyncio.run(_run(server.app, requests[:1]))
         together = asyncio.run(_run(server.app, requests))
@@ -71,7 +72,7 @@ def test_batched_sections_equal_sections_alone(deploy, generation, requests, exp
 
 
 def test_two_bundle_sequence_parallel_replica_equals_one(deploy, generation, requests, expected):
-    config = ClusterConfig(generation=generation, sequence_parallel=2, max_batch_size=4, batch_wait_timeout_s=1.0)
+    config = ClusterConfig(model="tiny", generation=generation, sequence_parallel=2, max_batch_size=4, batch_wait_timeout_s=1.0)
     with deploy(config) as server:
         results = asyncio.run(_run(server.app, requests[:2]))
     assert [r.batch_size for r in results] == [2, 2]

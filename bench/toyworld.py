@@ -189,7 +189,7 @@ def main(argv: list[str]) -> int:
     model = FramePackModel.load(args.model)
     world = WorldConfig(size=args.size)
     given = {"steps": args.steps, "scheduler": args.scheduler, "cfg": args.cfg}
-    chosen = {**resolve(args.model).defaults, **{key: value for key, value in given.items() if value is not None}}
+    chosen = resolve(args.model).settings(given)
     base = GenerationSettings(**{**chosen, "width": args.size, "height": args.size, "window": world.window, "sections": 1})
     report = {
         "benchmark": "toyworld",

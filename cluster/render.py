@@ -119,7 +119,7 @@ def plan(args: argparse.Namespace) -> RenderJob:
         bucket_w, bucket_h = bucket_for(image.width, image.height, args.resolution or source.resolution)
         width, height = width or bucket_w, height or bucket_h
     given = {"window": args.window, "steps": args.steps, "scheduler": args.scheduler, "guidance": args.guidance, "cfg": args.cfg}
-    chosen = {**source.defaults, **{key: value for key, value in given.items() if value is not None}}
+    chosen = source.settings(given)
     frames_per_section = chosen.get("window", GenerationSettings.window) * VAE_TEMPORAL_RATIO
     if args.sections is not None:
         sections = args.sections

@@ -28,6 +28,10 @@ class ModelSource:
     #: used where the user gave none.
     defaults: dict = field(default_factory=dict)
 
+    def settings(self, given: dict) -> dict:
+        """`GenerationSettings` fields: these defaults, overridden by every `given` value that is not None."""
+        return {**self.defaults, **{key: value for key, value in given.items() if value is not None}}
+
 
 PRESETS: dict[str, ModelSource] = {
     "framepack-i2v-hy": ModelSource(

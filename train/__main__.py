@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"training on {runtime}", file=sys.stderr)
     world = WorldConfig(size=args.size, window=args.window, sections=args.sections)
     vae_budget = Budget(args.vae_steps, args.vae_seconds)
-    vae, vae_metrics, vae_steps = train_vae(args.run_dir, world, VaeTrainConfig(batch=args.vae_batch, crop=args.vae_crop or None), runtime, vae_budget)
+    vae_config = VaeTrainConfig(batch=args.vae_batch, crop=args.vae_crop or None)
+    vae, vae_metrics, vae_steps = train_vae(args.run_dir, world, vae_config, runtime, vae_budget)
     print(f"vae: {vae_steps} steps, {vae_metrics}, scaling_factor {vae.config.scaling_factor:.4f}")
     if args.stage == "vae":
         return 0
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         model.pipeline.transformer = ema
         command = sys.argv[1:] if argv is None else argv
-        card = model_card(args, runtime, vae_steps, vae_metrics, steps, loss, minutes, command)
+        card = model_card(args, runtime, vae_config, vae_steps, vae_metrics, steps, loss, minutes, command)
         export(model, args.out, world, card)
         print(f"wrote {args.out} ({directory_size(args.out) / 2**20:.1f} MiB)")
     return 0

@@ -42,16 +42,17 @@ video model.
 """
 
 
-def model_card(args: argparse.Namespace, runtime, vae_steps: int, vae_metrics: dict, steps: int, loss: float,
-               minutes: float, command: list[str]) -> str:
-    """`runtime` is the train.runtime.Runtime the run used, `command` its arguments."""
+def model_card(args: argparse.Namespace, runtime, vae_config: VaeTrainConfig, vae_steps: int, vae_metrics: dict,
+               steps: int, loss: float, minutes: float, command: list[str]) -> str:
+    """`runtime` is the train.runtime.Runtime the run used, `vae_config` the VAE stage's settings, `command` its arguments."""
     return CARD.format(
         size=args.size,
         window=args.window,
         frames=args.window * 4,
         vae_steps=vae_steps,
-        vae_batch=args.vae_batch,
-        crop=f"{args.vae_crop}-pixel crops for the first {VaeTrainConfig.crop_share:.0%} of the budget" if args.vae_crop else "whole frames",
+        vae_batch=vae_config.batch,
+        crop=f"{vae_config.crop}-pixel crops for the first {vae_config.crop_share:.0%} of the budget"
+        if vae_config.crop else "whole frames",
         cfg=DEFAULT_CFG,
         vae_mse=vae_metrics.get("mse", float("nan")),
         steps=steps,

@@ -13,7 +13,7 @@ from .world import WorldConfig
 
 #: Real classifier-free guidance scale the toy model samples with by default (it is trained with
 #: caption dropout for it); chosen with `framepack-live bench toyworld --cfg`, see docs/toyworld.md.
-DEFAULT_CFG = 5.0
+DEFAULT_CFG = 3.0
 
 
 def export(model: FramePackModel, out: Path, world: WorldConfig, card: str, sampling: str = "forward") -> None:

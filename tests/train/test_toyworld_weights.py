@@ -41,7 +41,6 @@ def default_track(tmp_path: Path, motion: str) -> np.ndarray:
 
 
 @pytest.mark.heavy
-@pytest.mark.xfail(strict=True, reason="the shipped weights follow the caption's direction in about 38 % of sections (docs/toyworld.md)")
 def test_rendered_default_shape_moves_the_captioned_way(tmp_path):
     misses = {}
     for motion in OBJECT_MOTIONS:

@@ -1,6 +1,6 @@
 """`bench toyworld`'s drift summary: means over videos, the shape's colour only where the shape survived."""
 
-from framepack_live.bench.toyworld import summarise
+from framepack_live.bench.toyworld import summarise, wilson_interval
 
 
 def run(present: float, background: float, colour: float | None) -> dict:
@@ -19,3 +19,10 @@ def test_drift_summary_averages_the_videos_and_skips_lost_shapes_for_colour():
 
 def test_drift_summary_has_no_colour_shift_when_every_shape_is_lost():
     assert summarise([run(0.0, 1.0, None)])["shape_colour_shift_last5"] is None
+
+
+def test_wilson_interval_matches_the_textbook_values_and_stays_inside_0_1():
+    assert wilson_interval(31, 32) == [0.843, 0.994]
+    low, high = wilson_interval(0, 8)
+    assert low == 0.0 and 0.3 < high < 0.4
+    assert wilson_interval(8, 8)[1] == 1.0

@@ -207,6 +207,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--drift-videos", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    if min(args.cases, args.drift_sections, args.drift_videos) < 1:
+        parser.error("--cases, --drift-sections and --drift-videos must be at least 1")
     torch.set_num_threads(args.threads)
     began = time.monotonic()
     model = FramePackModel.load(args.model)

@@ -1,4 +1,4 @@
-"""`bench toyworld`'s drift summary: means over videos, the shape's colour only where the shape survived."""
+"""`bench toyworld`'s statistics: drift means over videos (the shape's colour only where it survived), Wilson intervals."""
 
 from framepack_live.bench.toyworld import summarise, wilson_interval
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -44,6 +43,23 @@ def parse_args(argv: list[str] | None):
     return parser.parse_args(argv)
 
 
+def reproduce_command(args: argparse.Namespace, vae_steps: int, steps: int) -> str:
+    """The arguments that train this model again: the steps this run actually took in place of its
+    clock budgets (which give other step counts on other machines, and restart the schedule when a
+    resumed run raises them), plus every option this run changed from its default, except the
+    machine's own (threads, device, workers), which change the speed, not the model."""
+    defaults = vars(parse_args([]))
+    chosen = {**vars(args), "vae_steps": vae_steps, "steps": steps, "vae_seconds": None, "seconds": None,
+              "run_dir": defaults["run_dir"]}
+    parts = []
+    for name, value in chosen.items():
+        if value == defaults[name] or name in ("threads", "device", "workers"):
+            continue
+        flag = "--" + name.replace("_", "-")
+        parts.append(flag if value is True else f"{flag} {value}")
+    return " ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -57,14 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     from .vae import VaeTrainConfig, train_vae
     from .world import WorldConfig
 
-    began = time.monotonic()
     runtime = Runtime.detect(args.device, args.workers, bf16=not args.fp32)
     print(f"training on {runtime}", file=sys.stderr)
     world = WorldConfig(size=args.size, window=args.window, sections=args.sections)
     vae_budget = Budget(args.vae_steps, args.vae_seconds)
     vae_config = VaeTrainConfig(batch=args.vae_batch, crop=args.vae_crop or None)
-    vae, vae_metrics, vae_steps = train_vae(args.run_dir, world, vae_config, runtime, vae_budget)
-    print(f"vae: {vae_steps} steps, {vae_metrics}, scaling_factor {vae.config.scaling_factor:.4f}")
+    vae, vae_metrics, vae_progress = train_vae(args.run_dir, world, vae_config, runtime, vae_budget)
+    print(f"vae: {vae_progress.steps} steps, {vae_metrics}, scaling_factor {vae.config.scaling_factor:.4f}")
     if args.stage == "vae":
         return 0
     model = frozen_stack(vae)
@@ -76,14 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     transformer = build_transformer(model, transformer_config)
     config = TransformerTrainConfig(batch=args.batch)
-    ema, loss, steps = train_transformer(transformer, clips, prompts, world, config, args.run_dir, runtime,
-                                         Budget(args.steps, args.seconds))
-    print(f"transformer: {steps} steps, smoothed flow-matching loss {loss:.4f}")
-    minutes = (time.monotonic() - began) / 60
+    ema, loss, progress = train_transformer(transformer, clips, prompts, world, config, args.run_dir, runtime,
+                                            Budget(args.steps, args.seconds))
+    print(f"transformer: {progress.steps} steps, smoothed flow-matching loss {loss:.4f}")
     if args.out is not None:
         model.pipeline.transformer = ema
-        command = sys.argv[1:] if argv is None else argv
-        card = model_card(args, runtime, vae_config, vae_steps, vae_metrics, steps, loss, minutes, command)
+        card = model_card(args, runtime, vae_config, vae_progress, vae_metrics, progress, loss,
+                          reproduce_command(args, vae_progress.steps, progress.steps))
         export(model, args.out, world, card)
         print(f"wrote {args.out} ({directory_size(args.out) / 2**20:.1f} MiB)")
     return 0

@@ -90,6 +90,15 @@ class Budget:
         return elapsed / self.seconds if self.seconds else step / self.steps
 
 
+@dataclass(frozen=True)
+class Progress:
+    """What a stage has run, over all the invocations that resumed it: the model card reports this,
+    not the last invocation's share."""
+
+    steps: int
+    seconds: float
+
+
 class Clock:
     """A training stage's steps and training time (both resumed from its checkpoint), its progress
     through the budget, and the progress bar, in steps or in seconds as the budget counts."""
@@ -117,5 +126,6 @@ class Clock:
         self.elapsed = now
         self._bar.set_postfix(step=self.step, **postfix)
 
-    def close(self) -> None:
+    def close(self) -> Progress:
         self._bar.close()
+        return Progress(self.step, self.elapsed)

@@ -170,7 +170,7 @@ def flow_loss(transformer, batch: Batch, prompts: PromptTable, guidance: float, 
 
 def train_transformer(transformer, clips: list[LatentClip], prompts: PromptTable, world: WorldConfig,
                       config: TransformerTrainConfig, run_dir: Path, runtime: Runtime, budget: Budget):
-    """Train (or resume) in `run_dir`; returns the EMA weights' model (on the CPU), the smoothed loss and the steps run."""
+    """Train (or resume) in `run_dir`; returns the EMA weights' model (on the CPU), the smoothed loss and the stage's `Progress`."""
     path = run_dir / "transformer.pt"
     transformer.to(runtime.device)
     ema = copy.deepcopy(transformer).requires_grad_(False)
@@ -206,5 +206,4 @@ def train_transformer(transformer, clips: list[LatentClip], prompts: PromptTable
         if clock.step % config.checkpoint_every == 0 or clock.done:
             checkpoint.save(path, step=clock.step, elapsed=clock.elapsed, model=transformer.state_dict(),
                             ema=ema.state_dict(), optimizer=optimizer.state_dict(), loss=smoothed)
-    clock.close()
-    return ema.cpu().eval(), smoothed, clock.step
+    return ema.cpu().eval(), smoothed, clock.close()

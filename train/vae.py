@@ -146,7 +146,7 @@ def latent_scale(vae, world: WorldConfig, clips: int, seed: int, device: str = "
 def train_vae(run_dir: Path, world: WorldConfig, config: VaeTrainConfig, runtime: Runtime, budget: Budget,
               model_config: VaeConfig = VaeConfig()):
     """Train (or resume) the VAE in `run_dir`; returns it (on the CPU) with its scaling factor set, its
-    last metrics and the steps run."""
+    last metrics and the stage's `Progress`."""
     path = run_dir / "vae.pt"
     torch.manual_seed(config.seed)
     vae = build_vae(model_config)
@@ -178,7 +178,7 @@ def train_vae(run_dir: Path, world: WorldConfig, config: VaeTrainConfig, runtime
         if clock.step % config.checkpoint_every == 0 or clock.done:
             checkpoint.save(path, step=clock.step, elapsed=clock.elapsed, model=vae.state_dict(),
                             optimizer=optimizer.state_dict(), metrics=metrics)
-    clock.close()
+    progress = clock.close()
     vae.eval()
     scale = state.get("scaling_factor") if already_trained else None
     if scale is None:
@@ -187,4 +187,4 @@ def train_vae(run_dir: Path, world: WorldConfig, config: VaeTrainConfig, runtime
                         optimizer=optimizer.state_dict(), metrics=metrics, scaling_factor=scale)
     vae.register_to_config(scaling_factor=scale)
     vae.requires_grad_(False)
-    return vae.cpu(), metrics, clock.step
+    return vae.cpu(), metrics, progress

@@ -68,6 +68,7 @@ def test_smoke_run_trains_resumes_and_exports(tmp_path):
     assert train_cli.main([*args, "--steps", "3", "--out", str(out)]) == 0
     assert checkpoint.load(run / "transformer.pt")["step"] == 3
     assert (out / "framepack_live.json").exists() and (out / "README.md").exists()
+    assert "--vae-steps 2 --vae-batch 1 --clips 2 --steps 3 --batch 2" in (out / "README.md").read_text()
     model = FramePackModel.load(str(out))
     assert model.transformer.config.num_attention_heads == 2
     settings = GenerationSettings(width=32, height=32, steps=1, window=1, sections=1, scheduler="euler")
@@ -156,3 +157,11 @@ def test_caption_dropout_trains_the_empty_prompt_for_cfg():
     assert UNCONDITIONAL not in captions(0.0)
     assert set(captions(1.0)) == {UNCONDITIONAL}
     assert 0 < captions(0.3).count(UNCONDITIONAL) < 40
+
+
+def test_reproduce_command_replaces_clock_budgets_by_the_steps_run():
+    """A resumed clock-budget run (the shipped weights' case) is reproduced by its step counts."""
+    args = train_cli.parse_args(["--vae-seconds", "110", "--seconds", "478", "--vae-batch", "32", "--clips", "1024",
+                                 "--batch", "128", "--run-dir", "/tmp/run", "--out", "weights", "--workers", "12"])
+    assert train_cli.reproduce_command(args, 2072, 6364) == (
+        "--out weights --vae-steps 2072 --vae-batch 32 --clips 1024 --steps 6364 --batch 128")

@@ -38,7 +38,7 @@ class Ingress:
                 max_sessions_total=config.max_sessions, max_sessions_per_client=config.max_sessions_per_client
             ),
             # The model's own defaults (a toy model's window, say), then the operator's settings.
-            generation=GenerationSettings(**{**resolve(config.model).defaults, **config.generation}),
+            generation=GenerationSettings(**resolve(config.model).settings(config.generation)),
         )
 
     def __serve_build_asgi_app__(self) -> FastAPI:

@@ -8,10 +8,10 @@ import av
 import numpy as np
 import pytest
 
-from framepack_live.bench.toyworld import DEFAULT_WEIGHTS
+from framepack_live.bench.toyworld import DEFAULT_WEIGHTS, Start
 from framepack_live.engine.images import default_start_image, fit_to_size
 from framepack_live.train.export import directory_size
-from framepack_live.train.tracking import calibrate, centroids, colour_mask, displacement, follows
+from framepack_live.train.tracking import displacement, follows
 from framepack_live.train.world import COLOURS, OBJECT_MOTIONS, caption
 
 
@@ -34,10 +34,10 @@ def render_default(tmp_path: Path, prompt: str) -> np.ndarray:
 def default_track(tmp_path: Path, motion: str) -> np.ndarray:
     """Render the default shape (the start image's red disc) with `motion` and track it per frame."""
     video = render_default(tmp_path, caption("red", "circle", motion))
-    start = np.asarray(fit_to_size(default_start_image(), video.shape[2], video.shape[1]), np.float32)
-    truth = np.linalg.norm(start - np.array(COLOURS["red"], np.float32), axis=-1) < 40  # the red disc
-    rgb, tolerance = calibrate(video[0], truth)
-    return centroids(colour_mask(video, rgb, tolerance))
+    image = fit_to_size(default_start_image(), video.shape[2], video.shape[1])
+    truth = np.linalg.norm(np.asarray(image, np.float32) - np.array(COLOURS["red"], np.float32), axis=-1) < 40  # the red disc
+    _, track = Start(image, "red", "circle", truth).track(video)
+    return track
 
 
 @pytest.mark.heavy

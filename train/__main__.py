@@ -46,14 +46,13 @@ def parse_args(argv: list[str] | None):
 def reproduce_command(args: argparse.Namespace, vae_steps: int, steps: int) -> str:
     """The arguments that train this model again: the steps this run actually took in place of its
     clock budgets (which give other step counts on other machines, and restart the schedule when a
-    resumed run raises them), plus every option this run changed from its default, except the
-    machine's own (threads, device, workers), which change the speed, not the model."""
+    resumed run raises them), plus every option this run changed from its default, except where it
+    ran (the run directory, threads, device, workers), which changes the speed, not the model."""
     defaults = vars(parse_args([]))
-    chosen = {**vars(args), "vae_steps": vae_steps, "steps": steps, "vae_seconds": None, "seconds": None,
-              "run_dir": defaults["run_dir"]}
+    chosen = {**vars(args), "vae_steps": vae_steps, "steps": steps, "vae_seconds": None, "seconds": None}
     parts = []
     for name, value in chosen.items():
-        if value == defaults[name] or name in ("threads", "device", "workers"):
+        if value == defaults[name] or name in ("run_dir", "threads", "device", "workers"):
             continue
         flag = "--" + name.replace("_", "-")
         parts.append(flag if value is True else f"{flag} {value}")

@@ -1,7 +1,9 @@
 """`python -m framepack_live.train`: train the toy-world model from scratch, resumably, in one command.
 
 Stages (each resumes from its checkpoint in --run-dir): the VAE, the encoded clip cache, the
-transformer, then the export of a pipeline directory (--out) with its model card.
+transformer, then the export of a pipeline directory (--out) with its model card. With --init the
+run fine-tunes an exported model instead: its encoders and VAE stay as they are (no VAE stage) and
+its transformer is where training starts, so GPU time lent in short leases adds up across runs.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from .world import WorldConfig
+
 DEFAULT_RUN_DIR = Path.home() / ".cache" / "framepack-live" / "train" / "toyworld"
 
 
@@ -19,6 +23,9 @@ def parse_args(argv: list[str] | None):
     parser = argparse.ArgumentParser(prog="python -m framepack_live.train", description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR, help="checkpoints and caches (resumed)")
     parser.add_argument("--out", type=Path, default=None, help="write the pipeline directory here at the end")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="fine-tune this exported model directory (its VAE, encoders and architecture) instead of "
+                             "training from scratch")
     parser.add_argument("--stage", choices=["vae", "all"], default="all", help="stop after the VAE, or run everything")
     parser.add_argument("--size", type=int, default=128, help="frame side in pixels (multiple of 16)")
     parser.add_argument("--window", type=int, default=3, help="latent frames per section")
@@ -40,19 +47,34 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--workers", type=int, default=None, help="batch-building processes (default: 0 on CPU)")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.init is not None:
+        defaults = vars(parser.parse_args([]))
+        fixed = [name for name in FIXED_BY_INIT if getattr(args, name) != defaults[name]]
+        if fixed:
+            parser.error(f"--init takes the VAE and architecture from {args.init}; drop "
+                         + ", ".join("--" + name.replace("_", "-") for name in fixed))
+    return args
+
+
+#: Options that --init's model decides (the VAE stage does not run; the transformer's shape is its).
+FIXED_BY_INIT = ("stage", "vae_steps", "vae_seconds", "vae_batch", "vae_crop", "heads", "head_dim", "layers", "single_layers")
+#: Options that change where and how fast a run trains, not the model; `init` and `out` are the
+#: model card's to name (see `card.reproduce_lines`).
+NOT_REPRODUCED = ("run_dir", "threads", "device", "workers", "init", "out")
 
 
 def reproduce_command(args: argparse.Namespace, vae_steps: int, steps: int) -> str:
-    """The arguments that train this model again: the steps this run actually took in place of its
+    """The options that train this model again: the steps this run actually took in place of its
     clock budgets (which give other step counts on other machines, and restart the schedule when a
-    resumed run raises them), plus every option this run changed from its default, except where it
-    ran (the run directory, threads, device, workers), which changes the speed, not the model."""
+    resumed run raises them), plus every option this run changed from its default, except
+    `NOT_REPRODUCED` and, in a fine-tune, the VAE options it did not use."""
     defaults = vars(parse_args([]))
     chosen = {**vars(args), "vae_steps": vae_steps, "steps": steps, "vae_seconds": None, "seconds": None}
+    skipped = NOT_REPRODUCED + (FIXED_BY_INIT if args.init else ())
     parts = []
     for name, value in chosen.items():
-        if value == defaults[name] or name in ("run_dir", "threads", "device", "workers"):
+        if value == defaults[name] or name in skipped:
             continue
         flag = "--" + name.replace("_", "-")
         parts.append(flag if value is True else f"{flag} {value}")
@@ -62,42 +84,50 @@ def reproduce_command(args: argparse.Namespace, vae_steps: int, steps: int) -> s
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    from .card import model_card
-    from .export import directory_size, export
+    from .card import model_card, vae_summary
+    from .export import directory_size, export, training_commands
     from .latents import encode_clips, prompt_table
     from .models import TransformerConfig, build_transformer
     from .runtime import Budget, Runtime
     from .stack import frozen_stack
     from .transformer import TransformerTrainConfig, train_transformer
     from .vae import VaeTrainConfig, train_vae
-    from .world import WorldConfig
 
     runtime = Runtime.detect(args.device, args.workers, bf16=not args.fp32)
     print(f"training on {runtime}", file=sys.stderr)
     world = WorldConfig(size=args.size, window=args.window, sections=args.sections)
-    vae_budget = Budget(args.vae_steps, args.vae_seconds)
-    vae_config = VaeTrainConfig(batch=args.vae_batch, crop=args.vae_crop or None)
-    vae, vae_metrics, vae_progress = train_vae(args.run_dir, world, vae_config, runtime, vae_budget)
-    print(f"vae: {vae_progress.steps} steps, {vae_metrics}, scaling_factor {vae.config.scaling_factor:.4f}")
-    if args.stage == "vae":
-        return 0
-    model = frozen_stack(vae)
-    clips = encode_clips(model, world, args.clips, args.run_dir, runtime)
+    if args.init is None:
+        vae_config = VaeTrainConfig(batch=args.vae_batch, crop=args.vae_crop or None)
+        vae, vae_metrics, vae_progress = train_vae(args.run_dir, world, vae_config, runtime,
+                                                   Budget(args.vae_steps, args.vae_seconds))
+        print(f"vae: {vae_progress.steps} steps, {vae_metrics}, scaling_factor {vae.config.scaling_factor:.4f}")
+        if args.stage == "vae":
+            return 0
+        model = frozen_stack(vae)
+        torch.manual_seed(0)
+        transformer = build_transformer(model, TransformerConfig(
+            heads=args.heads, head_dim=args.head_dim, layers=args.layers, single_layers=args.single_layers))
+        vae_line, vae_steps = vae_summary(vae_config, vae_progress, vae_metrics), vae_progress.steps
+        earlier, parent_card = [], None
+    else:
+        model = frozen_stack(source=str(args.init))
+        transformer = model.pipeline.transformer.train().requires_grad_(True)
+        vae_line, vae_steps = f"VAE: `{args.init}`'s, frozen (its card is below).", 0
+        earlier = training_commands(args.init)
+        card_file = args.init / "README.md"
+        parent_card = card_file.read_text() if card_file.exists() else None
+    init = str(args.init) if args.init else None
+    clips = encode_clips(model, world, args.clips, args.run_dir, runtime, vae_source=init or "vae.pt")
     prompts = prompt_table(model)
-    torch.manual_seed(0)
-    transformer_config = TransformerConfig(
-        heads=args.heads, head_dim=args.head_dim, layers=args.layers, single_layers=args.single_layers
-    )
-    transformer = build_transformer(model, transformer_config)
     config = TransformerTrainConfig(batch=args.batch)
     ema, loss, progress = train_transformer(transformer, clips, prompts, world, config, args.run_dir, runtime,
-                                            Budget(args.steps, args.seconds))
+                                            Budget(args.steps, args.seconds), init=init)
     print(f"transformer: {progress.steps} steps, smoothed flow-matching loss {loss:.4f}")
     if args.out is not None:
         model.pipeline.transformer = ema
-        card = model_card(args, runtime, vae_config, vae_progress, vae_metrics, progress, loss,
-                          reproduce_command(args, vae_progress.steps, progress.steps))
-        export(model, args.out, world, card)
+        commands = [*earlier, reproduce_command(args, vae_steps, progress.steps)]
+        card = model_card(args, runtime, vae_line, progress, loss, commands, parent_card)
+        export(model, args.out, world, card, commands)
         print(f"wrote {args.out} ({directory_size(args.out) / 2**20:.1f} MiB)")
     return 0
 

@@ -13,7 +13,7 @@ from .vae import VaeTrainConfig
 CARD = """# framepack-live toyworld
 
 A small FramePack model (HunyuanVideoFramepackTransformer3DModel + AutoencoderKLHunyuanVideo, the
-real classes at toy size) trained from scratch by this project on its procedural toy world:
+real classes at toy size) {origin} by this project on its procedural toy world:
 coloured shapes (red, yellow, blue, purple; circle, square, triangle) on sky/ground backgrounds,
 moving as the caption says: "a red circle moves left", "the blue square moves up",
 "the camera pans right". Captions may change between sections, and the motion changes with them.
@@ -23,50 +23,75 @@ moving as the caption says: "a red circle moves left", "the blue square moves up
   give every caption a distinct embedding); the transformer learned to read them. The directory
   ships the encoders it was trained with: SigLIP's seeded initialisation differs between torch
   versions, so a `tiny` preset built with another torch may not match.
-* VAE: {vae_steps} steps of batch {vae_batch} on 5-frame snippets ({crop}, then whole frames),
-  L1 + MSE + 1e-5 KL, {vae_minutes:.1f} minutes; final batch MSE {vae_mse:.4f} (pixels in [-1, 1]).
-* Transformer: {steps} steps of batch {batch} on {clips} encoded clips, flow matching (v = noise - x0) on next-section
-  prediction with the engine's packed 1x/2x/4x history, forward (F1) and inverted anti-drifting
-  layouts half each, distilled guidance input 10, the caption dropped (empty prompt) in 10 % of
-  samples so that sampling can use real CFG (default scale {cfg}); EMA weights, {minutes:.1f}
-  minutes. Smoothed final loss {loss:.4f}.
+* {vae}
+* Transformer: {start}{steps} steps of batch {batch} on {clips} encoded clips of {sections} sections, flow matching
+  (v = noise - x0) on next-section prediction with the engine's packed 1x/2x/4x history, forward (F1)
+  and inverted anti-drifting layouts half each, distilled guidance input 10, the caption dropped
+  (empty prompt) in 10 % of samples so that sampling can use real CFG (default scale {cfg}); EMA
+  weights, {minutes:.1f} minutes. Smoothed final loss {loss:.4f}.
 * Trained on {device}. Minutes are training time over every invocation that resumed a stage;
   encoding the clips comes on top.
 
-Reproduce the same steps (from the repository root, after `pip install -e .`):
+Reproduce the same steps (from the repository root, after `pip install -e .`{chain}):
 
-    python -m framepack_live.train {command}
+{commands}
 
 Evaluate: `framepack-live bench toyworld` (figures in docs/toyworld.md).
 
 Limits: it knows only this world. Any other prompt or start image gives toy-world-like motion at
 best. It is a demonstration that the pipeline, steering and anti-drifting sampling work, not a
 video model.
-"""
+{parent}"""
+
+#: Where the reproduce commands write the model, and the stages before it when it was fine-tuned.
+OUT = "engine/weights/toyworld"
 
 
-def model_card(args: argparse.Namespace, runtime: Runtime, vae_config: VaeTrainConfig, vae: Progress, vae_metrics: dict,
-               transformer: Progress, loss: float, command: str) -> str:
-    """`vae_config` is the VAE stage's settings, `vae`/`transformer` what each stage ran, `command` the
-    arguments that reproduce it."""
+def vae_summary(config: VaeTrainConfig, progress: Progress, metrics: dict) -> str:
+    """The card's VAE line for a VAE trained in this run."""
+    crop = (f"{config.crop}-pixel crops for the first {config.crop_share:.0%} of the budget" if config.crop
+            else "whole frames")
+    return (f"VAE: {progress.steps} steps of batch {config.batch} on 5-frame snippets ({crop}, then whole frames),\n"
+            f"  L1 + MSE + 1e-5 KL, {progress.seconds / 60:.1f} minutes; final batch MSE {metrics.get('mse', float('nan')):.4f}"
+            " (pixels in [-1, 1]).")
+
+
+def reproduce_lines(commands: list[str], first_init: str | None = None) -> str:
+    """One indented shell line per training run, each fine-tune starting from the previous run's
+    output; the first starts from `first_init` when the chain begins with a model trained elsewhere."""
+    outs = [f"{OUT}-stage{i + 1}" for i in range(len(commands) - 1)] + [OUT]
+    inits = [first_init, *outs[:-1]]
+    return "\n".join(f"    python -m framepack_live.train {options}{f' --init {init}' if init else ''} --out {out}"
+                     for options, init, out in zip(commands, inits, outs))
+
+
+def model_card(args: argparse.Namespace, runtime: Runtime, vae: str, transformer: Progress, loss: float,
+               commands: list[str], parent_card: str | None = None) -> str:
+    """`vae` is the VAE line (`vae_summary`, or a fine-tune's note), `transformer` what that stage ran,
+    `commands` the options of every run from scratch to this one (`reproduce_command`), and
+    `parent_card` the card of the model a fine-tune started from, kept below this one."""
+    parent = ""
+    if parent_card is not None:
+        demoted = "\n".join("##" + line if line.startswith("#") else line for line in parent_card.splitlines())
+        parent = f"\n## Fine-tuned from `{args.init}`; its card:\n\n{demoted}\n"
     return CARD.format(
+        origin="fine-tuned" if args.init else "trained from scratch",
         size=args.size,
         window=args.window,
         frames=args.window * 4,
-        vae_steps=vae.steps,
-        vae_minutes=vae.seconds / 60,
-        vae_batch=vae_config.batch,
-        crop=f"{vae_config.crop}-pixel crops for the first {vae_config.crop_share:.0%} of the budget"
-        if vae_config.crop else "whole frames",
+        vae=vae,
+        start=f"starting from `{args.init}`'s weights, " if args.init else "",
         cfg=DEFAULT_CFG,
-        vae_mse=vae_metrics.get("mse", float("nan")),
         steps=transformer.steps,
         batch=args.batch,
         clips=args.clips,
+        sections=args.sections,
         loss=loss,
         device=_device_name(runtime),
         minutes=transformer.seconds / 60,
-        command=command,
+        chain="; one line per run, each starting from the one before" if len(commands) > 1 else "",
+        commands=reproduce_lines(commands, first_init=str(args.init) if args.init and len(commands) == 1 else None),
+        parent=parent,
     )
 
 

@@ -16,8 +16,13 @@ from .world import WorldConfig
 DEFAULT_CFG = 3.0
 
 
-def export(model: FramePackModel, out: Path, world: WorldConfig, card: str, sampling: str = "forward") -> None:
-    """`save_pretrained` (safetensors) plus the engine's `framepack_live.json` and a model card."""
+def export(model: FramePackModel, out: Path, world: WorldConfig, card: str, commands: list[str],
+           sampling: str = "forward") -> None:
+    """`save_pretrained` (safetensors) plus the engine's `framepack_live.json` and a model card.
+
+    `commands` (the options of every training run that led here, see `__main__.reproduce_command`)
+    are kept in `framepack_live.json`, so a fine-tune of this model can say how to reproduce itself.
+    """
     out.mkdir(parents=True, exist_ok=True)
     model.pipeline.save_pretrained(out, safe_serialization=True)
     extra = {
@@ -32,9 +37,17 @@ def export(model: FramePackModel, out: Path, world: WorldConfig, card: str, samp
         "scheduler": "euler",
         "cfg": DEFAULT_CFG,
         "world": asdict(world),
+        "training": {"commands": commands},
     }
     (out / PROJECT_FILE).write_text(json.dumps(extra, indent=2))
     (out / "README.md").write_text(card)
+
+
+def training_commands(model_dir: Path) -> list[str]:
+    """The training runs recorded by `export` (empty for a model this project did not train)."""
+    extra = model_dir / PROJECT_FILE
+    record = json.loads(extra.read_text()).get("training", {}) if extra.exists() else {}
+    return list(record.get("commands", []))
 
 
 def directory_size(path: Path) -> int:

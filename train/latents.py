@@ -9,7 +9,7 @@ clips, so the stage resumes after a kill.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -44,14 +44,17 @@ def _rendered(world: WorldConfig, first_seed: int, chunk: int, index: int) -> li
 
 @torch.no_grad()
 def encode_clips(model: FramePackModel, world: WorldConfig, count: int, run_dir: Path, runtime: Runtime,
-                 first_seed: int = 0, save_every: int = 1024) -> list[LatentClip]:
+                 vae_source: str, first_seed: int = 0, save_every: int = 1024) -> list[LatentClip]:
     """Clips of seeds first_seed.. first_seed+count-1, encoded (resuming a partial cache).
 
     A copy of the VAE runs on the runtime's device; the pipeline, with the frozen image encoder,
-    stays on the CPU as at inference. The workers render chunks of clips ahead.
+    stays on the CPU as at inference. The workers render chunks of clips ahead. `vae_source` names
+    the VAE (this run's, or the model a fine-tune starts from): a cache of other clips or another
+    VAE's latents is refused.
     """
     path = run_dir / "latents.pt"
-    state = checkpoint.load(path) or {"clips": []}
+    about = {"world": asdict(world), "vae": vae_source}
+    state = checkpoint.load(path, about) or {"clips": []}
     clips: list[LatentClip] = state["clips"]
     vae = copy.deepcopy(model.pipeline.vae).to(runtime.device)
     scale = vae.config.scaling_factor
@@ -71,7 +74,7 @@ def encode_clips(model: FramePackModel, world: WorldConfig, count: int, run_dir:
         clips.extend(LatentClip(*parts) for parts in zip(means, stds, embeds, captions))
         bar.update(len(videos))
         if len(clips) % save_every < len(videos) or len(clips) == count:
-            checkpoint.save(path, clips=clips)
+            checkpoint.save(path, clips=clips, about=about)
     bar.close()
     return clips[:count]
 

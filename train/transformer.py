@@ -20,7 +20,7 @@ Forward history gets a little Gaussian noise now and then, so the model learns t
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -169,13 +169,18 @@ def flow_loss(transformer, batch: Batch, prompts: PromptTable, guidance: float, 
 
 
 def train_transformer(transformer, clips: list[LatentClip], prompts: PromptTable, world: WorldConfig,
-                      config: TransformerTrainConfig, run_dir: Path, runtime: Runtime, budget: Budget):
-    """Train (or resume) in `run_dir`; returns the EMA weights' model (on the CPU), the smoothed loss and the stage's `Progress`."""
+                      config: TransformerTrainConfig, run_dir: Path, runtime: Runtime, budget: Budget,
+                      init: str | None = None):
+    """Train (or resume) in `run_dir`; returns the EMA weights' model (on the CPU), the smoothed loss and the stage's `Progress`.
+
+    `init` names the model `transformer` was loaded from when fine-tuning (None: fresh weights),
+    so that a run directory is never resumed by a run that starts from something else."""
     path = run_dir / "transformer.pt"
+    about = {"init": init, "world": asdict(world)}
     transformer.to(runtime.device)
     ema = copy.deepcopy(transformer).requires_grad_(False)
     optimizer = torch.optim.AdamW(transformer.parameters(), lr=config.lr, weight_decay=0.01)
-    state = checkpoint.load(path) or {"step": 0, "elapsed": 0.0}
+    state = checkpoint.load(path, about) or {"step": 0, "elapsed": 0.0}
     if "model" in state:
         transformer.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
@@ -205,5 +210,5 @@ def train_transformer(transformer, clips: list[LatentClip], prompts: PromptTable
         clock.tick(loss=f"{value:.4f}", avg=f"{smoothed:.4f}")
         if clock.step % config.checkpoint_every == 0 or clock.done:
             checkpoint.save(path, step=clock.step, elapsed=clock.elapsed, model=transformer.state_dict(),
-                            ema=ema.state_dict(), optimizer=optimizer.state_dict(), loss=smoothed)
+                            ema=ema.state_dict(), optimizer=optimizer.state_dict(), loss=smoothed, about=about)
     return ema.cpu().eval(), smoothed, clock.close()

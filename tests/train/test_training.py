@@ -3,6 +3,7 @@
 from functools import partial
 
 import numpy as np
+import pytest
 import torch
 
 from framepack_live.engine.generator import SectionGenerator
@@ -57,11 +58,14 @@ def test_inverted_batches_see_the_start_frame_and_the_real_future():
     assert paddings == {0, 1, 2, 3}
 
 
+SMOKE = ["--size", "32", "--window", "1", "--sections", "2", "--clips", "2", "--batch", "2", "--threads", "1"]
+SMOKE_SCRATCH = [*SMOKE, "--vae-steps", "2", "--vae-batch", "1", "--heads", "2", "--head-dim", "12", "--layers", "1",
+                 "--single-layers", "1"]
+
+
 def test_smoke_run_trains_resumes_and_exports(tmp_path):
     run, out = tmp_path / "run", tmp_path / "model"
-    args = ["--run-dir", str(run), "--size", "32", "--window", "1", "--sections", "2", "--vae-steps", "2",
-            "--vae-batch", "1", "--clips", "2", "--batch", "2", "--heads", "2", "--head-dim", "12", "--layers", "1", "--single-layers", "1",
-            "--threads", "1"]
+    args = ["--run-dir", str(run), *SMOKE_SCRATCH]
     assert train_cli.main([*args, "--steps", "2"]) == 0
     first = checkpoint.load(run / "transformer.pt")
     assert first["step"] == 2 and np.isfinite(first["loss"])
@@ -74,6 +78,30 @@ def test_smoke_run_trains_resumes_and_exports(tmp_path):
     settings = GenerationSettings(width=32, height=32, steps=1, window=1, sections=1, scheduler="euler")
     section = SectionGenerator(model, "a red circle moves left", None, settings).next_section()
     assert section.frames.shape[1:] == (32, 32, 3)
+
+    # A fine-tune starts from the export: same VAE and architecture, the chain of runs in its card.
+    finetuned = tmp_path / "finetuned"
+    with pytest.raises(ValueError, match="belongs to another run"):  # the scratch run's checkpoints
+        train_cli.main(["--run-dir", str(run), "--init", str(out), *SMOKE, "--steps", "4"])
+    assert train_cli.main(["--run-dir", str(tmp_path / "run2"), "--init", str(out), *SMOKE, "--steps", "2",
+                           "--out", str(finetuned)]) == 0
+    tuned = FramePackModel.load(str(finetuned))
+    def architecture(m):
+        return {k: v for k, v in m.transformer.config.items() if k != "_name_or_path"}
+
+    assert architecture(tuned) == architecture(model)
+    assert all(torch.equal(a, b) for a, b in zip(tuned.pipeline.vae.state_dict().values(),
+                                                 model.pipeline.vae.state_dict().values()))
+    assert not all(torch.equal(a, b) for a, b in zip(tuned.transformer.state_dict().values(),
+                                                     model.transformer.state_dict().values()))
+    card = (finetuned / "README.md").read_text()
+    assert "--steps 2 --batch 2 --init engine/weights/toyworld-stage1 --out engine/weights/toyworld" in card
+    assert "--steps 3 --batch 2 --heads 2" in card and "## Fine-tuned from" in card
+
+
+def test_init_refuses_the_options_its_model_decides():
+    with pytest.raises(SystemExit):
+        train_cli.parse_args(["--init", "somewhere", "--heads", "8"])
 
 
 def test_motion_weights_single_out_what_moves():
@@ -164,4 +192,6 @@ def test_reproduce_command_replaces_clock_budgets_by_the_steps_run():
     args = train_cli.parse_args(["--vae-seconds", "110", "--seconds", "478", "--vae-batch", "32", "--clips", "1024",
                                  "--batch", "128", "--run-dir", "/tmp/run", "--out", "weights", "--workers", "12"])
     assert train_cli.reproduce_command(args, 2072, 6364) == (
-        "--out weights --vae-steps 2072 --vae-batch 32 --clips 1024 --steps 6364 --batch 128")
+        "--vae-steps 2072 --vae-batch 32 --clips 1024 --steps 6364 --batch 128")
+    tuned = train_cli.parse_args(["--init", "weights", "--sections", "12", "--seconds", "300", "--batch", "256"])
+    assert train_cli.reproduce_command(tuned, 0, 3000) == "--sections 12 --steps 3000 --batch 256"

@@ -39,6 +39,10 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--steps", type=int, default=4000, help="transformer steps")
     parser.add_argument("--seconds", type=float, default=None, help="train the transformer this long instead of --steps")
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3, help="transformer peak learning rate (lower for a fine-tune)")
+    parser.add_argument("--video-end", type=float, default=0.0,
+                        help="share of inverted samples that end the video (empty future), as every inverted "
+                             "video's first step does; 0: only as often as the uniform draw of the end gives")
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--head-dim", type=int, default=32)
     parser.add_argument("--layers", type=int, default=2, help="dual-stream transformer blocks")
@@ -119,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     init = str(args.init) if args.init else None
     clips = encode_clips(model, world, args.clips, args.run_dir, runtime, vae_source=init or "vae.pt")
     prompts = prompt_table(model)
-    config = TransformerTrainConfig(batch=args.batch)
+    config = TransformerTrainConfig(batch=args.batch, lr=args.lr, video_end=args.video_end)
     ema, loss, progress = train_transformer(transformer, clips, prompts, world, config, args.run_dir, runtime,
                                             Budget(args.steps, args.seconds), init=init)
     print(f"transformer: {progress.steps} steps, smoothed flow-matching loss {loss:.4f}")

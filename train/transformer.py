@@ -42,6 +42,10 @@ class TransformerTrainConfig:
     lr: float = 1e-3
     warmup: int = 50
     inverted_fraction: float = 0.5
+    #: Share of inverted samples whose window ends the video (an empty future): the first step of
+    #: every inverted video, half the sections of a 2-section one. 0 leaves it to the uniform draw
+    #: of the video's end, which gives it to 1 in (sections - k) windows, rarer the longer the clips.
+    video_end: float = 0.0
     #: Largest std of the Gaussian noise added to forward history (drawn per sample from 0..this).
     history_noise: float = 0.1
     history_noise_probability: float = 0.5
@@ -108,7 +112,9 @@ def make_batch(rng: np.random.Generator, clips: list[LatentClip], world: WorldCo
         start = latents[:, :, :1]
         if inverted:
             k = padding if padding <= 1 else int(rng.integers(2, sections))
-            end = int(rng.integers(k + 1, sections + 1))
+            # (no draw at 0, so the batches of runs from before this option stay as they were)
+            ends_video = config.video_end > 0 and rng.random() < config.video_end
+            end = k + 1 if ends_video else int(rng.integers(k + 1, sections + 1))
             future = latents[:, :, 1 + (k + 1) * window : 1 + end * window]
             context = pack_inverted(future, start, window, step=0, total_sections=padding + 1)
         else:

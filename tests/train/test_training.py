@@ -195,3 +195,17 @@ def test_reproduce_command_replaces_clock_budgets_by_the_steps_run():
         "--vae-steps 2072 --vae-batch 32 --clips 1024 --steps 6364 --batch 128")
     tuned = train_cli.parse_args(["--init", "weights", "--sections", "12", "--seconds", "300", "--batch", "256"])
     assert train_cli.reproduce_command(tuned, 0, 3000) == "--sections 12 --steps 3000 --batch 256"
+
+
+def test_video_end_share_sets_how_often_inverted_windows_end_the_video():
+    def ending_share(video_end: float) -> float:
+        config = TransformerTrainConfig(batch=1, inverted_fraction=1.0, history_noise_probability=0.0,
+                                        video_end=video_end)
+        rng, generator = np.random.default_rng(0), torch.Generator().manual_seed(0)
+        clip = fake_clip(WORLD.sections, WORLD.window)
+        ends = [make_batch(rng, [clip], WORLD, config, generator).context.latents_clean[0, 0, 1, 0, 0] == 0
+                for _ in range(200)]
+        return float(np.mean(ends))
+
+    assert ending_share(1.0) == 1.0
+    assert ending_share(0.0) < 0.6 < ending_share(0.8)

@@ -49,9 +49,9 @@ OUT = "engine/weights/toyworld"
 
 def vae_summary(config: VaeTrainConfig, progress: Progress, metrics: dict) -> str:
     """The card's VAE line for a VAE trained in this run."""
-    crop = (f"{config.crop}-pixel crops for the first {config.crop_share:.0%} of the budget" if config.crop
-            else "whole frames")
-    return (f"VAE: {progress.steps} steps of batch {config.batch} on 5-frame snippets ({crop}, then whole frames),\n"
+    frames = (f"{config.crop}-pixel crops for the first {config.crop_share:.0%} of the budget, then whole frames"
+              if config.crop else "whole frames")
+    return (f"VAE: {progress.steps} steps of batch {config.batch} on 5-frame snippets ({frames}),\n"
             f"  L1 + MSE + 1e-5 KL, {progress.seconds / 60:.1f} minutes; final batch MSE {metrics.get('mse', float('nan')):.4f}"
             " (pixels in [-1, 1]).")
 

@@ -53,8 +53,7 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
     args = parser.parse_args(argv)
     if args.init is not None:
-        defaults = vars(parser.parse_args([]))
-        fixed = [name for name in FIXED_BY_INIT if getattr(args, name) != defaults[name]]
+        fixed = [name for name in FIXED_BY_INIT if getattr(args, name) != parser.get_default(name)]
         if fixed:
             parser.error(f"--init takes the VAE and architecture from {args.init}; drop "
                          + ", ".join("--" + name.replace("_", "-") for name in fixed))
@@ -100,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     runtime = Runtime.detect(args.device, args.workers, bf16=not args.fp32)
     print(f"training on {runtime}", file=sys.stderr)
     world = WorldConfig(size=args.size, window=args.window, sections=args.sections)
-    if args.init is None:
+    init = str(args.init) if args.init else None
+    if init is None:
         vae_config = VaeTrainConfig(batch=args.vae_batch, crop=args.vae_crop or None)
         vae, vae_metrics, vae_progress = train_vae(args.run_dir, world, vae_config, runtime,
                                                    Budget(args.vae_steps, args.vae_seconds))
@@ -114,13 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         vae_line, vae_steps = vae_summary(vae_config, vae_progress, vae_metrics), vae_progress.steps
         earlier, parent_card = [], None
     else:
-        model = frozen_stack(source=str(args.init))
+        model = frozen_stack(source=init)
         transformer = model.pipeline.transformer.train().requires_grad_(True)
         vae_line, vae_steps = f"VAE: `{args.init}`'s, frozen (its card is below).", 0
         earlier = training_commands(args.init)
         card_file = args.init / "README.md"
         parent_card = card_file.read_text() if card_file.exists() else None
-    init = str(args.init) if args.init else None
     clips = encode_clips(model, world, args.clips, args.run_dir, runtime, vae_source=init or "vae.pt")
     prompts = prompt_table(model)
     config = TransformerTrainConfig(batch=args.batch, lr=args.lr, video_end=args.video_end)

@@ -9,8 +9,10 @@ see `train.tracking`):
   new way in section k+1 (and how often already in section k);
 - drift over many sections, for inverted anti-drifting sampling, forward sampling and a
   no-packing baseline (forward, the transformer sees only the start frame and the newest latent
-  frame: the 2x/4x history is emptied): whether the shape is still there, and how far the
-  background's and the shape's mean colours have moved from section 0.
+  frame: the 2x/4x history is emptied): whether the shape is still there and at what size, how
+  far the background's and the shape's mean colours have moved from section 0, and whether the
+  shape still follows the caption. Following belongs beside drift: a mode that stops moving the
+  shape keeps the picture close to section 0 for the wrong reason.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "engine" / "weights" 
 HELD_OUT_SEED = 1_000_000
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 TURN = {"left": "up", "up": "right", "right": "down", "down": "left"}
+PARTS = ("following", "steering", "drift")
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Start:
     colour: str
     shape: str
     truth: np.ndarray  # [H, W] bool
+    position: tuple[float, float]
 
     def track(self, video: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The shape's mask per frame, by its colour as decoded in frame 0, and its centroids."""
@@ -64,7 +68,7 @@ def start_image(index: int, world: WorldConfig) -> Start:
     single = replace(world, sections=1, distractor_probability=0.0)
     clip = render_clip(HELD_OUT_SEED + index, single, motions=["left"], start=centre)
     truth = shape_mask(world.size, clip.shape, *clip.positions[0], clip.radius)
-    return Start(Image.fromarray(clip.frames[0]), clip.colour, clip.shape, truth)
+    return Start(Image.fromarray(clip.frames[0]), clip.colour, clip.shape, truth, tuple(clip.positions[0]))
 
 
 @contextlib.contextmanager
@@ -142,54 +146,76 @@ def wilson_interval(hits: int, total: int, z: float = 1.96) -> list[float]:
     return [round(float(centre - half), 3), round(float(centre + half), 3)]
 
 
-def drift_stats(video: np.ndarray, start: Start, window: int, sections: int) -> dict:
-    """Per-section shape presence and mean-colour shifts (RGB 0-255 units) against section 0."""
-    mask, _ = start.track(video)
+def drift_stats(video: np.ndarray, start: Start, window: int, motions: list[str]) -> dict:
+    """Per-section shape presence and size, mean-colour shifts (RGB 0-255 units) against section 0,
+    and whether each section's motion follows its caption (`motions[i]` for section i)."""
+    mask, track = start.track(video)
     first_area = mask[0].sum()
-    present, background_shift, shape_shift = [], [], []
+    present, area, background_shift, shape_shift, following = [], [], [], [], []
     reference = None
-    for section in range(sections):
+    for section, motion in enumerate(motions):
         first, last = section_bounds(section, window)
+        following.append(follows(displacement(track, first, last), motion))
         frames, masks = video[first : last + 1].astype(np.float32), mask[first : last + 1]
         background = frames[~masks].mean(axis=0)
         shape = frames[masks].mean(axis=0) if masks.any() else np.full(3, np.nan, np.float32)
         if reference is None:
             reference = (background, shape)
-        present.append(bool(masks[-1].sum() >= 0.3 * first_area))
+        area.append(float(masks[-1].sum() / first_area))
+        present.append(area[-1] >= 0.3)
         background_shift.append(float(np.linalg.norm(background - reference[0])))
         shape_shift.append(float(np.linalg.norm(shape - reference[1])))
     last5 = slice(-5, None)
     return {
         "shape_present": float(np.mean(present)),
         "shape_present_last5": float(np.mean(present[last5])),
+        "shape_area_last5": float(np.mean(area[last5])),
+        "following": float(np.mean(following)),
         "background_shift_last5": float(np.mean(background_shift[last5])),
         "shape_colour_shift_last5": float(np.nanmean(shape_shift[last5])) if any(present[last5]) else None,
         "background_shift_per_section": [round(v, 2) for v in background_shift],
     }
 
 
-def drift(model, world, base: GenerationSettings, sections: int, videos: int) -> dict:
+def drift(model, world, base: GenerationSettings, sections: int, videos: int, grid: Path | None = None) -> dict:
     results: dict[str, list[dict]] = {"inverted": [], "forward": [], "no_packing": []}
+    first_videos: dict[str, np.ndarray] = {}
     for case in range(videos):
         start = start_image(200 + case, world)
         cycle = ["left", "up", "right", "down"]
-        prompts = [caption(start.colour, start.shape, cycle[(i // 3) % 4]) for i in range(sections)]
+        motions = [cycle[(i // 3) % 4] for i in range(sections)]
+        prompts = [caption(start.colour, start.shape, motion) for motion in motions]
         for mode in results:
             settings = replace(base, sampling="inverted" if mode == "inverted" else "forward", sections=sections, seed=case)
             with without_packing() if mode == "no_packing" else contextlib.nullcontext():
                 video = generate(model, start.image, prompts, settings)
-            results[mode].append(drift_stats(video, start, settings.window, sections))
+            results[mode].append(drift_stats(video, start, settings.window, motions))
+            if case == 0:
+                first_videos[mode] = video
+    if grid is not None:
+        save_grid(first_videos, base.window, sections, grid)
     return {mode: summarise(runs) for mode, runs in results.items()}
+
+
+def save_grid(videos: dict[str, np.ndarray], window: int, sections: int, path: Path, every: int = 3) -> None:
+    """One row per mode: the start frame, then the last frame of every `every`-th section. The
+    numbers say how much; the picture says what (a faded, recoloured or doubled shape, a smeared
+    horizon), which is how the drift measures were chosen and how they should be read."""
+    picks = [0] + [section_bounds(section, window)[1] for section in range(every - 1, sections, every)]
+    rows = [np.concatenate([video[pick] for pick in picks], axis=1) for video in videos.values()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
 
 
 def summarise(runs: list[dict]) -> dict:
     """Means over the drift videos (one video is anecdote: shapes are lost in some and not others);
-    the shape's colour shift only over the videos whose shape is still there to measure."""
+    the shape's colour shift only over the videos whose shape is still there to measure. Following
+    counts a lost shape as not following, as a viewer would."""
     shifts = [run["shape_colour_shift_last5"] for run in runs if run["shape_colour_shift_last5"] is not None]
     return {
         "videos": len(runs),
         **{key: float(np.mean([run[key] for run in runs]))
-           for key in ("shape_present", "shape_present_last5", "background_shift_last5")},
+           for key in ("shape_present", "shape_present_last5", "shape_area_last5", "following", "background_shift_last5")},
         "shape_colour_shift_last5": float(np.mean(shifts)) if shifts else None,
         "per_video": runs,
     }
@@ -205,6 +231,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--cases", type=int, default=8, help="videos for prompt following and for steering")
     parser.add_argument("--drift-sections", type=int, default=30)
     parser.add_argument("--drift-videos", type=int, default=4)
+    parser.add_argument("--drift-grid", type=Path, default=None,
+                        help="save the first drift video of each mode as a PNG (rows: inverted, forward, no packing)")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="what to measure (default: all; the whole benchmark takes 25+ minutes on 2 CPU cores)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     if min(args.cases, args.drift_sections, args.drift_videos) < 1:
@@ -224,13 +254,14 @@ def main(argv: list[str]) -> int:
         "scheduler": base.scheduler,
         "cfg": base.cfg,
         "window": world.window,
-        "prompt_following": {
-            "forward": prompt_following(model, world, base, args.cases, "forward"),
-            "inverted": prompt_following(model, world, base, args.cases, "inverted"),
-        },
-        "steering": steering(model, world, base, args.cases),
-        "drift": drift(model, world, base, args.drift_sections, args.drift_videos),
     }
+    if "following" in args.parts:
+        report["prompt_following"] = {order: prompt_following(model, world, base, args.cases, order)
+                                      for order in ("forward", "inverted")}
+    if "steering" in args.parts:
+        report["steering"] = steering(model, world, base, args.cases)
+    if "drift" in args.parts:
+        report["drift"] = drift(model, world, base, args.drift_sections, args.drift_videos, args.drift_grid)
     report["seconds"] = round(time.monotonic() - began, 1)
     print(json.dumps(report))
     return 0

@@ -9,6 +9,8 @@ shape keeps that colour and where it goes.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .world import DIRECTIONS, PAN_MOTIONS
@@ -43,9 +45,13 @@ def centroids(mask: np.ndarray) -> np.ndarray:
 
 
 def displacement(track: np.ndarray, first: int, last: int, span: int = 3) -> np.ndarray:
-    """Net (dx, dy) between the mean of the first and of the last `span` frames of [first, last]."""
-    head = np.nanmean(track[first : first + span], axis=0)
-    tail = np.nanmean(track[last - span + 1 : last + 1], axis=0)
+    """Net (dx, dy) between the mean of the first and of the last `span` frames of [first, last];
+    NaN where the shape is lost in either, which `follows` scores as not following (so numpy's
+    empty-slice warning is expected here, not a fault)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        head = np.nanmean(track[first : first + span], axis=0)
+        tail = np.nanmean(track[last - span + 1 : last + 1], axis=0)
     return tail - head
 
 

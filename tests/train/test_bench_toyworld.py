@@ -1,10 +1,49 @@
-"""`bench toyworld`'s statistics: drift means over videos (the shape's colour only where it survived), Wilson intervals."""
+"""`bench toyworld`'s statistics: drift measured on ground-truth world videos, means over videos
+(the shape's colour only where it survived), Wilson intervals."""
 
-from framepack_live.bench.toyworld import summarise, wilson_interval
+from dataclasses import replace
+
+import numpy as np
+
+from framepack_live.bench.toyworld import HELD_OUT_SEED, Start, drift_stats, start_image, summarise, wilson_interval
+from framepack_live.train.world import WorldConfig, render_clip
+
+MOTIONS = ["left", "up", "right", "down"] * 2
+WORLD = WorldConfig(size=128)
+
+
+def true_drift_video() -> tuple[np.ndarray, Start, np.ndarray]:
+    """The world's own rendering of the benchmark's first drift start image under MOTIONS (what a
+    perfect model would generate), the start, and the clip's background without the shape."""
+    start = start_image(200, WORLD)
+    clip = render_clip(HELD_OUT_SEED + 200, replace(WORLD, sections=len(MOTIONS), distractor_probability=0.0),
+                       motions=MOTIONS, start=start.position)
+    return clip.frames, start, clip.background
+
+
+def test_drift_of_the_true_video_is_nil_and_every_section_follows():
+    video, start, _ = true_drift_video()
+    assert np.array_equal(video[0], np.asarray(start.image))
+    stats = drift_stats(video, start, WORLD.window, MOTIONS)
+    assert stats["following"] == 1.0
+    assert stats["shape_present"] == 1.0
+    assert abs(stats["shape_area_last5"] - 1.0) < 0.1
+    assert stats["background_shift_last5"] < 1.0
+    assert stats["shape_colour_shift_last5"] < 1.0
+
+
+def test_a_shape_that_vanishes_is_neither_present_nor_following():
+    video, start, background = true_drift_video()
+    video[1 + 3 * WORLD.window * 4:] = background  # gone from the first frame of section 3 on
+    stats = drift_stats(video, start, WORLD.window, MOTIONS)
+    assert stats["following"] == stats["shape_present"] == 3 / 8
+    assert stats["shape_area_last5"] == 0.0
+    assert stats["shape_colour_shift_last5"] is None
 
 
 def run(present: float, background: float, colour: float | None) -> dict:
-    return {"shape_present": present, "shape_present_last5": present, "background_shift_last5": background,
+    return {"shape_present": present, "shape_present_last5": present, "shape_area_last5": present,
+            "following": present, "background_shift_last5": background,
             "shape_colour_shift_last5": colour, "background_shift_per_section": [0.0, background]}
 
 

@@ -35,7 +35,7 @@ from ..engine.packing import pack_forward
 from ..engine.presets import resolve
 from ..engine.settings import GenerationSettings
 from ..train.tracking import calibrate, centroids, colour_mask, displacement, follows
-from ..train.world import OBJECT_MOTIONS, VIDEO_FRAMES_PER_LATENT, WorldConfig, caption, render_clip, shape_mask
+from ..train.world import OBJECT_MOTIONS, VIDEO_FRAMES_PER_LATENT, Clip, WorldConfig, caption, render_clip, shape_mask
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "engine" / "weights" / "toyworld"
 HELD_OUT_SEED = 1_000_000
@@ -52,7 +52,6 @@ class Start:
     colour: str
     shape: str
     truth: np.ndarray  # [H, W] bool
-    position: tuple[float, float]
 
     def track(self, video: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The shape's mask per frame, by its colour as decoded in frame 0, and its centroids."""
@@ -61,14 +60,21 @@ class Start:
         return mask, centroids(mask)
 
 
-def start_image(index: int, world: WorldConfig) -> Start:
-    """A held-out start frame (no distractor) with its shape near the centre, so every direction has room."""
+def start_clip(index: int, world: WorldConfig, motions: list[str]) -> Clip:
+    """The world's own video from held-out start `index` (no distractor, the shape near the centre
+    so every direction has room): its first frame starts the generated videos, the rest is what a
+    perfect model would make of `motions`."""
     rng = np.random.default_rng(HELD_OUT_SEED + index)
     centre = tuple(world.size / 2 + rng.uniform(-8, 8, size=2))
-    single = replace(world, sections=1, distractor_probability=0.0)
-    clip = render_clip(HELD_OUT_SEED + index, single, motions=["left"], start=centre)
+    clip_world = replace(world, sections=len(motions), distractor_probability=0.0)
+    return render_clip(HELD_OUT_SEED + index, clip_world, motions=motions, start=centre)
+
+
+def start_image(index: int, world: WorldConfig) -> Start:
+    """A held-out start frame and its shape's true mask."""
+    clip = start_clip(index, world, ["left"])
     truth = shape_mask(world.size, clip.shape, *clip.positions[0], clip.radius)
-    return Start(Image.fromarray(clip.frames[0]), clip.colour, clip.shape, truth, tuple(clip.positions[0]))
+    return Start(Image.fromarray(clip.frames[0]), clip.colour, clip.shape, truth)
 
 
 @contextlib.contextmanager

@@ -1,24 +1,20 @@
 """`bench toyworld`'s statistics: drift measured on ground-truth world videos, means over videos
 (the shape's colour only where it survived), Wilson intervals."""
 
-from dataclasses import replace
-
 import numpy as np
 
-from framepack_live.bench.toyworld import HELD_OUT_SEED, Start, drift_stats, start_image, summarise, wilson_interval
-from framepack_live.train.world import WorldConfig, render_clip
+from framepack_live.bench.toyworld import Start, drift_stats, start_clip, start_image, summarise, wilson_interval
+from framepack_live.train.world import WorldConfig
 
 MOTIONS = ["left", "up", "right", "down"] * 2
 WORLD = WorldConfig(size=128)
 
 
 def true_drift_video() -> tuple[np.ndarray, Start, np.ndarray]:
-    """The world's own rendering of the benchmark's first drift start image under MOTIONS (what a
-    perfect model would generate), the start, and the clip's background without the shape."""
-    start = start_image(200, WORLD)
-    clip = render_clip(HELD_OUT_SEED + 200, replace(WORLD, sections=len(MOTIONS), distractor_probability=0.0),
-                       motions=MOTIONS, start=start.position)
-    return clip.frames, start, clip.background
+    """The world's own video of the benchmark's first drift start under MOTIONS (what a perfect
+    model would generate), the start, and the clip's background without the shape."""
+    clip = start_clip(200, WORLD, MOTIONS)
+    return clip.frames, start_image(200, WORLD), clip.background
 
 
 def test_drift_of_the_true_video_is_nil_and_every_section_follows():

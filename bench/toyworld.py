@@ -152,16 +152,19 @@ def wilson_interval(hits: int, total: int, z: float = 1.96) -> list[float]:
     return [round(float(centre - half), 3), round(float(centre + half), 3)]
 
 
-def drift_stats(video: np.ndarray, start: Start, window: int, motions: list[str]) -> dict:
+def drift_stats(video: np.ndarray, start: Start, window: int, truth: Clip) -> dict:
     """Per-section shape presence and size, mean-colour shifts (RGB 0-255 units) against section 0,
-    and whether each section's motion follows its caption (`motions[i]` for section i)."""
+    and whether each section's motion follows its caption (`truth.motions[i]` for section i),
+    scored only where the world's own video moves: a shape pressed against the border by its
+    caption rightly stays put."""
     mask, track = start.track(video)
     first_area = mask[0].sum()
     present, area, background_shift, shape_shift, following = [], [], [], [], []
     reference = None
-    for section, motion in enumerate(motions):
+    for section, motion in enumerate(truth.motions):
         first, last = section_bounds(section, window)
-        following.append(follows(displacement(track, first, last), motion))
+        if follows(displacement(truth.positions, first, last), motion):
+            following.append(follows(displacement(track, first, last), motion))
         frames, masks = video[first : last + 1].astype(np.float32), mask[first : last + 1]
         background = frames[~masks].mean(axis=0)
         shape = frames[masks].mean(axis=0) if masks.any() else np.full(3, np.nan, np.float32)
@@ -176,31 +179,43 @@ def drift_stats(video: np.ndarray, start: Start, window: int, motions: list[str]
         "shape_present": float(np.mean(present)),
         "shape_present_last5": float(np.mean(present[last5])),
         "shape_area_last5": float(np.mean(area[last5])),
-        "following": float(np.mean(following)),
+        "following": float(np.mean(following)) if following else None,
         "background_shift_last5": float(np.mean(background_shift[last5])),
         "shape_colour_shift_last5": float(np.nanmean(shape_shift[last5])) if any(present[last5]) else None,
         "background_shift_per_section": [round(v, 2) for v in background_shift],
     }
 
 
-def drift(model, world, base: GenerationSettings, sections: int, videos: int, grid: Path | None = None) -> dict:
+def drift_motions(captions: str, sections: int, case: int) -> list[str]:
+    """`cycle`: left, up, right, down, 3 sections each, so the shape keeps moving inside the frame;
+    `single`: one direction for the whole video (the video's case picks it), as the original
+    FramePack prompts inverted sampling. Inverted sampling makes the last section first, knowing
+    only its own caption, so with a changing caption the earlier sections must bend toward
+    wherever the later ones put the shape; `single` measures it without that handicap."""
+    cycle = ["left", "up", "right", "down"]
+    if captions == "single":
+        return [cycle[case % 4]] * sections
+    return [cycle[(i // 3) % 4] for i in range(sections)]
+
+
+def drift(model, world, base: GenerationSettings, sections: int, videos: int, captions: str = "cycle",
+          grid: Path | None = None) -> dict:
     results: dict[str, list[dict]] = {"inverted": [], "forward": [], "no_packing": []}
     first_videos: dict[str, np.ndarray] = {}
     for case in range(videos):
         start = start_image(200 + case, world)
-        cycle = ["left", "up", "right", "down"]
-        motions = [cycle[(i // 3) % 4] for i in range(sections)]
-        prompts = [caption(start.colour, start.shape, motion) for motion in motions]
+        truth = start_clip(200 + case, world, drift_motions(captions, sections, case))
+        prompts = [caption(start.colour, start.shape, motion) for motion in truth.motions]
         for mode in results:
             settings = replace(base, sampling="inverted" if mode == "inverted" else "forward", sections=sections, seed=case)
             with without_packing() if mode == "no_packing" else contextlib.nullcontext():
                 video = generate(model, start.image, prompts, settings)
-            results[mode].append(drift_stats(video, start, settings.window, motions))
+            results[mode].append(drift_stats(video, start, settings.window, truth))
             if case == 0:
                 first_videos[mode] = video
     if grid is not None:
         save_grid(first_videos, base.window, sections, grid)
-    return {mode: summarise(runs) for mode, runs in results.items()}
+    return {"captions": captions, **{mode: summarise(runs) for mode, runs in results.items()}}
 
 
 def save_grid(videos: dict[str, np.ndarray], window: int, sections: int, path: Path, every: int = 3) -> None:
@@ -218,10 +233,12 @@ def summarise(runs: list[dict]) -> dict:
     the shape's colour shift only over the videos whose shape is still there to measure. Following
     counts a lost shape as not following, as a viewer would."""
     shifts = [run["shape_colour_shift_last5"] for run in runs if run["shape_colour_shift_last5"] is not None]
+    scored = [run["following"] for run in runs if run["following"] is not None]
     return {
         "videos": len(runs),
         **{key: float(np.mean([run[key] for run in runs]))
-           for key in ("shape_present", "shape_present_last5", "shape_area_last5", "following", "background_shift_last5")},
+           for key in ("shape_present", "shape_present_last5", "shape_area_last5", "background_shift_last5")},
+        "following": float(np.mean(scored)) if scored else None,
         "shape_colour_shift_last5": float(np.mean(shifts)) if shifts else None,
         "per_video": runs,
     }
@@ -237,6 +254,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--cases", type=int, default=8, help="videos for prompt following and for steering")
     parser.add_argument("--drift-sections", type=int, default=30)
     parser.add_argument("--drift-videos", type=int, default=4)
+    parser.add_argument("--drift-captions", choices=["cycle", "single"], default="cycle",
+                        help="cycle: left, up, right, down, 3 sections each; single: one direction per video")
     parser.add_argument("--drift-grid", type=Path, default=None,
                         help="save the first drift video of each mode as a PNG (rows: inverted, forward, no packing)")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
@@ -267,7 +286,7 @@ def main(argv: list[str]) -> int:
     if "steering" in args.parts:
         report["steering"] = steering(model, world, base, args.cases)
     if "drift" in args.parts:
-        report["drift"] = drift(model, world, base, args.drift_sections, args.drift_videos, args.drift_grid)
+        report["drift"] = drift(model, world, base, args.drift_sections, args.drift_videos, args.drift_captions, args.drift_grid)
     report["seconds"] = round(time.monotonic() - began, 1)
     print(json.dumps(report))
     return 0

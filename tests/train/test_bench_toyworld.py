@@ -3,24 +3,23 @@
 
 import numpy as np
 
-from framepack_live.bench.toyworld import Start, drift_stats, start_clip, start_image, summarise, wilson_interval
-from framepack_live.train.world import WorldConfig
+from framepack_live.bench.toyworld import Start, drift_motions, drift_stats, start_clip, start_image, summarise, wilson_interval
+from framepack_live.train.world import Clip, WorldConfig
 
 MOTIONS = ["left", "up", "right", "down"] * 2
 WORLD = WorldConfig(size=128)
 
 
-def true_drift_video() -> tuple[np.ndarray, Start, np.ndarray]:
-    """The world's own video of the benchmark's first drift start under MOTIONS (what a perfect
-    model would generate), the start, and the clip's background without the shape."""
-    clip = start_clip(200, WORLD, MOTIONS)
-    return clip.frames, start_image(200, WORLD), clip.background
+def true_drift_video(motions: list[str] = MOTIONS) -> tuple[Clip, Start]:
+    """The world's own video of the benchmark's first drift start under `motions` (what a perfect
+    model would generate) and the start."""
+    return start_clip(200, WORLD, motions), start_image(200, WORLD)
 
 
 def test_drift_of_the_true_video_is_nil_and_every_section_follows():
-    video, start, _ = true_drift_video()
-    assert np.array_equal(video[0], np.asarray(start.image))
-    stats = drift_stats(video, start, WORLD.window, MOTIONS)
+    truth, start = true_drift_video()
+    assert np.array_equal(truth.frames[0], np.asarray(start.image))
+    stats = drift_stats(truth.frames, start, WORLD.window, truth)
     assert stats["following"] == 1.0
     assert stats["shape_present"] == 1.0
     assert abs(stats["shape_area_last5"] - 1.0) < 0.1
@@ -29,12 +28,23 @@ def test_drift_of_the_true_video_is_nil_and_every_section_follows():
 
 
 def test_a_shape_that_vanishes_is_neither_present_nor_following():
-    video, start, background = true_drift_video()
-    video[1 + 3 * WORLD.window * 4:] = background  # gone from the first frame of section 3 on
-    stats = drift_stats(video, start, WORLD.window, MOTIONS)
+    truth, start = true_drift_video()
+    video = truth.frames.copy()
+    video[1 + 3 * WORLD.window * 4:] = truth.background  # gone from the first frame of section 3 on
+    stats = drift_stats(video, start, WORLD.window, truth)
     assert stats["following"] == stats["shape_present"] == 3 / 8
     assert stats["shape_area_last5"] == 0.0
     assert stats["shape_colour_shift_last5"] is None
+
+
+def test_following_is_scored_only_where_the_true_shape_moves():
+    truth, start = true_drift_video(drift_motions("single", 8, case=0))
+    assert set(truth.motions) == {"left"}
+    stats = drift_stats(truth.frames, start, WORLD.window, truth)
+    assert stats["following"] == 1.0  # the sections pressed against the border are not scored
+    still = truth.frames.copy()
+    still[1:] = truth.frames[0]
+    assert drift_stats(still, start, WORLD.window, truth)["following"] == 0.0
 
 
 def run(present: float, background: float, colour: float | None) -> dict:

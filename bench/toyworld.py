@@ -70,11 +70,16 @@ def start_clip(index: int, world: WorldConfig, motions: list[str]) -> Clip:
     return render_clip(HELD_OUT_SEED + index, clip_world, motions=motions, start=centre)
 
 
+def start_of(clip: Clip) -> Start:
+    """A clip's first frame as a start, with its shape's true mask."""
+    size = clip.frames.shape[1]
+    truth = shape_mask(size, clip.shape, *clip.positions[0], clip.radius)
+    return Start(Image.fromarray(clip.frames[0]), clip.colour, clip.shape, truth)
+
+
 def start_image(index: int, world: WorldConfig) -> Start:
     """A held-out start frame and its shape's true mask."""
-    clip = start_clip(index, world, ["left"])
-    truth = shape_mask(world.size, clip.shape, *clip.positions[0], clip.radius)
-    return Start(Image.fromarray(clip.frames[0]), clip.colour, clip.shape, truth)
+    return start_of(start_clip(index, world, ["left"]))
 
 
 @contextlib.contextmanager
@@ -203,8 +208,8 @@ def drift(model, world, base: GenerationSettings, sections: int, videos: int, ca
     results: dict[str, list[dict]] = {"inverted": [], "forward": [], "no_packing": []}
     first_videos: dict[str, np.ndarray] = {}
     for case in range(videos):
-        start = start_image(200 + case, world)
         truth = start_clip(200 + case, world, drift_motions(captions, sections, case))
+        start = start_of(truth)
         prompts = [caption(start.colour, start.shape, motion) for motion in truth.motions]
         for mode in results:
             settings = replace(base, sampling="inverted" if mode == "inverted" else "forward", sections=sections, seed=case)

@@ -3,7 +3,7 @@
 
 import numpy as np
 
-from framepack_live.bench.toyworld import Start, drift_motions, drift_stats, start_clip, start_image, summarise, wilson_interval
+from framepack_live.bench.toyworld import Start, drift_motions, drift_stats, start_clip, start_image, start_of, summarise, wilson_interval
 from framepack_live.train.world import Clip, WorldConfig
 
 MOTIONS = ["left", "up", "right", "down"] * 2
@@ -13,12 +13,13 @@ WORLD = WorldConfig(size=128)
 def true_drift_video(motions: list[str] = MOTIONS) -> tuple[Clip, Start]:
     """The world's own video of the benchmark's first drift start under `motions` (what a perfect
     model would generate) and the start."""
-    return start_clip(200, WORLD, motions), start_image(200, WORLD)
+    clip = start_clip(200, WORLD, motions)
+    return clip, start_of(clip)
 
 
 def test_drift_of_the_true_video_is_nil_and_every_section_follows():
     truth, start = true_drift_video()
-    assert np.array_equal(truth.frames[0], np.asarray(start.image))
+    assert np.array_equal(truth.frames[0], np.asarray(start_image(200, WORLD).image))
     stats = drift_stats(truth.frames, start, WORLD.window, truth)
     assert stats["following"] == 1.0
     assert stats["shape_present"] == 1.0

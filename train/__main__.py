@@ -50,7 +50,12 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--workers", type=int, default=None, help="batch-building processes (default: 0 on CPU)")
-    parser.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
+    precision.add_argument("--bf16", action="store_true",
+                           help="bf16 autocast on the CPU too: faster only on CPUs with AMX (framepack-live bench train)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the transformer's training step (a minute of compiling first)")
     args = parser.parse_args(argv)
     if args.init is not None:
         fixed = [name for name in FIXED_BY_INIT if getattr(args, name) != parser.get_default(name)]
@@ -62,9 +67,10 @@ def parse_args(argv: list[str] | None):
 
 #: Options that --init's model decides (the VAE stage does not run; the transformer's shape is its).
 FIXED_BY_INIT = ("stage", "vae_steps", "vae_seconds", "vae_batch", "vae_crop", "heads", "head_dim", "layers", "single_layers")
-#: Options that change where and how fast a run trains, not the model; `init` and `out` are the
-#: model card's to name (see `card.reproduce_lines`).
-NOT_REPRODUCED = ("run_dir", "threads", "device", "workers", "init", "out")
+#: Options that change where and how fast a run trains, not the model (precision is the machine's
+#: choice, as the device is: the card's device line records it); `init` and `out` are the model
+#: card's to name (see `card.reproduce_lines`).
+NOT_REPRODUCED = ("run_dir", "threads", "device", "workers", "fp32", "bf16", "compile", "init", "out")
 
 
 def reproduce_command(args: argparse.Namespace, vae_steps: int, steps: int) -> str:
@@ -96,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     from .transformer import TransformerTrainConfig, train_transformer
     from .vae import VaeTrainConfig, train_vae
 
-    runtime = Runtime.detect(args.device, args.workers, bf16=not args.fp32)
+    runtime = Runtime.detect(args.device, args.workers, bf16=False if args.fp32 else args.bf16 or None,
+                             compile=args.compile)
     print(f"training on {runtime}", file=sys.stderr)
     world = WorldConfig(size=args.size, window=args.window, sections=args.sections)
     init = str(args.init) if args.init else None

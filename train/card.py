@@ -96,6 +96,7 @@ def model_card(args: argparse.Namespace, runtime: Runtime, vae: str, transformer
 
 
 def _device_name(runtime: Runtime) -> str:
+    precision = ("bf16 autocast" if runtime.bf16 else "fp32") + (", compiled" if runtime.compile else "")
     if runtime.device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name()} ({'bf16 autocast' if runtime.bf16 else 'fp32'}, {runtime.workers} data workers)"
-    return f"the CPU ({torch.get_num_threads()} threads)"
+        return f"{torch.cuda.get_device_name()} ({precision}, {runtime.workers} data workers)"
+    return f"the CPU ({torch.get_num_threads()} threads, {precision})"

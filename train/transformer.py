@@ -184,6 +184,7 @@ def train_transformer(transformer, clips: list[LatentClip], prompts: PromptTable
     path = run_dir / "transformer.pt"
     about = {"init": init, "world": asdict(world)}
     transformer.to(runtime.device)
+    step_model = runtime.prepare(transformer)
     ema = copy.deepcopy(transformer).requires_grad_(False)
     optimizer = torch.optim.AdamW(transformer.parameters(), lr=config.lr, weight_decay=0.01)
     state = checkpoint.load(path, about) or {"step": 0, "elapsed": 0.0}
@@ -203,7 +204,7 @@ def train_transformer(transformer, clips: list[LatentClip], prompts: PromptTable
             group["lr"] = lr
         batch = next(batches).to(runtime.device)
         with runtime.autocast():
-            loss = flow_loss(transformer, batch, prompts, config.guidance, config.motion_weight)
+            loss = flow_loss(step_model, batch, prompts, config.guidance, config.motion_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)

@@ -83,8 +83,9 @@ def test_smoke_run_trains_resumes_and_exports(tmp_path):
     finetuned = tmp_path / "finetuned"
     with pytest.raises(ValueError, match="belongs to another run"):  # the scratch run's checkpoints
         train_cli.main(["--run-dir", str(run), "--init", str(out), *SMOKE, "--steps", "4"])
+    # ... trained as fast as this CPU allows: bf16 autocast and the compiled step (`bench train`).
     assert train_cli.main(["--run-dir", str(tmp_path / "run2"), "--init", str(out), *SMOKE, "--steps", "2",
-                           "--out", str(finetuned)]) == 0
+                           "--bf16", "--compile", "--out", str(finetuned)]) == 0
     tuned = FramePackModel.load(str(finetuned))
     def architecture(m):
         return {k: v for k, v in m.transformer.config.items() if k != "_name_or_path"}
@@ -95,6 +96,7 @@ def test_smoke_run_trains_resumes_and_exports(tmp_path):
     assert not all(torch.equal(a, b) for a, b in zip(tuned.transformer.state_dict().values(),
                                                      model.transformer.state_dict().values()))
     card = (finetuned / "README.md").read_text()
+    assert "bf16 autocast, compiled" in card and "--compile" not in card and "--bf16" not in card  # how, not what
     assert "--steps 2 --batch 2 --init engine/weights/toyworld-stage1 --out engine/weights/toyworld" in card
     assert "--steps 3 --batch 2 --heads 2" in card and "## Fine-tuned from" in card
 

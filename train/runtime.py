@@ -27,7 +27,7 @@ T = TypeVar("T")
 class Runtime:
     device: str = "cpu"
     #: bf16 autocast. The default on CUDA; on a CPU only where it has bf16 matrix units (AMX): the
-    #: development CPU's transformer step is then 1.1x faster alone and 1.5x with `compile`
+    #: development CPU's transformer step is then 1.07x faster alone and 1.4x with `compile`
     #: (`framepack-live bench train`), an older CPU's is slower than in fp32.
     bf16: bool = False
     #: `torch.compile` the transformer's training step: it fuses the many small elementwise

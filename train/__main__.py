@@ -53,7 +53,8 @@ def parse_args(argv: list[str] | None):
     precision = parser.add_mutually_exclusive_group()
     precision.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
     precision.add_argument("--bf16", action="store_true",
-                           help="bf16 autocast on the CPU too: faster only on CPUs with AMX (framepack-live bench train)")
+                           help="bf16 autocast of the transformer on the CPU too: faster only on CPUs with AMX "
+                                "(framepack-live bench train)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the transformer's training step (a minute of compiling first)")
     args = parser.parse_args(argv)
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     init = str(args.init) if args.init else None
     if init is None:
         vae_config = VaeTrainConfig(batch=args.vae_batch, crop=args.vae_crop or None)
-        vae, vae_metrics, vae_progress = train_vae(args.run_dir, world, vae_config, runtime,
+        vae, vae_metrics, vae_progress = train_vae(args.run_dir, world, vae_config, runtime.for_vae(),
                                                    Budget(args.vae_steps, args.vae_seconds))
         print(f"vae: {vae_progress.steps} steps, {vae_metrics}, scaling_factor {vae.config.scaling_factor:.4f}")
         if args.stage == "vae":

@@ -13,7 +13,7 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 import torch
@@ -26,12 +26,13 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Runtime:
     device: str = "cpu"
-    #: bf16 autocast. The default on CUDA; on a CPU only where it has bf16 matrix units (AMX): the
-    #: development CPU's transformer step is then 1.07x faster alone and 1.4x with `compile`
-    #: (`framepack-live bench train`), an older CPU's is slower than in fp32.
+    #: bf16 autocast. The default on CUDA; on a CPU only where it has bf16 matrix units (AMX), and
+    #: only for the transformer: the development CPU's transformer step is then 1.07x faster alone
+    #: and 1.4x with `compile` (`framepack-live bench train`), while its VAE step on whole frames
+    #: is many times slower than in fp32 (its backward pass); other CPUs: measure first.
     bf16: bool = False
     #: `torch.compile` the transformer's training step: it fuses the many small elementwise
-    #: kernels of a 3 M-parameter model, which dominate its step, at a minute of compiling first.
+    #: kernels of a 3 M-parameter model, a large share of its step, at a minute of compiling first.
     compile: bool = False
     #: Processes building batches ahead of the training step (0: in the training process).
     workers: int = 0
@@ -55,6 +56,11 @@ class Runtime:
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.device_type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+
+    def for_vae(self) -> Runtime:
+        """The VAE stage's runtime: without bf16 on a CPU, where its whole-frame 3D convolutions'
+        backward pass is many times slower in bf16 than in fp32."""
+        return self if self.device_type == "cuda" else replace(self, bf16=False)
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         """What the training step calls: `model` compiled when asked (it shares `model`'s

@@ -101,6 +101,13 @@ def test_smoke_run_trains_resumes_and_exports(tmp_path):
     assert "--steps 3 --batch 2 --heads 2" in card and "## Fine-tuned from" in card
 
 
+def test_cpu_bf16_leaves_the_vae_in_fp32():
+    from framepack_live.train.runtime import Runtime
+
+    assert Runtime("cpu", bf16=True, compile=True).for_vae() == Runtime("cpu", bf16=False, compile=True)
+    assert Runtime("cuda", bf16=True).for_vae().bf16
+
+
 def test_init_refuses_the_options_its_model_decides():
     with pytest.raises(SystemExit):
         train_cli.parse_args(["--init", "somewhere", "--heads", "8"])

@@ -24,7 +24,7 @@ import torch
 from ..train.latents import encode_clips, prompt_table
 from ..train.runtime import Runtime
 from ..train.stack import frozen_stack
-from ..train.transformer import TransformerTrainConfig, flow_loss, step_batch
+from ..train.transformer import TransformerTrainConfig, step_batch, train_step
 from ..train.world import WorldConfig
 from .toyworld import DEFAULT_WEIGHTS
 
@@ -84,7 +84,7 @@ def main(argv: list[str]) -> int:
 
 
 class _Trainer:
-    """One mode's own copy of the transformer and optimiser, stepping as `train_transformer` does."""
+    """One mode's own copy of the transformer and optimiser, stepping with `train_transformer`'s step."""
 
     def __init__(self, transformer: torch.nn.Module, runtime: Runtime, prompts, config: TransformerTrainConfig):
         self.runtime, self.prompts, self.config = runtime, prompts, config
@@ -93,8 +93,4 @@ class _Trainer:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-6)
 
     def step(self, batch) -> None:
-        with self.runtime.autocast():
-            loss = flow_loss(self.step_model, batch, self.prompts, self.config.guidance, self.config.motion_weight)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        train_step(self.model, self.step_model, self.optimizer, batch, self.prompts, self.config, self.runtime)

@@ -27,8 +27,8 @@ T = TypeVar("T")
 class Runtime:
     device: str = "cpu"
     #: bf16 autocast. The default on CUDA; on a CPU only where it has bf16 matrix units (AMX), and
-    #: only for the transformer: the development CPU's transformer step is then 1.07x faster alone
-    #: and 1.4x with `compile` (`framepack-live bench train`), while its VAE step on whole frames
+    #: only for the transformer: the development CPU's transformer step is then 1.1x faster alone
+    #: and 1.4-1.5x with `compile` (`framepack-live bench train`), while its VAE step on whole frames
     #: is many times slower than in fp32 (its backward pass); other CPUs: measure first.
     bf16: bool = False
     #: `torch.compile` the transformer's training step: it fuses the many small elementwise

@@ -174,6 +174,21 @@ def flow_loss(transformer, batch: Batch, prompts: PromptTable, guidance: float, 
     return (weights * (velocity.float() - (noise - x0)).pow(2)).mean() / weights.mean()
 
 
+def train_step(model: torch.nn.Module, step_model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch,
+               prompts: PromptTable, config: TransformerTrainConfig, runtime: Runtime) -> torch.Tensor:
+    """One optimiser step; returns the loss (still on the device: reading it waits for the GPU).
+
+    `step_model` is `runtime.prepare(model)`, the module the forward pass runs through (compiled or
+    `model` itself); `model` owns the parameters whose gradients are clipped."""
+    with runtime.autocast():
+        loss = flow_loss(step_model, batch, prompts, config.guidance, config.motion_weight)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return loss.detach()
+
+
 def train_transformer(transformer, clips: list[LatentClip], prompts: PromptTable, world: WorldConfig,
                       config: TransformerTrainConfig, run_dir: Path, runtime: Runtime, budget: Budget,
                       init: str | None = None):
@@ -202,13 +217,7 @@ def train_transformer(transformer, clips: list[LatentClip], prompts: PromptTable
         lr = config.lr * warmup * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * clock.progress)))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = next(batches).to(runtime.device)
-        with runtime.autocast():
-            loss = flow_loss(step_model, batch, prompts, config.guidance, config.motion_weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
-        optimizer.step()
+        loss = train_step(transformer, step_model, optimizer, next(batches).to(runtime.device), prompts, config, runtime)
         with torch.no_grad():
             for averaged, current in zip(ema.parameters(), transformer.parameters()):
                 averaged.lerp_(current, 1 - config.ema_decay)

@@ -43,6 +43,9 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--video-end", type=float, default=0.0,
                         help="share of inverted samples that end the video (empty future), as every inverted "
                              "video's first step does; 0: only as often as the uniform draw of the end gives")
+    parser.add_argument("--inverted-one-caption", action="store_true",
+                        help="train the inverted layout only on clips whose caption has not changed since the "
+                             "start (it sees neither the sections in between nor their captions)")
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--head-dim", type=int, default=32)
     parser.add_argument("--layers", type=int, default=2, help="dual-stream transformer blocks")
@@ -130,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         parent_card = card_file.read_text() if card_file.exists() else None
     clips = encode_clips(model, world, args.clips, args.run_dir, runtime, vae_source=init or "vae.pt")
     prompts = prompt_table(model)
-    config = TransformerTrainConfig(batch=args.batch, lr=args.lr, video_end=args.video_end)
+    config = TransformerTrainConfig(batch=args.batch, lr=args.lr, video_end=args.video_end,
+                                    inverted_one_caption=args.inverted_one_caption)
     ema, loss, progress = train_transformer(transformer, clips, prompts, world, config, args.run_dir, runtime,
                                             Budget(args.steps, args.seconds), init=init)
     print(f"transformer: {progress.steps} steps, smoothed flow-matching loss {loss:.4f}")

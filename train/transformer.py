@@ -46,6 +46,11 @@ class TransformerTrainConfig:
     #: every inverted video, half the sections of a 2-section one. 0 leaves it to the uniform draw
     #: of the video's end, which gives it to 1 in (sections - k) windows, rarer the longer the clips.
     video_end: float = 0.0
+    #: Inverted samples only from clips whose caption has not changed between the start and the
+    #: window. An inverted step sees the start frame and its own section's caption, never the sections
+    #: between: where those moved another way (a changed caption), the window's place cannot be
+    #: read from what the model is given, and it learns to hedge, placing the shape short.
+    inverted_one_caption: bool = False
     #: Largest std of the Gaussian noise added to forward history (drawn per sample from 0..this).
     history_noise: float = 0.1
     history_noise_probability: float = 0.5
@@ -106,19 +111,25 @@ def make_batch(rng: np.random.Generator, clips: list[LatentClip], world: WorldCo
     inverted = rng.random() < config.inverted_fraction
     padding = int(rng.integers(0, min(4, sections)))  # padding p needs a window p sections in
     targets, contexts, embeds, captions = [], [], [], []
+    pools: dict[int, list[LatentClip]] = {}
     for _ in range(config.batch):
         clip = clips[int(rng.integers(len(clips)))]
+        if inverted:
+            k = padding if padding <= 1 else int(rng.integers(2, sections))
+            if config.inverted_one_caption:
+                pool = pools.setdefault(k, one_caption_clips(clips, k))
+                clip = pool[int(rng.integers(len(pool)))]
+        else:
+            k = int(rng.integers(0, sections))
         latents = clip.sample(generator)[None]
         start = latents[:, :, :1]
         if inverted:
-            k = padding if padding <= 1 else int(rng.integers(2, sections))
             # (no draw at 0, so the batches of runs from before this option stay as they were)
             ends_video = config.video_end > 0 and rng.random() < config.video_end
             end = k + 1 if ends_video else int(rng.integers(k + 1, sections + 1))
             future = latents[:, :, 1 + (k + 1) * window : 1 + end * window]
             context = pack_inverted(future, start, window, step=0, total_sections=padding + 1)
         else:
-            k = int(rng.integers(0, sections))
             context = pack_forward(latents[:, :, : 1 + k * window], start, window)
             if rng.random() < config.history_noise_probability:
                 context = _noisy_history(context, float(rng.uniform(0, config.history_noise)), generator)
@@ -130,6 +141,15 @@ def make_batch(rng: np.random.Generator, clips: list[LatentClip], world: WorldCo
     noise = torch.randn(target.shape, generator=generator)
     u = torch.rand(config.batch, generator=generator)
     return Batch(target, _cat_contexts(contexts), torch.cat(embeds), captions, noise, u)
+
+
+def one_caption_clips(clips: list[LatentClip], k: int) -> list[LatentClip]:
+    """The clips whose sections 0..k share one caption (`inverted_one_caption`)."""
+    pool = [clip for clip in clips if len(set(clip.captions[: k + 1])) == 1]
+    if not pool:
+        raise ValueError(f"none of the {len(clips)} clips keeps one caption through section {k + 1}, as "
+                         "inverted_one_caption needs: encode more clips (--clips)")
+    return pool
 
 
 def step_batch(clips: list[LatentClip], world: WorldConfig, config: TransformerTrainConfig, step: int) -> Batch:

@@ -218,3 +218,34 @@ def test_video_end_share_sets_how_often_inverted_windows_end_the_video():
 
     assert ending_share(1.0) == 1.0
     assert ending_share(0.0) < 0.6 < ending_share(0.8)
+
+
+def test_inverted_one_caption_trains_inverted_windows_only_where_the_caption_held_since_the_start():
+    """An inverted step sees neither the sections between the start and its window nor their
+    captions, so with the option on, a window k > 0 comes only from a clip whose caption held
+    through it; forward windows (which see that history) still come from every clip."""
+    steady = fake_clip(WORLD.sections, WORLD.window)
+    turning = fake_clip(WORLD.sections, WORLD.window)
+    turning.mean += 100  # its frames read 101, 102, ...
+    turning.captions = ["a red circle moves left"] + ["a red circle moves up"] * (WORLD.sections - 1)
+
+    def origins(inverted: bool, one_caption: bool) -> set[tuple[str, int]]:
+        config = TransformerTrainConfig(batch=4, inverted_fraction=float(inverted), inverted_one_caption=one_caption,
+                                        caption_dropout=0.0)
+        rng, generator = np.random.default_rng(0), torch.Generator().manual_seed(0)
+        seen = set()
+        for _ in range(40):
+            batch = make_batch(rng, [steady, turning], WORLD, config, generator)
+            for first in batch.target[:, 0, 0, 0, 0].tolist():
+                clip = "turning" if first > 100 else "steady"
+                seen.add((clip, (int(first) % 100 - 2) // WORLD.window))  # (clip, window k)
+        return seen
+
+    assert {k for clip, k in origins(inverted=True, one_caption=True) if clip == "turning"} == {0}
+    assert {k for clip, k in origins(inverted=True, one_caption=False) if clip == "turning"} == {0, 1, 2, 3}
+    assert {k for clip, k in origins(inverted=True, one_caption=True) if clip == "steady"} == {0, 1, 2, 3}
+    assert {k for clip, k in origins(inverted=False, one_caption=True) if clip == "turning"} == {0, 1, 2, 3}
+    with pytest.raises(ValueError, match="--clips"):
+        make_batch(np.random.default_rng(0), [turning], WORLD,
+                   TransformerTrainConfig(batch=8, inverted_fraction=1.0, inverted_one_caption=True),
+                   torch.Generator().manual_seed(0))

@@ -117,7 +117,9 @@ def make_batch(rng: np.random.Generator, clips: list[LatentClip], world: WorldCo
         if inverted:
             k = padding if padding <= 1 else int(rng.integers(2, sections))
             if config.inverted_one_caption:
-                pool = pools.setdefault(k, one_caption_clips(clips, k))
+                if k not in pools:
+                    pools[k] = one_caption_clips(clips, k)
+                pool = pools[k]
                 clip = pool[int(rng.integers(len(pool)))]
         else:
             k = int(rng.integers(0, sections))
@@ -216,6 +218,8 @@ def train_transformer(transformer, clips: list[LatentClip], prompts: PromptTable
 
     `init` names the model `transformer` was loaded from when fine-tuning (None: fresh weights),
     so that a run directory is never resumed by a run that starts from something else."""
+    if config.inverted_one_caption:
+        one_caption_clips(clips, world.sections - 1)  # the smallest pool: refuse now, not in a data worker mid-run
     path = run_dir / "transformer.pt"
     about = {"init": init, "world": asdict(world)}
     transformer.to(runtime.device)

@@ -2,6 +2,7 @@
 (the shape's colour only where it survived), Wilson intervals."""
 
 import numpy as np
+import pytest
 
 from framepack_live.bench.toyworld import Start, drift_motions, drift_stats, start_clip, start_image, start_of, summarise, wilson_interval
 from framepack_live.train.world import Clip, WorldConfig
@@ -10,10 +11,10 @@ MOTIONS = ["left", "up", "right", "down"] * 2
 WORLD = WorldConfig(size=128)
 
 
-def true_drift_video(motions: list[str] = MOTIONS) -> tuple[Clip, Start]:
-    """The world's own video of the benchmark's first drift start under `motions` (what a perfect
+def true_drift_video(motions: list[str] = MOTIONS, case: int = 0) -> tuple[Clip, Start]:
+    """The world's own video of the benchmark's drift start `case` under `motions` (what a perfect
     model would generate) and the start."""
-    clip = start_clip(200, WORLD, motions)
+    clip = start_clip(200 + case, WORLD, motions)
     return clip, start_of(clip)
 
 
@@ -26,6 +27,15 @@ def test_drift_of_the_true_video_is_nil_and_every_section_follows():
     assert abs(stats["shape_area_last5"] - 1.0) < 0.1
     assert stats["background_shift_last5"] < 1.0
     assert stats["shape_colour_shift_last5"] < 1.0
+
+
+@pytest.mark.parametrize("captions, case", [("cycle", 1), ("single", 7)])
+def test_the_background_of_the_true_video_does_not_shift_when_the_shape_moves_over_another_colour(captions, case):
+    # The two drift starts where a mean over each section's own background pixels moved most
+    # (up to 5.8 RGB), because the shape covered sky in one section and ground in another.
+    truth, start = true_drift_video(drift_motions(captions, 12, case), case)
+    stats = drift_stats(truth.frames, start, WORLD.window, truth)
+    assert max(stats["background_shift_per_section"]) < 0.1
 
 
 def test_a_shape_that_vanishes_is_neither_present_nor_following():

@@ -16,12 +16,15 @@ import torch
 
 from .world import WorldConfig
 
-DEFAULT_RUN_DIR = Path.home() / ".cache" / "framepack-live" / "train" / "toyworld"
+#: Run directories live here, one per output: each run of a fine-tune chain (a model card's
+#: reproduce lines) has its own checkpoints, which another run's options would not resume.
+RUNS = Path.home() / ".cache" / "framepack-live" / "train"
 
 
 def parse_args(argv: list[str] | None):
     parser = argparse.ArgumentParser(prog="python -m framepack_live.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR, help="checkpoints and caches (resumed)")
+    parser.add_argument("--run-dir", type=Path, default=None,
+                        help=f"checkpoints and caches (resumed); default: {RUNS}/<--out's name, or toyworld>")
     parser.add_argument("--out", type=Path, default=None, help="write the pipeline directory here at the end")
     parser.add_argument("--init", type=Path, default=None,
                         help="fine-tune this exported model directory (its VAE, encoders and architecture) instead of "
@@ -61,6 +64,8 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the transformer's training step (a minute of compiling first)")
     args = parser.parse_args(argv)
+    if args.run_dir is None:
+        args.run_dir = RUNS / (args.out.name if args.out is not None else "toyworld")
     if args.init is not None:
         fixed = [name for name in FIXED_BY_INIT if getattr(args, name) != parser.get_default(name)]
         if fixed:
@@ -127,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model = frozen_stack(source=init)
         transformer = model.pipeline.transformer.train().requires_grad_(True)
-        vae_line, vae_steps = f"VAE: `{args.init}`'s, frozen (its card is below).", 0
+        vae_line, vae_steps = None, 0  # the starting model's, which the card names
         earlier = training_commands(args.init)
         card_file = args.init / "README.md"
         parent_card = card_file.read_text() if card_file.exists() else None

@@ -56,31 +56,40 @@ def vae_summary(config: VaeTrainConfig, progress: Progress, metrics: dict) -> st
             " (pixels in [-1, 1]).")
 
 
+def stage_outputs(runs: int) -> list[str]:
+    """Where the reproduce lines write each run's model: the stages, then the shipped directory."""
+    return [f"{OUT}-stage{i + 1}" for i in range(runs - 1)] + [OUT]
+
+
 def reproduce_lines(commands: list[str], first_init: str | None = None) -> str:
     """One indented shell line per training run, each fine-tune starting from the previous run's
     output; the first starts from `first_init` when the chain begins with a model trained elsewhere."""
-    outs = [f"{OUT}-stage{i + 1}" for i in range(len(commands) - 1)] + [OUT]
+    outs = stage_outputs(len(commands))
     inits = [first_init, *outs[:-1]]
     return "\n".join(f"    python -m framepack_live.train {options}{f' --init {init}' if init else ''} --out {out}"
                      for options, init, out in zip(commands, inits, outs))
 
 
-def model_card(args: argparse.Namespace, runtime: Runtime, vae: str, transformer: Progress, loss: float,
+def model_card(args: argparse.Namespace, runtime: Runtime, vae: str | None, transformer: Progress, loss: float,
                commands: list[str], parent_card: str | None = None) -> str:
-    """`vae` is the VAE line (`vae_summary`, or a fine-tune's note), `transformer` what that stage ran,
-    `commands` the options of every run from scratch to this one (`reproduce_command`), and
-    `parent_card` the card of the model a fine-tune started from, kept below this one."""
+    """`vae` is the VAE line (`vae_summary`; None in a fine-tune, whose VAE is the starting
+    model's), `transformer` what that stage ran, `commands` the options of every run from scratch
+    to this one (`reproduce_command`), and `parent_card` the card of the model a fine-tune started
+    from, kept below this one."""
+    # The starting model by the name the reproduce lines give it, not the path it had on the
+    # training machine (a scratch directory there), unless the chain starts with it.
+    init = stage_outputs(len(commands))[-2] if args.init and len(commands) > 1 else args.init
     parent = ""
     if parent_card is not None:
         demoted = "\n".join("##" + line if line.startswith("#") else line for line in parent_card.splitlines())
-        parent = f"\n## Fine-tuned from `{args.init}`; its card:\n\n{demoted}\n"
+        parent = f"\n## Fine-tuned from `{init}`; its card:\n\n{demoted}\n"
     return CARD.format(
         origin="fine-tuned" if args.init else "trained from scratch",
         size=args.size,
         window=args.window,
         frames=args.window * 4,
-        vae=vae,
-        start=f"starting from `{args.init}`'s weights, " if args.init else "",
+        vae=vae or f"VAE: `{init}`'s, frozen (its card is below).",
+        start=f"starting from `{init}`'s weights, " if args.init else "",
         cfg=DEFAULT_CFG,
         steps=transformer.steps,
         batch=args.batch,

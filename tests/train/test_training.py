@@ -1,6 +1,7 @@
 """Training code: batch layouts match the engine's packing, and a whole run trains, resumes and exports."""
 
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,7 +102,9 @@ def test_smoke_run_trains_resumes_and_exports(tmp_path):
     assert ("--steps 2 --batch 2 --inverted-one-caption --init engine/weights/toyworld-stage1 "
             "--out engine/weights/toyworld") in card
     assert "inverted windows only from clips whose caption held since the start" in card
-    assert "--steps 3 --batch 2 --heads 2" in card and "## Fine-tuned from" in card
+    assert "--steps 3 --batch 2 --heads 2" in card
+    # The starting model is named as the reproduce lines name it, not by this machine's scratch path.
+    assert "## Fine-tuned from `engine/weights/toyworld-stage1`" in card and str(out) not in card
 
 
 def test_cpu_bf16_leaves_the_vae_in_fp32():
@@ -114,6 +117,14 @@ def test_cpu_bf16_leaves_the_vae_in_fp32():
 def test_init_refuses_the_options_its_model_decides():
     with pytest.raises(SystemExit):
         train_cli.parse_args(["--init", "somewhere", "--heads", "8"])
+
+
+def test_each_run_of_a_reproduce_chain_gets_its_own_run_directory():
+    # The card's lines name no --run-dir; one shared directory would refuse the second run's options.
+    chain = [train_cli.parse_args(["--out", f"engine/weights/toyworld{stage}"]) for stage in ("-stage1", "")]
+    assert [args.run_dir for args in chain] == [train_cli.RUNS / "toyworld-stage1", train_cli.RUNS / "toyworld"]
+    assert train_cli.parse_args([]).run_dir == train_cli.RUNS / "toyworld"
+    assert train_cli.parse_args(["--run-dir", "/tmp/run", "--out", "x"]).run_dir == Path("/tmp/run")
 
 
 def test_motion_weights_single_out_what_moves():

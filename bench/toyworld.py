@@ -180,6 +180,7 @@ def drift_stats(video: np.ndarray, start: Start, window: int, truth: Clip) -> di
     first_area = mask[0].sum()
     first, last = section_bounds(0, window)
     reference = slice(first, last + 1)
+    reference_near = near[reference].any(axis=0)
     present, area, background_shift, shape_colour, following = [], [], [], [], []
     for section, motion in enumerate(truth.motions):
         first, last = section_bounds(section, window)
@@ -187,7 +188,7 @@ def drift_stats(video: np.ndarray, start: Start, window: int, truth: Clip) -> di
             following.append(follows(displacement(track, first, last), motion))
         span, masks = slice(first, last + 1), mask[first : last + 1]
         shape_colour.append(frames[span][masks].mean(axis=0) if masks.any() else np.full(3, np.nan, np.float32))
-        away = ~(near[span].any(axis=0) | near[reference].any(axis=0))
+        away = ~(near[span].any(axis=0) | reference_near)
         background = frames[span][:, away].mean(axis=(0, 1)) - frames[reference][:, away].mean(axis=(0, 1))
         background_shift.append(float(np.linalg.norm(background)))
         area.append(float(masks[-1].sum() / first_area))

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from framepack_live.bench.toyworld import Start, drift_motions, drift_stats, start_clip, start_image, start_of, summarise, wilson_interval
+from framepack_live.bench.toyworld import Start, drift_motions, main, drift_stats, start_clip, start_image, start_of, summarise, wilson_interval
 from framepack_live.train.world import Clip, WorldConfig
 
 MOTIONS = ["left", "up", "right", "down"] * 2
@@ -82,3 +82,11 @@ def test_wilson_interval_matches_the_textbook_values_and_stays_inside_0_1():
     low, high = wilson_interval(0, 8)
     assert low == 0.0 and 0.3 < high < 0.4
     assert wilson_interval(8, 8)[1] == 1.0
+
+
+@pytest.mark.parametrize("argv", [["--case-offset", "500"], ["--case-offset", "-1000"], ["--cases", "101"]])
+def test_held_out_ranges_never_overlap(argv):
+    # Following, steering and drift take starts 100 apart from the offset: a validation range
+    # (offset 1000) must not share a start with the reported one, nor one part with another.
+    with pytest.raises(SystemExit):
+        main(argv)

@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--video-end", type=float, default=0.0,
                         help="share of inverted samples that end the video (empty future), as every inverted "
                              "video's first step does; 0: only as often as the uniform draw of the end gives")
+    parser.add_argument("--inverted-fraction", type=float, default=0.5,
+                        help="share of batches in the inverted anti-drifting layout (the rest forward, F1)")
     parser.add_argument("--inverted-one-caption", action="store_true",
                         help="train the inverted layout only on clips whose caption has not changed since the "
                              "start (it sees neither the sections in between nor their captions)")
@@ -64,6 +66,8 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the transformer's training step (a minute of compiling first)")
     args = parser.parse_args(argv)
+    if not 0 <= args.inverted_fraction <= 1:
+        parser.error("--inverted-fraction is a share between 0 and 1")
     if args.run_dir is None:
         args.run_dir = RUNS / (args.out.name if args.out is not None else "toyworld")
     if args.init is not None:
@@ -139,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     clips = encode_clips(model, world, args.clips, args.run_dir, runtime, vae_source=init or "vae.pt")
     prompts = prompt_table(model)
     config = TransformerTrainConfig(batch=args.batch, lr=args.lr, video_end=args.video_end,
+                                    inverted_fraction=args.inverted_fraction,
                                     inverted_one_caption=args.inverted_one_caption)
     ema, loss, progress = train_transformer(transformer, clips, prompts, world, config, args.run_dir, runtime,
                                             Budget(args.steps, args.seconds), init=init)

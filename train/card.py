@@ -26,7 +26,7 @@ moving as the caption says: "a red circle moves left", "the blue square moves up
 * {vae}
 * Transformer: {start}{steps} steps of batch {batch} on {clips} encoded clips of {sections} sections, flow matching
   (v = noise - x0) on next-section prediction with the engine's packed 1x/2x/4x history, forward (F1)
-  and inverted anti-drifting layouts half each{one_caption}, distilled guidance input 10, the caption dropped
+  and inverted anti-drifting layouts {layouts}{one_caption}, distilled guidance input 10, the caption dropped
   (empty prompt) in 10 % of samples so that sampling can use real CFG (default scale {cfg}); EMA
   weights, {minutes:.1f} minutes. Smoothed final loss {loss:.4f}.
 * Trained on {device}. Minutes are training time over every invocation that resumed a stage;
@@ -95,6 +95,8 @@ def model_card(args: argparse.Namespace, runtime: Runtime, vae: str | None, tran
         batch=args.batch,
         clips=args.clips,
         sections=args.sections,
+        layouts="half each" if args.inverted_fraction == 0.5
+        else f"in {1 - args.inverted_fraction:.0%} and {args.inverted_fraction:.0%} of the batches",
         one_caption=" (inverted windows only from clips whose caption held since the start)"
         if args.inverted_one_caption else "",
         loss=loss,

@@ -85,9 +85,10 @@ def test_smoke_run_trains_resumes_and_exports(tmp_path):
     with pytest.raises(ValueError, match="belongs to another run"):  # the scratch run's checkpoints
         train_cli.main(["--run-dir", str(run), "--init", str(out), *SMOKE, "--steps", "4"])
     # ... trained as fast as this CPU allows: bf16 autocast and the compiled step (`bench train`);
-    # inverted windows from the one clip of the two whose caption holds (seed 1's).
+    # inverted windows from the one clip of the two whose caption holds (seed 1's), in 3 of 4 batches.
     assert train_cli.main(["--run-dir", str(tmp_path / "run2"), "--init", str(out), *SMOKE, "--steps", "2",
-                           "--bf16", "--compile", "--inverted-one-caption", "--out", str(finetuned)]) == 0
+                           "--bf16", "--compile", "--inverted-fraction", "0.75", "--inverted-one-caption",
+                           "--out", str(finetuned)]) == 0
     tuned = FramePackModel.load(str(finetuned))
     def architecture(m):
         return {k: v for k, v in m.transformer.config.items() if k != "_name_or_path"}
@@ -99,9 +100,9 @@ def test_smoke_run_trains_resumes_and_exports(tmp_path):
                                                      model.transformer.state_dict().values()))
     card = (finetuned / "README.md").read_text()
     assert "bf16 autocast, compiled" in card and "--compile" not in card and "--bf16" not in card  # how, not what
-    assert ("--steps 2 --batch 2 --inverted-one-caption --init engine/weights/toyworld-stage1 "
+    assert ("--steps 2 --batch 2 --inverted-fraction 0.75 --inverted-one-caption --init engine/weights/toyworld-stage1 "
             "--out engine/weights/toyworld") in card
-    assert "inverted windows only from clips whose caption held since the start" in card
+    assert "layouts in 25% and 75% of the batches (inverted windows only from clips whose caption held" in card
     assert "--steps 3 --batch 2 --heads 2" in card
     # The starting model is named as the reproduce lines name it, not by this machine's scratch path.
     assert "## Fine-tuned from `engine/weights/toyworld-stage1`" in card and str(out) not in card

@@ -42,6 +42,11 @@ HELD_OUT_SEED = 1_000_000
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 TURN = {"left": "up", "up": "right", "right": "down", "down": "left"}
 PARTS = ("following", "steering", "drift")
+#: Following, steering and drift take their held-out starts this far apart (following from 0,
+#: steering from 1x, drift from 2x), so `--cases` and `--drift-videos` are at most this many.
+PART_SPACING = 100
+#: `--case-offset` moves all three parts by a multiple of this, past every part's range.
+RANGE_SPACING = 1000
 
 
 @dataclass
@@ -134,7 +139,7 @@ def prompt_following(model, world, base: GenerationSettings, cases: int, samplin
 def steering(model, world, base: GenerationSettings, cases: int, steer_at: int = 2, first: int = 0) -> dict:
     by_next = at_once = 0
     for case in range(first, first + cases):
-        start = start_image(100 + case, world)
+        start = start_image(PART_SPACING + case, world)
         before = OBJECT_MOTIONS[case % len(OBJECT_MOTIONS)]
         after = (OPPOSITE if case % 2 else TURN)[before]
         prompts = [caption(start.colour, start.shape, before)] * steer_at + [caption(start.colour, start.shape, after)] * 2
@@ -223,7 +228,7 @@ def drift(model, world, base: GenerationSettings, sections: int, videos: int, ca
     results: dict[str, list[dict]] = {"inverted": [], "forward": [], "no_packing": []}
     first_videos: dict[str, np.ndarray] = {}
     for case in range(first, first + videos):
-        truth = start_clip(200 + case, world, drift_motions(captions, sections, case))
+        truth = start_clip(2 * PART_SPACING + case, world, drift_motions(captions, sections, case))
         start = start_of(truth)
         prompts = [caption(start.colour, start.shape, motion) for motion in truth.motions]
         for mode in results:
@@ -287,12 +292,12 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if min(args.cases, args.drift_sections, args.drift_videos) < 1:
         parser.error("--cases, --drift-sections and --drift-videos must be at least 1")
-    if max(args.cases, args.drift_videos) > 100:
-        parser.error("--cases and --drift-videos are at most 100: following, steering and drift take their held-out "
-                     "starts 100 apart")
-    if args.case_offset < 0 or args.case_offset % 1000:
-        parser.error("--case-offset must be a multiple of 1000: following, steering and drift take the cases "
-                     "from offset + 0, + 100 and + 200 on")
+    if max(args.cases, args.drift_videos) > PART_SPACING:
+        parser.error(f"--cases and --drift-videos are at most {PART_SPACING}: following, steering and drift take "
+                     f"their held-out starts {PART_SPACING} apart")
+    if args.case_offset < 0 or args.case_offset % RANGE_SPACING:
+        parser.error(f"--case-offset must be a multiple of {RANGE_SPACING}: following, steering and drift take the "
+                     f"cases from offset + 0, + {PART_SPACING} and + {2 * PART_SPACING} on")
     torch.set_num_threads(args.threads)
     began = time.monotonic()
     model = FramePackModel.load(args.model)
@@ -311,13 +316,13 @@ def main(argv: list[str]) -> int:
         "case_offset": args.case_offset,
     }
     if "following" in args.parts:
-        report["prompt_following"] = {order: prompt_following(model, world, base, args.cases, order, args.case_offset)
+        report["prompt_following"] = {order: prompt_following(model, world, base, args.cases, order, first=args.case_offset)
                                       for order in ("forward", "inverted")}
     if "steering" in args.parts:
         report["steering"] = steering(model, world, base, args.cases, first=args.case_offset)
     if "drift" in args.parts:
         report["drift"] = drift(model, world, base, args.drift_sections, args.drift_videos, args.drift_captions, args.drift_grid,
-                                args.case_offset)
+                                first=args.case_offset)
     report["seconds"] = round(time.monotonic() - began, 1)
     print(json.dumps(report))
     return 0

@@ -4,7 +4,8 @@
 import numpy as np
 import pytest
 
-from framepack_live.bench.toyworld import Start, drift_motions, main, drift_stats, start_clip, start_image, start_of, summarise, wilson_interval
+from framepack_live.bench.toyworld import (PART_SPACING, Start, drift_motions, drift_stats, main, start_clip, start_image, start_of,
+                                           summarise, wilson_interval)
 from framepack_live.train.world import Clip, WorldConfig
 
 MOTIONS = ["left", "up", "right", "down"] * 2
@@ -14,7 +15,7 @@ WORLD = WorldConfig(size=128)
 def true_drift_video(motions: list[str] = MOTIONS, case: int = 0) -> tuple[Clip, Start]:
     """The world's own video of the benchmark's drift start `case` under `motions` (what a perfect
     model would generate) and the start."""
-    clip = start_clip(200 + case, WORLD, motions)
+    clip = start_clip(2 * PART_SPACING + case, WORLD, motions)
     return clip, start_of(clip)
 
 

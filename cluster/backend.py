@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from PIL import Image
@@ -35,7 +35,7 @@ from framepack_live.engine.video_state import SectionPlan, VideoStart
 from framepack_live.stream.backend import ProgressCallback
 
 from .denoiser import Progress
-from .metrics import IngressMetrics
+from .metrics import SessionMetrics
 from .replica import log
 from .work import DenoiseRequest, DenoiseResult
 
@@ -87,35 +87,35 @@ async def call_stage(session_id: str, stage: str, attempt: Callable[[], Awaitabl
 
 
 class RayBackend:
-    """Opens sessions' sources; holds the handles and the Ingress's metrics."""
+    """One session's way to the stage deployments (the session's id goes into their logs)."""
 
-    def __init__(
-        self, encoder: DeploymentHandle, denoiser: DeploymentHandle, decoder: DeploymentHandle, metrics: IngressMetrics
-    ) -> None:
-        self.encoder, self.denoiser, self.decoder, self.metrics = encoder, denoiser, decoder, metrics
-        self._active = 0
+    def __init__(self, stages: Stages, session_id: str, metrics: SessionMetrics) -> None:
+        self.encoder, self.denoiser, self.decoder = stages.encoder, stages.denoiser, stages.decoder
+        self.session_id, self.metrics = session_id, metrics
 
     async def open(self, prompt: str, image: Image.Image | None, settings: GenerationSettings) -> RaySource:
         if settings.sampling != "forward":
             raise InputError("bad_request", "the server streams forward sampling only")
-        session_id = uuid.uuid4().hex[:12]
         opened = time.monotonic()
         embeds, start = await asyncio.gather(
-            self.encode_prompt(session_id, prompt),
-            call_stage(session_id, "encoder", lambda: self.encoder.encode_start.remote(image, settings)),
+            self.encode_prompt(prompt),
+            call_stage(self.session_id, "encoder", lambda: self.encoder.encode_start.remote(image, settings)),
         )
-        negative = await self.encode_prompt(session_id, settings.negative_prompt) if settings.cfg > 1.0 else None
-        self._active += 1
-        self.metrics.active_sessions.set(self._active)
-        log.info("session opened", extra={"session_id": session_id, "settings": settings.to_dict()})
-        return RaySource(self, session_id, settings, prompt, embeds, negative, start, opened)
+        negative = await self.encode_prompt(settings.negative_prompt) if settings.cfg > 1.0 else None
+        log.info("session opened", extra={"session_id": self.session_id, "settings": settings.to_dict()})
+        return RaySource(self, settings, prompt, embeds, negative, start, opened)
 
-    async def encode_prompt(self, session_id: str, prompt: str) -> PromptEmbeds:
-        return await call_stage(session_id, "encoder", lambda: self.encoder.encode_prompt.remote(prompt))
+    async def encode_prompt(self, prompt: str) -> PromptEmbeds:
+        return await call_stage(self.session_id, "encoder", lambda: self.encoder.encode_prompt.remote(prompt))
 
-    def closed(self) -> None:
-        self._active -= 1
-        self.metrics.active_sessions.set(self._active)
+
+@dataclass(frozen=True)
+class Stages:
+    """Handles of the stage deployments a session's sections run on."""
+
+    encoder: DeploymentHandle
+    denoiser: DeploymentHandle
+    decoder: DeploymentHandle
 
 
 class _Relay:
@@ -146,7 +146,6 @@ class RaySource:
     def __init__(
         self,
         backend: RayBackend,
-        session_id: str,
         settings: GenerationSettings,
         prompt: str,
         embeds: PromptEmbeds,
@@ -154,17 +153,16 @@ class RaySource:
         start: VideoStart,
         opened: float,
     ) -> None:
-        self.backend, self.session_id, self.settings = backend, session_id, settings
+        self.backend, self.session_id, self.settings = backend, backend.session_id, settings
         self._embeds, self._negative = embeds, negative
         self._state = video_state.begin(start, settings, prompt)
         self._opened: float | None = opened
         self._ahead: _Ahead | None = None
-        self._closed = False
 
     async def next_section(self, prompt: str, progress: ProgressCallback) -> Section:
         state = self._state
         if prompt != state.prompt:
-            self._embeds = await self.backend.encode_prompt(self.session_id, prompt)  # refuses before changing
+            self._embeds = await self.backend.encode_prompt(prompt)  # refuses before changing
             state.prompt = prompt
         plan, _, task = self._take_ahead(progress) or self._start_denoise(_Relay(progress))
         result = await task
@@ -188,10 +186,7 @@ class RaySource:
 
     async def close(self) -> None:
         self._cancel_ahead()
-        if not self._closed:
-            self._closed = True
-            self.backend.closed()
-            log.info("session closed", extra={"session_id": self.session_id, "sections": self._state.step})
+        log.info("session closed", extra={"session_id": self.session_id, "sections": self._state.step})
 
     def _take_ahead(self, progress: ProgressCallback) -> _Ahead | None:
         """The speculative denoise of the next section, if it was planned with the current prompt."""

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from framepack_live.engine.errors import InputError
 
+from . import memory
 from .backend import SectionBackend
 from .handle import SessionDirectory, SessionHandle
 from .manager import SessionManager
@@ -82,7 +83,14 @@ def create_router(directory: SessionDirectory) -> APIRouter:
 
     @router.get("/healthz")
     async def healthz() -> dict:
-        return {"status": "ok", "sessions": await directory.active_count()}
+        """Liveness, running sessions, and what the answering process holds of their video."""
+        return {
+            "status": "ok",
+            "sessions": await directory.active_count(),
+            "instance": settings.instance,
+            "held_frame_bytes": memory.held_frame_bytes(),
+            "rss_bytes": memory.rss_bytes(),
+        }
 
     @router.post("/webrtc/offer")
     async def webrtc_offer(request: Request) -> Response:

@@ -19,6 +19,7 @@ from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamEr
 
 from framepack_live.engine.errors import InputError
 
+from . import memory
 from .handle import SessionHandle
 from .media import decode_jpeg
 
@@ -48,6 +49,11 @@ class FrameFeed:
         self.ended = False
         self._arrived = asyncio.Event()
         self._task = asyncio.create_task(self._fetch())
+        memory.register(self)
+
+    @property
+    def held_bytes(self) -> int:
+        return sum(len(jpeg) for jpeg in self.buffer)
 
     async def _fetch(self) -> None:
         try:

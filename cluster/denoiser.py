@@ -14,21 +14,16 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from ray import serve
 
 from .config import ClusterConfig
 from .metrics import DenoiserMetrics
-from .replica import load_model, log
+from .logs import log
+from .replica import load_model
 from .sequence_parallel import SequenceParallelGroup
-from .work import DenoiseRequest, DenoiseResult, denoise_batch
-
-
-@dataclass(frozen=True)
-class Progress:
-    step: int
-    steps: int
+from .batch import denoise_batch
+from .work import DenoiseRequest, DenoiseResult, Progress
 
 
 @serve.deployment(name="Denoiser", max_ongoing_requests=16, health_check_period_s=5)

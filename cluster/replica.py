@@ -6,18 +6,11 @@ Thread count before anything else: torch sizes its pool on first use, and replic
 
 from __future__ import annotations
 
-import logging
-
 import torch
 
 from framepack_live.engine.model import FramePackModel
 
 from .config import ClusterConfig
-
-#: Serve configures this logger in every replica (JSON with `logging_config.encoding: JSON`);
-#: `extra={"session_id": ...}` fields come out as keys of the log record.
-log = logging.getLogger("ray.serve")
-
 
 def load_model(config: ClusterConfig, parts: tuple[str, ...]) -> FramePackModel:
     """Load only the components this stage runs (`FramePackModel.PARTS` keys), so an Encoder or

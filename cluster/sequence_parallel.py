@@ -25,7 +25,8 @@ from framepack_live.engine.parallel import check_degree, enable_sequence_paralle
 
 from .config import ClusterConfig
 from .replica import load_model
-from .work import DenoiseRequest, denoise_batch
+from .batch import denoise_batch
+from .work import DenoiseRequest
 
 _JOIN_TIMEOUT = timedelta(minutes=5)
 

@@ -13,8 +13,6 @@ from transformers.utils import logging as transformers_logging
 
 from .presets import ModelSource, resolve
 
-#: LLaMA tokens a prompt may use after the template, as in HunyuanVideo and diffusers.
-MAX_PROMPT_TOKENS = 256
 #: The pipeline's components by the job they do; a stage loads only the parts it runs.
 PARTS: dict[str, tuple[str, ...]] = {
     "text": ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"),

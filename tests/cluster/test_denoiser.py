@@ -12,7 +12,8 @@ import torch
 from ray import serve
 
 from framepack_live.cluster.config import ClusterConfig
-from framepack_live.cluster.work import DenoiseRequest, DenoiseResult, denoise_batch
+from framepack_live.cluster.batch import denoise_batch
+from framepack_live.cluster.work import DenoiseRequest, DenoiseResult
 from framepack_live.engine import video_state
 from framepack_live.engine.conditioning import encode_prompt
 from framepack_live.engine.generator import start_video

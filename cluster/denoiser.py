@@ -101,6 +101,7 @@ class Denoiser:
     def _denoise_local(self, requests: list[DenoiseRequest], progress) -> list[DenoiseResult]:
         return denoise_batch(self.model, requests, progress)
 
-    def check_health(self) -> None:
+    async def check_health(self) -> None:
+        """Async and answered by the ranks' control threads: a running batch never delays it."""
         if self.group is not None:
-            self.group.check()
+            await self.group.check()

@@ -72,7 +72,7 @@ def _application_from_flags(args: argparse.Namespace, ray):
         max_sessions=args.max_sessions,
         max_batch_size=args.max_batch_size,
     )
-    return build(config, denoiser_replicas=args.denoisers)
+    return build(config, None if args.denoisers is None else {"num_replicas": args.denoisers})
 
 
 def _deploy_config_file(args: argparse.Namespace) -> tuple[str, int]:

@@ -8,10 +8,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
+import torch
 
 from framepack_live.cluster.config import ClusterConfig
 
 APP = "framepack-live"
+PROMPTS = ["a red ball", "the camera pans right over a blue sea", "a dog runs"]
 
 
 @pytest.fixture(scope="session")
@@ -60,3 +62,37 @@ def deploy(ray_cluster):
             serve.delete(APP)
 
     return deployed
+
+
+@pytest.fixture(scope="session")
+def requests(tiny_model, generation):
+    """Three sessions' first sections (different prompts and seeds), as the Ingress sends them."""
+    from framepack_live.cluster.work import DenoiseRequest
+    from framepack_live.engine.conditioning import encode_prompt
+    from framepack_live.engine.generator import start_video
+    from framepack_live.engine.images import default_start_image
+    from framepack_live.engine.settings import GenerationSettings
+
+    settings = GenerationSettings(**generation)
+    start = start_video(tiny_model, default_start_image(), settings)
+    return [
+        DenoiseRequest(
+            session_id=f"s{i}",
+            settings=settings,
+            prompt=encode_prompt(tiny_model, prompt),
+            negative=None,
+            image_embeds=start.start.image_embeds,
+            start_latents=start.start.image_latents,
+            history=start.start.image_latents,
+            rng_state=torch.Generator().manual_seed(i).get_state(),
+        )
+        for i, prompt in enumerate(PROMPTS)
+    ]
+
+
+@pytest.fixture(scope="session")
+def expected(tiny_model, requests) -> list[torch.Tensor]:
+    """Each section alone, in this process: what the engine makes."""
+    from framepack_live.cluster.work import denoise_batch
+
+    return [denoise_batch(tiny_model, [r], None)[0].latents for r in requests]

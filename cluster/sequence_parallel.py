@@ -58,6 +58,8 @@ _JOIN_TIMEOUT = timedelta(minutes=5)
 _STOP_TIMEOUT_S = 60.0
 #: A rank that does not answer a ping this fast is treated as gone.
 PING_TIMEOUT_S = 10.0
+#: Rank actors are named `DenoiserRank:<actor id of rank 0>:<rank>`.
+RANK_NAME_PREFIX = "DenoiserRank:"
 
 _ABORT_LOCK = threading.Lock()
 T = TypeVar("T")
@@ -163,8 +165,10 @@ class SequenceParallelGroup:
             raise RuntimeError("a sequence-parallel Denoiser replica must run in a placement group")
         address = _new_address()
         resources = {"num_cpus": config.cpus_per_rank, "num_gpus": 1 if config.device == "cuda" else 0}
+        owner = ray.get_runtime_context().get_actor_id()
         self.ranks = [
             DenoiserRank.options(
+                name=f"{RANK_NAME_PREFIX}{owner}:{rank}",  # `ray list actors` shows whose rank it is
                 scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=rank),
                 **resources,
             ).remote(config, rank, address)

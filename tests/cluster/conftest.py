@@ -35,7 +35,8 @@ def ray_cluster():
     ray = pytest.importorskip("ray")
     from ray import serve
 
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}})
+    # address="local": always a fresh instance, never a cluster someone else started on this machine.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}})
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -47,15 +48,15 @@ def ray_cluster():
 
 @pytest.fixture(scope="session")
 def deploy(ray_cluster):
-    """`with deploy(config) as server:` runs the app for the block, then deletes it so the next
+    """`with deploy(config[, denoiser_options]) as server:` runs the app for the block, then deletes it so the next
     module's replicas get the CPUs."""
     from ray import serve
 
     from framepack_live.cluster.app import build
 
     @contextmanager
-    def deployed(config: ClusterConfig):
-        serve.run(build(config), name=APP, route_prefix="/")
+    def deployed(config: ClusterConfig, denoiser_options: dict | None = None):
+        serve.run(build(config, denoiser_options), name=APP, route_prefix="/")
         try:
             yield Server(f"http://127.0.0.1:{ray_cluster}", f"ws://127.0.0.1:{ray_cluster}/ws")
         finally:

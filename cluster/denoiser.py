@@ -13,14 +13,13 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ray import serve
 
 from .config import ClusterConfig
 from .metrics import DenoiserMetrics
-from .replica import load_model, log
+from .replica import ModelThread, load_model, log
 from .sequence_parallel import SequenceParallelGroup
 from .work import DenoiseRequest, DenoiseResult, denoise_batch
 
@@ -37,7 +36,7 @@ class Denoiser:
         self.model = load_model(config, ("transformer",))
         self.group = SequenceParallelGroup(config, self.model) if config.sequence_parallel > 1 else None
         # One thread: the model runs one batch at a time; the event loop stays free to collect the next.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="denoise")
+        self._model_thread = ModelThread("denoise")
         self._batched.set_max_batch_size(config.max_batch_size)
         self._batched.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
         self.metrics = DenoiserMetrics()
@@ -82,7 +81,7 @@ class Denoiser:
 
         started = time.perf_counter()
         run = self.group.denoise if self.group is not None else self._denoise_local
-        future = loop.run_in_executor(self._executor, run, requests, progress)
+        future = self._model_thread.submit(run, requests, progress)
         future.add_done_callback(lambda _: loop.call_soon_threadsafe(events.put_nowait, None))
         while (event := await events.get()) is not None:
             yield [event] * len(requests)

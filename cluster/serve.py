@@ -41,10 +41,14 @@ def run(args: argparse.Namespace) -> int:
     import ray
     from ray import serve
 
-    ray.init(address=args.address, num_cpus=args.num_cpus if args.address is None else None, namespace="serve")
+    # "local" unless --address: a Ray someone else started on this machine is not ours to join.
+    ray.init(address=args.address or "local", num_cpus=args.num_cpus if args.address is None else None, namespace="serve")
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         if args.config is not None:
+            from .plan import check_serve_config
+
+            check_serve_config(args.config)  # a config whose stages cannot fit is refused, not deployed
             host, port = _deploy_config_file(args)
         else:
             host, port = args.host or "127.0.0.1", args.port or 8000

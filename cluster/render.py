@@ -86,6 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=int, default=None, help="latent frames per section (default: the model's, else 9)")
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--sequence-parallel", type=int, default=1, metavar="N", help="processes (GPUs) per section")
+    parser.add_argument("--shard-weights", action="store_true",
+                        help="keep 1/N of the transformer's block weights per process (GPUs too small for all of them)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--cpu-offload", action="store_true", help="keep idle components on the CPU (small GPUs)")
     parser.add_argument("--vae-tiling", action="store_true", help="decode in tiles to save memory")
@@ -106,6 +108,7 @@ class RenderJob:
     device: str | None
     cpu_offload: bool
     vae_tiling: bool
+    shard_weights: bool = False
 
 
 def plan(args: argparse.Namespace) -> RenderJob:
@@ -145,6 +148,8 @@ def plan(args: argparse.Namespace) -> RenderJob:
     schedule.check_within(SectionGenerator.total_frames(settings) / settings.fps)
     if args.sequence_parallel > 1:
         _check_parallel_degree(source, args.sequence_parallel)
+    if args.shard_weights and args.sequence_parallel < 2:
+        raise InputError("bad_request", "--shard-weights splits the weights over the ranks of --sequence-parallel N >= 2")
     return RenderJob(
         model=args.model,
         settings=settings,
@@ -154,6 +159,7 @@ def plan(args: argparse.Namespace) -> RenderJob:
         device=args.device,
         cpu_offload=args.cpu_offload,
         vae_tiling=args.vae_tiling,
+        shard_weights=args.shard_weights,
     )
 
 
@@ -179,9 +185,11 @@ def generate(job: RenderJob, device: torch.device | None = None, parallel: bool 
         job.model, device=device or job.device, cpu_offload=job.cpu_offload, vae_tiling=job.vae_tiling
     )
     if parallel:
-        from ..engine.parallel import enable_sequence_parallel
+        from ..engine.parallel import enable_sequence_parallel, shard_weights
 
         enable_sequence_parallel(model.transformer)
+        if job.shard_weights:
+            shard_weights(model.transformer)
     settings = job.settings
     image = load_image_file(job.image_path) if job.image_path else None
     end_image = load_image_file(job.end_image_path) if job.end_image_path else None

@@ -33,8 +33,8 @@ class Progress:
 @serve.deployment(name="Denoiser", max_ongoing_requests=16, health_check_period_s=5)
 class Denoiser:
     def __init__(self, config: ClusterConfig) -> None:
-        self.model = load_model(config, ("transformer",))
-        self.group = SequenceParallelGroup(config, self.model) if config.sequence_parallel > 1 else None
+        self.group = SequenceParallelGroup(config) if config.sequence_parallel > 1 else None
+        self.model = self.group.model if self.group is not None else load_model(config, ("transformer",))
         # One thread: the model runs one batch at a time; the event loop stays free to collect the next.
         self._model_thread = ModelThread("denoise")
         self._batched.set_max_batch_size(config.max_batch_size)

@@ -148,8 +148,10 @@ def plan(args: argparse.Namespace) -> RenderJob:
     schedule.check_within(SectionGenerator.total_frames(settings) / settings.fps)
     if args.sequence_parallel > 1:
         _check_parallel_degree(source, args.sequence_parallel)
-    if args.shard_weights and args.sequence_parallel < 2:
-        raise InputError("bad_request", "--shard-weights splits the weights over the ranks of --sequence-parallel N >= 2")
+    if args.shard_weights and (args.sequence_parallel < 2 or args.cpu_offload):
+        raise InputError(
+            "bad_request", "--shard-weights splits the weights over the ranks of --sequence-parallel N >= 2 (not with --cpu-offload)"
+        )
     return RenderJob(
         model=args.model,
         settings=settings,
@@ -182,14 +184,16 @@ def _check_parallel_degree(source: ModelSource, degree: int) -> None:
 def generate(job: RenderJob, device: torch.device | None = None, parallel: bool = False, show: bool = True):
     """Make the whole video; returns (frames [T, H, W, 3] uint8, latents). Runs on every rank."""
     model = FramePackModel.load(
-        job.model, device=device or job.device, cpu_offload=job.cpu_offload, vae_tiling=job.vae_tiling
+        job.model,
+        device=device or job.device,
+        cpu_offload=job.cpu_offload,
+        vae_tiling=job.vae_tiling,
+        shard_weights=parallel and job.shard_weights,
     )
     if parallel:
-        from ..engine.parallel import enable_sequence_parallel, shard_weights
+        from ..engine.parallel import enable_sequence_parallel
 
         enable_sequence_parallel(model.transformer)
-        if job.shard_weights:
-            shard_weights(model.transformer)
     settings = job.settings
     image = load_image_file(job.image_path) if job.image_path else None
     end_image = load_image_file(job.end_image_path) if job.end_image_path else None

@@ -25,9 +25,11 @@ T = TypeVar("T")
 
 def load_model(config: ClusterConfig, parts: tuple[str, ...]) -> FramePackModel:
     """Load only the components this stage runs (`FramePackModel.PARTS` keys), so an Encoder or
-    Decoder replica does not hold the 13 B transformer."""
+    Decoder replica does not hold the 13 B transformer. With `shard_weights` a Denoiser rank keeps
+    only its share of the blocks (its process group must be up)."""
     torch.set_num_threads(config.torch_threads)
-    return FramePackModel.load(config.model, device=config.device, parts=parts)
+    shard = config.shard_weights and "transformer" in parts
+    return FramePackModel.load(config.model, device=config.device, parts=parts, shard_weights=shard)
 
 
 class ModelThread:

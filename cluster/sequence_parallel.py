@@ -42,12 +42,7 @@ from ray.util.placement_group import get_current_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from framepack_live.engine.model import FramePackModel
-from framepack_live.engine.parallel import (
-    ShardedBlockWeights,
-    check_degree,
-    enable_sequence_parallel,
-    shard_weights,
-)
+from framepack_live.engine.parallel import enable_sequence_parallel, sharded_weights
 
 from .config import ClusterConfig
 from .replica import load_model
@@ -80,13 +75,14 @@ def join_group(config: ClusterConfig, rank: int, address: str) -> None:
     )
 
 
-def parallelise(config: ClusterConfig, model: FramePackModel) -> ShardedBlockWeights | None:
-    """Install sequence parallelism (and weight sharding when configured) on a rank's transformer.
-
-    Both look the process group up at every call, so a group re-created after a failure is used
-    without touching the model again."""
+def load_on_rank(config: ClusterConfig) -> FramePackModel:
+    """A rank's model, once its group is up: with `shard_weights` it keeps only its share of the
+    block weights (split on the host, so the GPU never holds them all). Sequence parallelism and
+    the sharding look the process group up at every call, so a group re-created after a failure
+    is used without touching the model again."""
+    model = load_model(config, ("transformer",))
     enable_sequence_parallel(model.transformer)
-    return shard_weights(model.transformer) if config.shard_weights else None
+    return model
 
 
 def abort_group() -> None:
@@ -102,9 +98,7 @@ def abort_group() -> None:
         gc.collect()
 
 
-def run_on_rank(
-    model: FramePackModel, weights: ShardedBlockWeights | None, task: Task, payload: Any, progress
-) -> Any:
+def run_on_rank(model: FramePackModel, task: Task, payload: Any, progress) -> Any:
     """Run this rank's share of a batch; on any error, tear the group down before raising.
 
     The error is re-raised as text: the original exception's frames may hold the process group
@@ -117,7 +111,7 @@ def run_on_rank(
             traceback.format_exception_only(exc)
         ).strip()
         detail = "".join(traceback.format_exception(exc))
-    if weights is not None:
+    if (weights := sharded_weights(model.transformer)) is not None:
         weights.discard()
     abort_group()
     raise BatchFailed(f"{failure}\n{detail}")
@@ -125,26 +119,25 @@ def run_on_rank(
 
 @ray.remote(concurrency_groups={"control": 1})
 class DenoiserRank:
-    """One rank beyond the first: loads the same model, joins the group, runs what rank 0 runs.
+    """One rank beyond the first: joins the group, loads the same model, runs what rank 0 runs.
 
     Batches run on the actor's default thread, one at a time; `ping` and `abort` run on the
     `control` thread, so they are answered while a batch is running."""
 
-    def __init__(self, config: ClusterConfig, rank: int, address: str) -> None:
-        self.config, self.rank, self.address = config, rank, address
-        self.model = load_model(config, ("transformer",))
-        self.weights: ShardedBlockWeights | None = None
+    def __init__(self, config: ClusterConfig, rank: int) -> None:
+        self.config, self.rank = config, rank
+        self.model: FramePackModel | None = None
 
-    def join(self) -> None:
-        join_group(self.config, self.rank, self.address)
-        self.weights = parallelise(self.config, self.model)
+    def join(self, address: str) -> None:
+        join_group(self.config, self.rank, address)
+        self.model = load_on_rank(self.config)
 
     def rejoin(self, address: str) -> None:
         """Join a fresh group after a failed batch (the model keeps its parallel setup)."""
         join_group(self.config, self.rank, address)
 
     def run(self, task: Task, payload: Any) -> None:
-        run_on_rank(self.model, self.weights, task, payload, None)
+        run_on_rank(self.model, task, payload, None)
 
     @ray.method(concurrency_group="control")
     def abort(self) -> None:
@@ -156,10 +149,9 @@ class DenoiserRank:
 
 
 class SequenceParallelGroup:
-    """Rank 0's view of its group: starts the other ranks, runs batches on all of them."""
+    """Rank 0's view of its group: starts the other ranks, loads its model, runs batches on all."""
 
-    def __init__(self, config: ClusterConfig, model: FramePackModel) -> None:
-        check_degree(model.transformer.config.num_attention_heads, config.sequence_parallel)
+    def __init__(self, config: ClusterConfig) -> None:
         group = get_current_placement_group()
         if group is None:
             raise RuntimeError("a sequence-parallel Denoiser replica must run in a placement group")
@@ -171,15 +163,14 @@ class SequenceParallelGroup:
                 name=f"{RANK_NAME_PREFIX}{owner}:{rank}",  # `ray list actors` shows whose rank it is
                 scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=rank),
                 **resources,
-            ).remote(config, rank, address)
+            ).remote(config, rank)
             for rank in range(1, config.sequence_parallel)
         ]
-        joined = [r.join.remote() for r in self.ranks]
+        joined = [r.join.remote(address) for r in self.ranks]
         join_group(config, 0, address)
+        self.model = load_on_rank(config)  # raises, on every rank, if N does not divide the heads
         ray.get(joined)
         self.config = config
-        self.model = model
-        self.weights = parallelise(config, model)
         #: Why the group cannot run any more (a rank did not stop or rejoin); None while usable.
         self.broken: str | None = None
 
@@ -198,7 +189,7 @@ class SequenceParallelGroup:
         watcher = threading.Thread(target=self._watch, args=(others, finished), daemon=True)
         watcher.start()
         try:
-            result = run_on_rank(self.model, self.weights, task, payload, progress)
+            result = run_on_rank(self.model, task, payload, progress)
             ray.get(others)
             return result
         except Exception as exc:

@@ -7,7 +7,7 @@ keeps 1/N of the block weights per rank, gathered block by block (for GPUs too s
 
 from .launch import rank_device, run_parallel
 from .sequence_parallel import SequenceParallel, check_degree, enable_sequence_parallel, valid_degrees
-from .weights import ShardedBlockWeights, shard_weights
+from .weights import ShardedBlockWeights, shard_weights, sharded_weights
 
 __all__ = [
     "SequenceParallel",
@@ -17,5 +17,6 @@ __all__ = [
     "rank_device",
     "run_parallel",
     "shard_weights",
+    "sharded_weights",
     "valid_degrees",
 ]

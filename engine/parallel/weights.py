@@ -56,19 +56,22 @@ class ShardedBlockWeights:
     forwards. Bytes gathered are counted in `bytes_received`, for the benchmark and the plan.
     """
 
-    def __init__(self, transformer: nn.Module, group: dist.ProcessGroup | None = None) -> None:
+    def __init__(
+        self, transformer: nn.Module, group: dist.ProcessGroup | None = None, device: torch.device | None = None
+    ) -> None:
         self.group = group
+        self.device = device
         comm = Collectives(group)
         self.degree, self.rank = comm.size, comm.rank
         blocks = [*transformer.transformer_blocks, *transformer.single_transformer_blocks]
         if not blocks:
             raise ValueError("the transformer has no blocks to shard")
-        if any(hasattr(block, "_framepack_weight_shard") for block in blocks):
+        if sharded_weights(transformer) is not None:
             raise RuntimeError("weight sharding is already enabled on this transformer")
         self.shards = [self._shard(block) for block in blocks]
+        transformer._framepack_weight_shards = self
         self.bytes_received = 0
         for index, shard in enumerate(self.shards):
-            shard.block._framepack_weight_shard = shard
             shard.block.register_forward_pre_hook(lambda module, args, i=index: self._before(i))
             shard.block.register_forward_hook(lambda module, args, output, i=index: self._after(i))
 
@@ -92,10 +95,10 @@ class ShardedBlockWeights:
         with torch.no_grad():
             flat = torch.cat([p.detach().reshape(-1) for p in params])
             flat = torch.nn.functional.pad(flat, (0, chunk * self.degree - numel))
-            local = flat[self.rank * chunk : (self.rank + 1) * chunk].clone()
+            local = flat[self.rank * chunk : (self.rank + 1) * chunk].to(self.device or flat.device, copy=True)
         del flat
-        for p in params:
-            p.data = p.data.new_empty(0)  # the whole tensor is released; the hooks give it back per forward
+        for p in params:  # the whole tensor is released; the hooks give it back per forward
+            p.data = local.new_empty(0)
         return _BlockShard(block=block, params=params, shapes=shapes, local=local, numel=numel)
 
     def _start_gather(self, shard: _BlockShard) -> None:
@@ -136,10 +139,19 @@ class ShardedBlockWeights:
             shard.full = shard.pending = None
 
 
-def shard_weights(transformer: nn.Module, group: dist.ProcessGroup | None = None) -> ShardedBlockWeights:
+def shard_weights(
+    transformer: nn.Module, group: dist.ProcessGroup | None = None, device: torch.device | str | None = None
+) -> ShardedBlockWeights:
     """Keep 1/N of the transformer's block weights on this rank (N = the group's size); returns the handle.
 
-    Call it on every rank after `torch.distributed` is initialised, with or after
-    `enable_sequence_parallel` (they are independent: either works without the other).
+    Call it on every rank after `torch.distributed` is initialised, before or after
+    `enable_sequence_parallel` (they are independent). `device` is where the kept shards go
+    (default: where the weights are): a model too large for its GPU is built on the host,
+    sharded onto the GPU, and only then is the rest of it moved there.
     """
-    return ShardedBlockWeights(transformer, group)
+    return ShardedBlockWeights(transformer, group, None if device is None else torch.device(device))
+
+
+def sharded_weights(transformer: nn.Module) -> ShardedBlockWeights | None:
+    """The handle of `shard_weights` on this transformer, if it was called."""
+    return getattr(transformer, "_framepack_weight_shards", None)

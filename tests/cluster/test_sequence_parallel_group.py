@@ -14,7 +14,6 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from framepack_live.cluster.config import ClusterConfig
-from framepack_live.cluster.replica import load_model
 from framepack_live.cluster.sequence_parallel import BatchFailed, SequenceParallelGroup
 from framepack_live.cluster.work import denoise_batch
 
@@ -28,7 +27,7 @@ class GroupHost:
     """Rank 0, in bundle 0 of a placement group, as a Denoiser replica is."""
 
     def __init__(self, config: ClusterConfig) -> None:
-        self.group = SequenceParallelGroup(config, load_model(config, ("transformer",)))
+        self.group = SequenceParallelGroup(config)
 
     def run(self, task, payload) -> tuple[str, object, float]:
         started = time.perf_counter()

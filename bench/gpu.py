@@ -241,7 +241,8 @@ def measure_sharded(cfg: GpuBenchConfig) -> dict:
     device, dtype = rank_device(), DTYPES[cfg.dtype]
     cuda = device.type == "cuda"
     if cuda and cfg.memory_cap_gib:
-        torch.cuda.set_per_process_memory_fraction(cfg.memory_cap_gib * 2**30 / torch.cuda.get_device_properties(device).total_memory)
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(cfg.memory_cap_gib * 2**30 / total)
     torch.manual_seed(0)
     model = build_transformer(cfg, torch.device("cpu"), dtype)
     weights = shard_weights(model, device=device)

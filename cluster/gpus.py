@@ -115,7 +115,9 @@ def node_types_from_ray(nodes: list[dict]) -> list[NodeType]:
         accelerator = next((key.split(":", 1)[1] for key in resources if key.startswith("accelerator_type:")), None)
         if gpus and node.get("Alive", True):
             if accelerator not in GPU_MODELS:
-                raise ValueError(f"a node's GPUs are {accelerator!r}, whose memory is unknown; use framepack-live plan --gpu-memory")
+                raise ValueError(
+                    f"a node's GPUs are {accelerator!r}, whose memory is unknown; use framepack-live plan --gpu-memory"
+                )
             types[(gpus, accelerator)] = NodeType(f"running node with {accelerator}", gpus, GPU_MODELS[accelerator])
     return list(types.values())
 

@@ -85,7 +85,7 @@ class Plan:
         rows = []
         for placement in self.placements:
             need = placement.need
-            numbers = [f"{need.weights / GIB:.2f}", f"{need.working / GIB:.2f}", f"{need.overhead / GIB:.2f}", f"{need.total / GIB:.2f}"]
+            numbers = [f"{amount / GIB:.2f}" for amount in (need.weights, need.working, need.overhead, need.total)]
             checks = [c for c in self.checks if c.placement is placement] or [None]
             for check in checks:
                 where = ("-", "-", "-", "-") if check is None else (
@@ -166,7 +166,8 @@ def _transfer_time(traffic: int, node_types: list[NodeType] | None) -> str:
     links = sorted({n.gpu.link_gb_s for n in node_types or [] if n.gpu.link_gb_s})
     if not links:
         return ""
-    return "; at least " + ", ".join(f"{traffic / (link * 1e9):.2f} s at {link:g} GB/s" for link in links) + " per call if not hidden"
+    times = ", ".join(f"{traffic / (link * 1e9):.2f} s at {link:g} GB/s" for link in links)
+    return f"; at least {times} per call if not hidden"
 
 
 def _why(check: Check, config: ClusterConfig, sizes: ModelSizes, section: Section, nbytes: int) -> str:
@@ -247,11 +248,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the config's folder, when there is one)",
     )
     parser.add_argument("--model", default=None, help="without --config: the model (default framepack-f1)")
-    parser.add_argument("--resolution", type=int, default=None, help="section side in pixels (default: the config's or the model's)")
-    parser.add_argument("--gpu-memory", type=float, default=None, metavar="GIB", help="check against cards of this size instead")
-    parser.add_argument("--sequence-parallel", type=int, default=None, metavar="N", help="override: ranks per Denoiser replica")
-    parser.add_argument("--shard-weights", action=argparse.BooleanOptionalAction, default=None, help="override: shard the block weights")
-    parser.add_argument("--max-batch-size", type=int, default=None, metavar="B", help="override: sections per Denoiser batch")
+    parser.add_argument("--resolution", type=int, default=None, help="section side in pixels (default: config's, model's)")
+    parser.add_argument("--gpu-memory", type=float, default=None, metavar="GIB", help="check against cards of this size")
+    parser.add_argument("--sequence-parallel", type=int, default=None, metavar="N", help="override: ranks per Denoiser")
+    parser.add_argument("--shard-weights", action=argparse.BooleanOptionalAction, default=None, help="override: shard weights")
+    parser.add_argument("--max-batch-size", type=int, default=None, metavar="B", help="override: sections per batch")
 
 
 def run(args: argparse.Namespace) -> int:

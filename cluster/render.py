@@ -150,7 +150,8 @@ def plan(args: argparse.Namespace) -> RenderJob:
         _check_parallel_degree(source, args.sequence_parallel)
     if args.shard_weights and (args.sequence_parallel < 2 or args.cpu_offload):
         raise InputError(
-            "bad_request", "--shard-weights splits the weights over the ranks of --sequence-parallel N >= 2 (not with --cpu-offload)"
+            "bad_request",
+            "--shard-weights splits the weights over the ranks of --sequence-parallel N >= 2 (not with --cpu-offload)",
         )
     return RenderJob(
         model=args.model,

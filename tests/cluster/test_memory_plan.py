@@ -176,7 +176,8 @@ def test_sequence_parallel_4_on_24gb_cards_without_sharding_is_refused_with_one_
     (line,) = err.strip().splitlines()
     assert "Denoiser needs 27.2 GiB per GPU but gets 22.5 GiB (one A10G of gpu_worker g5.12xlarge)" in line
     assert "with shard_weights: true a rank needs 11.1 GiB" in line
-    code, _, _ = _plan("--config", str(ROOT / "config/serve.yaml"), "--gpu-memory", "22.49", "--sequence-parallel", "4", capsys=capsys)
+    serve_yaml = str(ROOT / "config/serve.yaml")
+    code, _, _ = _plan("--config", serve_yaml, "--gpu-memory", "22.49", "--sequence-parallel", "4", capsys=capsys)
     assert code == 1
 
 

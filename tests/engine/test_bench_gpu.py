@@ -19,14 +19,14 @@ HIDDEN = HEADS * HEAD_DIM
 VIDEO_TOKENS = 4 * 16 + 4 + 4
 SEQUENCE = VIDEO_TOKENS + TEXT + IMAGE
 REFINER_LAYERS = 2  # diffusers' default, which the released config keeps
+TINY = (
+    f"--device cpu --size 64 --window 2 --heads {HEADS} --head-dim {HEAD_DIM} --layers 1 --single-layers 1 "
+    f"--text-dim 32 --image-dim 32 --text-tokens {TEXT} --image-tokens {IMAGE} --steps 1"
+)
 
 
 def test_tiny_run_reports_consistent_counts(capsys) -> None:
-    argv = (
-        f"--device cpu --size 64 --window 2 --heads {HEADS} --head-dim {HEAD_DIM} --layers 1 --single-layers 1 "
-        f"--text-dim 32 --image-dim 32 --text-tokens {TEXT} --image-tokens {IMAGE} --steps 1"
-    )
-    assert main(argv.split()) == 0
+    assert main(TINY.split()) == 0
     result = json.loads(capsys.readouterr().out)
 
     assert result["sequence_tokens"] == SEQUENCE and result["video_tokens"] == VIDEO_TOKENS
@@ -44,11 +44,7 @@ def test_tiny_run_reports_consistent_counts(capsys) -> None:
 @pytest.mark.heavy
 def test_tiny_sharded_run_reports_the_gathered_weights(capsys) -> None:
     """`--ranks 2 --shard-weights 1` on CPU (gloo): the mode a multi-GPU lease measures at full size."""
-    argv = (
-        f"--device cpu --size 64 --window 2 --heads {HEADS} --head-dim {HEAD_DIM} --layers 1 --single-layers 1 "
-        f"--text-dim 32 --image-dim 32 --text-tokens {TEXT} --image-tokens {IMAGE} --steps 1 --ranks 2 --shard-weights 1"
-    )
-    assert main(argv.split()) == 0
+    assert main([*TINY.split(), "--ranks", "2", "--shard-weights", "1"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["ranks"] == 2 and result["step_s"] > 0
     assert result["gathered_gib_per_step_per_rank"] > 0  # half of the blocks came from the other rank

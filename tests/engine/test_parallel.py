@@ -195,7 +195,8 @@ def sharded_outputs(cases: dict[str, dict]) -> tuple:
 def test_sharded_weights_match_plain_model() -> None:
     expected = plain_outputs()
     model = tiny_transformer()
-    halves = sum(-(-sum(p.numel() for p in b.parameters()) // 2) for b in [*model.transformer_blocks, *model.single_transformer_blocks])
+    blocks = [*model.transformer_blocks, *model.single_transformer_blocks]
+    halves = sum(-(-sum(p.numel() for p in b.parameters()) // 2) for b in blocks)
     outputs, held, local, received = run_parallel(2, sharded_outputs, CASES)
     for name, out in outputs.items():
         assert (out - expected[name]).abs().max().item() <= TOLERANCE, name

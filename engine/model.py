@@ -54,14 +54,19 @@ class FramePackModel:
         cpu_offload: bool = False,
         vae_tiling: bool = False,
         parts: tuple[str, ...] = tuple(PARTS),
+        shard_weights: bool = False,
     ) -> FramePackModel:
         """Load a preset, a local pipeline directory or a hub id.
 
         `cpu_offload` keeps each component on the CPU until it runs (diffusers' model offload), for
         GPUs with too little memory for the 13 B transformer; `vae_tiling` decodes in tiles.
         `parts` (keys of `PARTS`) loads only what a stage runs: a cluster's decoder needs the VAE,
-        not the 13 B transformer. Start-image encoding needs `image` and `vae`.
+        not the 13 B transformer. Start-image encoding needs `image` and `vae`. `shard_weights`
+        keeps only this rank's share of the transformer's block weights (`engine.parallel.shard_weights`;
+        `torch.distributed` must be up): they are split on the host, so the device never holds them all.
         """
+        if shard_weights and cpu_offload:
+            raise ValueError("shard_weights and cpu_offload do not go together: offloading moves whole components")
         unknown = set(parts) - set(PARTS)
         if unknown:
             raise ValueError(f"unknown model parts {sorted(unknown)}; choose from {sorted(PARTS)}")
@@ -90,6 +95,10 @@ class FramePackModel:
         pipeline.set_progress_bar_config(disable=True)
         if vae_tiling and pipeline.vae is not None:
             pipeline.vae.enable_tiling()
+        if shard_weights and pipeline.transformer is not None:
+            from .parallel import shard_weights as shard
+
+            shard(pipeline.transformer, device=device)
         if cpu_offload and device.type != "cpu":
             pipeline.enable_model_cpu_offload(device=device)
         else:

@@ -4,7 +4,8 @@ The packed context gives every section of one resolution the same shape, so conc
 share forward passes: `@serve.batch` collects the sections that arrive within
 `batch_wait_timeout_s` (at most `max_batch_size`), they are grouped by `DenoiseRequest.batch_key`
 and each group runs as one batch. Callers stream the result: `Progress` items per sampler step
-(the session shows them), then the `DenoiseResult`.
+(the session shows them), `Preview` items at the steps the request's settings ask for (a cheap
+RGB preview of the section so far, engine.preview), then the `DenoiseResult`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 from ray import serve
 
 from .config import ClusterConfig
@@ -31,6 +33,14 @@ class Progress:
     steps: int
 
 
+@dataclass(frozen=True)
+class Preview:
+    step: int
+    steps: int
+    #: uint8 [T, h, w, 3], one frame per latent frame (engine.preview.LatentPreview.frames).
+    frames: np.ndarray
+
+
 @serve.deployment(name="Denoiser", max_ongoing_requests=16, health_check_period_s=5)
 class Denoiser:
     def __init__(self, config: ClusterConfig) -> None:
@@ -43,7 +53,7 @@ class Denoiser:
         self.metrics = DenoiserMetrics()
         self._in_queue = 0
 
-    async def section(self, request: DenoiseRequest) -> AsyncIterator[Progress | DenoiseResult]:
+    async def section(self, request: DenoiseRequest) -> AsyncIterator[Progress | Preview | DenoiseResult]:
         """Denoise one section; call with `handle.options(stream=True)`."""
         self._in_queue += 1
         self.metrics.queue_depth.set(self._in_queue)
@@ -78,14 +88,18 @@ class Denoiser:
         events: asyncio.Queue = asyncio.Queue()
 
         def progress(step: int, steps: int) -> None:
-            loop.call_soon_threadsafe(events.put_nowait, Progress(step, steps))
+            loop.call_soon_threadsafe(events.put_nowait, [Progress(step, steps)] * len(requests))
+
+        def preview(step: int, steps: int, frames: list) -> None:
+            event = [None if f is None else Preview(step, steps, f) for f in frames]
+            loop.call_soon_threadsafe(events.put_nowait, event)
 
         started = time.perf_counter()
         run = self.group.denoise if self.group is not None else self._denoise_local
-        future = loop.run_in_executor(self._executor, run, requests, progress)
+        future = loop.run_in_executor(self._executor, run, requests, progress, preview)
         future.add_done_callback(lambda _: loop.call_soon_threadsafe(events.put_nowait, None))
         while (event := await events.get()) is not None:
-            yield [event] * len(requests)
+            yield event
         results: list[DenoiseResult] = future.result()
         elapsed = time.perf_counter() - started
         self.metrics.batch_size.observe(len(requests))
@@ -98,8 +112,8 @@ class Denoiser:
         )
         yield results
 
-    def _denoise_local(self, requests: list[DenoiseRequest], progress) -> list[DenoiseResult]:
-        return denoise_batch(self.model, requests, progress)
+    def _denoise_local(self, requests: list[DenoiseRequest], progress, preview) -> list[DenoiseResult]:
+        return denoise_batch(self.model, requests, progress, preview)
 
     def check_health(self) -> None:
         if self.group is not None:

@@ -81,10 +81,11 @@ class SequenceParallelGroup:
         enable_sequence_parallel(model.transformer)
         self.model = model
 
-    def denoise(self, requests: list[DenoiseRequest], progress) -> list:
-        """Run one batch on every rank; blocks (call it from the Denoiser's worker thread)."""
+    def denoise(self, requests: list[DenoiseRequest], progress, preview) -> list:
+        """Run one batch on every rank; blocks (call it from the Denoiser's worker thread). Rank 0
+        alone reports progress and makes the previews (every rank holds the whole latents)."""
         others = [r.denoise.remote(requests) for r in self.ranks]
-        results = denoise_batch(self.model, requests, progress)
+        results = denoise_batch(self.model, requests, progress, preview)
         ray.get(others)
         return results
 

@@ -12,9 +12,11 @@ the inverted order cannot do (it makes the end of the video first).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 
 from framepack_live.engine.conditioning import PromptEmbeds
@@ -25,6 +27,9 @@ from framepack_live.engine.settings import GenerationSettings
 from framepack_live.engine.video_state import SectionPlan
 
 Progress = Callable[[int, int], None]
+#: `preview(step, steps, frames)`: a preview per request of the batch, None for a request that
+#: asked for none at this step (`GenerationSettings.preview_every`).
+BatchPreview = Callable[[int, int, list[np.ndarray | None]], None]
 
 
 @dataclass
@@ -48,6 +53,10 @@ class DenoiseRequest:
     def guidance(self) -> Guidance:
         return Guidance(prompt=self.prompt, image_embeds=self.image_embeds, negative=self.negative)
 
+    def wants_preview(self, step: int, steps: int) -> bool:
+        every = self.settings.preview_every
+        return every > 0 and (step % every == 0 or step == steps)
+
 
 @dataclass
 class DenoiseResult:
@@ -56,13 +65,28 @@ class DenoiseResult:
     batch_size: int
 
 
-def denoise_batch(model: FramePackModel, requests: list[DenoiseRequest], progress: Progress | None) -> list[DenoiseResult]:
-    """Denoise sections of several sessions (equal `batch_key`) in shared forward passes."""
+def denoise_batch(
+    model: FramePackModel, requests: list[DenoiseRequest], progress: Progress | None, preview: BatchPreview | None = None
+) -> list[DenoiseResult]:
+    """Denoise sections of several sessions (equal `batch_key`) in shared forward passes.
+
+    Previews are made at the steps any request wants one (the gcd of their cadences) and handed
+    only to the requests that want one then; sessions' cadences need not match to share a batch.
+    """
     keys = {r.batch_key() for r in requests}
     if len(keys) != 1:
         raise ValueError(f"requests of different shapes or sampler settings cannot share a batch: {keys}")
     settings = requests[0].settings
     if settings.sampling != "forward":
         raise ValueError("the cluster serves forward sampling only")
-    latents = denoise_plans(model, [r.plan for r in requests], [r.guidance for r in requests], settings, progress)
+    every = math.gcd(*(r.settings.preview_every for r in requests))
+    relay = None
+    if preview is not None and every > 0:
+
+        def relay(step: int, steps: int, frames: list[np.ndarray]) -> None:
+            preview(step, steps, [f if r.wants_preview(step, steps) else None for r, f in zip(requests, frames)])
+
+    latents = denoise_plans(
+        model, [r.plan for r in requests], [r.guidance for r in requests], settings, progress, relay, every
+    )
     return [DenoiseResult(latents=x, batch_size=len(requests)) for x in latents]

@@ -45,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", choices=["euler", "unipc"], default=None, help="default: the model's, else unipc")
     parser.add_argument("--window", type=int, default=None, help="latent frames per section (default: the model's, else 9)")
     parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--transition", type=int, default=0, metavar="SECTIONS",
+                        help="blend each --prompt-at prompt in over this many sections (0: switch at once)")
+    parser.add_argument("--decode", choices=["blend", "causal"], default="blend",
+                        help="blend: cross-faded sections, as diffusers (default); causal: each section decoded after "
+                             "the previous one, as the live server does (forward sampling only)")
     parser.add_argument("--sequence-parallel", type=int, default=1, metavar="N", help="processes (GPUs) per section")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--cpu-offload", action="store_true", help="keep idle components on the CPU (small GPUs)")
@@ -83,6 +88,8 @@ def plan(args: argparse.Namespace) -> RenderJob:
             sampling=args.sampling or source.sampling,
             sections=sections,
             fps=args.fps,
+            transition=args.transition,
+            decode=args.decode,
             **chosen,
         )
     except ValueError as exc:

@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from .conditioning import check_prompt
+from .download import DownloadProgress
 from .generator import SectionGenerator
 from .images import load_image_file
 from .model import FramePackModel
@@ -38,7 +39,8 @@ class RenderJob:
 def generate(job: RenderJob, device: torch.device | None = None, parallel: bool = False, show: bool = True):
     """Make the whole video; returns (frames [T, H, W, 3] uint8, latents). Runs on every rank."""
     model = FramePackModel.load(
-        job.model, device=device or job.device, cpu_offload=job.cpu_offload, vae_tiling=job.vae_tiling
+        job.model, device=device or job.device, cpu_offload=job.cpu_offload, vae_tiling=job.vae_tiling,
+        download=DownloadProgress(show=show),
     )
     if parallel:
         from .parallel import enable_sequence_parallel

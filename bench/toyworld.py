@@ -7,6 +7,9 @@ see `train.tracking`):
 - prompt following: the shape's net motion over each section goes the captioned way;
 - steering: after the prompt changes at section k (forward order, as live), the shape goes the
   new way in section k+1 (and how often already in section k);
+- transitions: the same steer blended in over N sections (`GenerationSettings.transition`) against
+  N = 0: how much the shape's velocity jumps at the transition's seams compared with how much it
+  changes within sections, and whether section k+N follows the new caption;
 - drift over many sections, for inverted anti-drifting sampling, forward sampling and a
   no-packing baseline (forward, the transformer sees only the start frame and the newest latent
   frame: the 2x/4x history is emptied): whether the shape is still there and at what size, how
@@ -41,9 +44,10 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "engine" / "weights" 
 HELD_OUT_SEED = 1_000_000
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 TURN = {"left": "up", "up": "right", "right": "down", "down": "left"}
-PARTS = ("following", "steering", "drift")
-#: Following, steering and drift take their held-out starts this far apart (following from 0,
-#: steering from 1x, drift from 2x), so `--cases` and `--drift-videos` are at most this many.
+PARTS = ("following", "steering", "drift", "transition")
+#: Following, steering, drift and transitions take their held-out starts this far apart (following
+#: from 0, steering from 1x, drift from 2x, transitions from 3x), so `--cases` and `--drift-videos`
+#: are at most this many.
 PART_SPACING = 100
 #: `--case-offset` moves all three parts by a multiple of this, past every part's range.
 RANGE_SPACING = 1000
@@ -151,6 +155,52 @@ def steering(model, world, base: GenerationSettings, cases: int, steer_at: int =
         by_next += later
     return {"accuracy": by_next / cases, "accuracy_same_section": at_once / cases, "cases": cases,
             "ci95": wilson_interval(by_next, cases)}
+
+
+def group_velocities(track: np.ndarray) -> np.ndarray:
+    """[G, 2] mean velocity (pixels per frame) over each latent frame's 4 video frames, G = (T - 1) / 4:
+    steadier than frame-to-frame centroid steps, and the unit a section is made of."""
+    ends = track[::VIDEO_FRAMES_PER_LATENT]
+    return (ends[1:] - ends[:-1]) / VIDEO_FRAMES_PER_LATENT
+
+
+def velocity_jumps(track: np.ndarray, window: int, seams: range) -> tuple[float, float]:
+    """(largest velocity change across the given section seams, largest change between consecutive
+    latent frames within any section). Seam s lies between section s - 1 and section s."""
+    change = np.linalg.norm(np.diff(group_velocities(track), axis=0), axis=1)  # change[g]: group g -> g + 1
+    at_seam = np.zeros(len(change), dtype=bool)
+    at_seam[window - 1 :: window] = True
+    seam_changes = [change[s * window - 1] for s in seams]
+    return float(np.nanmax(seam_changes)), float(np.nanmax(change[~at_seam]))
+
+
+def transition(model, world, base: GenerationSettings, cases: int, sections: int = 2, steer_at: int = 2,
+               first: int = 0) -> dict:
+    """A steer at section `steer_at` blended over `sections` sections, against switching at once (N = 0)."""
+    results = {}
+    for blend in (0, sections):
+        smooth = followed = 0
+        ratios = []
+        for case in range(first, first + cases):
+            start = start_image(3 * PART_SPACING + case, world)
+            before = OBJECT_MOTIONS[case % len(OBJECT_MOTIONS)]
+            after = (OPPOSITE if case % 2 else TURN)[before]
+            count = steer_at + sections + 1
+            prompts = [caption(start.colour, start.shape, before)] * steer_at
+            prompts += [caption(start.colour, start.shape, after)] * (count - steer_at)
+            settings = replace(base, sampling="forward", sections=count, seed=case, transition=blend)
+            _, track = start.track(generate(model, start.image, prompts, settings))
+            seam, within = velocity_jumps(track, settings.window, range(steer_at, steer_at + blend + 1))
+            ratios.append(seam / within)
+            smooth += seam <= within
+            followed += follows(displacement(track, *section_bounds(steer_at + blend, settings.window)), after)
+        results[f"sections_{blend}"] = {
+            "seam_jump_over_within": round(float(np.nanmean(ratios)), 3),
+            "no_larger_jump": smooth / cases,
+            "follows_new_caption_at_k_plus_n": followed / cases,
+            "ci95": wilson_interval(followed, cases),
+        }
+    return {"steer_at": steer_at, "cases": cases, **results}
 
 
 def wilson_interval(hits: int, total: int, z: float = 1.96) -> list[float]:
@@ -283,8 +333,9 @@ def main(argv: list[str]) -> int:
                         help="cycle: left, up, right, down, 3 sections each; single: one direction per video")
     parser.add_argument("--drift-grid", type=Path, default=None,
                         help="save the first drift video of each mode as a PNG (rows: inverted, forward, no packing)")
+    parser.add_argument("--transition", type=int, default=2, help="sections a steer is blended over in the transition part")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
-                        help="what to measure (default: all; the whole benchmark takes 25+ minutes on 2 CPU cores)")
+                        help="what to measure (default: all; the whole benchmark takes 30+ minutes on 2 CPU cores)")
     parser.add_argument("--case-offset", type=int, default=0,
                         help="first held-out case (default 0, the reported figures'); choose weights or settings on "
                              "another range (e.g. 1000) so the reported cases are not the ones the choice was tuned on")
@@ -293,11 +344,12 @@ def main(argv: list[str]) -> int:
     if min(args.cases, args.drift_sections, args.drift_videos) < 1:
         parser.error("--cases, --drift-sections and --drift-videos must be at least 1")
     if max(args.cases, args.drift_videos) > PART_SPACING:
-        parser.error(f"--cases and --drift-videos are at most {PART_SPACING}: following, steering and drift take "
-                     f"their held-out starts {PART_SPACING} apart")
+        parser.error(f"--cases and --drift-videos are at most {PART_SPACING}: following, steering, drift and "
+                     f"transitions take their held-out starts {PART_SPACING} apart")
     if args.case_offset < 0 or args.case_offset % RANGE_SPACING:
-        parser.error(f"--case-offset must be a multiple of {RANGE_SPACING}: following, steering and drift take the "
-                     f"cases from offset + 0, + {PART_SPACING} and + {2 * PART_SPACING} on")
+        parser.error(f"--case-offset must be a multiple of {RANGE_SPACING}: following, steering, drift and "
+                     f"transitions take the cases from offset + 0, + {PART_SPACING}, + {2 * PART_SPACING} and "
+                     f"+ {3 * PART_SPACING} on")
     torch.set_num_threads(args.threads)
     began = time.monotonic()
     model = FramePackModel.load(args.model)
@@ -320,6 +372,8 @@ def main(argv: list[str]) -> int:
                                       for order in ("forward", "inverted")}
     if "steering" in args.parts:
         report["steering"] = steering(model, world, base, args.cases, first=args.case_offset)
+    if "transition" in args.parts:
+        report["transition"] = transition(model, world, base, args.cases, args.transition, first=args.case_offset)
     if "drift" in args.parts:
         report["drift"] = drift(model, world, base, args.drift_sections, args.drift_videos, args.drift_captions, args.drift_grid,
                                 first=args.case_offset)

@@ -45,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", choices=["euler", "unipc"], default=None, help="default: the model's, else unipc")
     parser.add_argument("--window", type=int, default=None, help="latent frames per section (default: the model's, else 9)")
     parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--transition", type=int, default=0, metavar="SECTIONS",
+                        help="blend each --prompt-at prompt in over this many sections (0: switch at once)")
+    parser.add_argument("--decode", choices=["blend", "causal"], default="blend",
+                        help="blend: cross-faded sections, as diffusers (default); causal: each section decoded after "
+                             "the previous one, as the live server does (forward sampling only)")
     parser.add_argument("--sequence-parallel", type=int, default=1, metavar="N", help="processes (GPUs) per section")
     parser.add_argument("--shard-weights", action="store_true",
                         help="keep 1/N of the transformer's block weights per process (GPUs too small for all of them)")
@@ -85,6 +90,8 @@ def plan(args: argparse.Namespace) -> RenderJob:
             sampling=args.sampling or source.sampling,
             sections=sections,
             fps=args.fps,
+            transition=args.transition,
+            decode=args.decode,
             **chosen,
         )
     except ValueError as exc:

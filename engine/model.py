@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from diffusers import HunyuanVideoFramepackPipeline, HunyuanVideoFramepackTransformer3DModel
@@ -11,7 +12,9 @@ from diffusers.utils import logging as diffusers_logging
 from transformers import AutoImageProcessor, SiglipVisionModel
 from transformers.utils import logging as transformers_logging
 
-from .presets import ModelSource, resolve
+from .download import DownloadProgress, ensure_local
+from .presets import DEFAULT_MODEL, ModelSource, resolve
+from .preview import LatentPreview
 
 #: The pipeline's components by the job they do; a stage loads only the parts it runs.
 PARTS: dict[str, tuple[str, ...]] = {
@@ -44,6 +47,8 @@ class FramePackModel:
     source: ModelSource
     device: torch.device
     dtype: torch.dtype
+    #: The latent -> RGB map of step previews (engine.preview); None when the model has none.
+    preview: LatentPreview | None = None
 
     @classmethod
     def load(
@@ -55,6 +60,7 @@ class FramePackModel:
         vae_tiling: bool = False,
         parts: tuple[str, ...] = tuple(PARTS),
         shard_weights: bool = False,
+        download: DownloadProgress | None = None,
     ) -> FramePackModel:
         """Load a preset, a local pipeline directory or a hub id.
 
@@ -64,13 +70,15 @@ class FramePackModel:
         not the 13 B transformer. Start-image encoding needs `image` and `vae`. `shard_weights`
         keeps only this rank's share of the transformer's block weights (`engine.parallel.shard_weights`;
         `torch.distributed` must be up): they are split on the host, so the device never holds them all.
+        Hub components are fetched first (engine.download), their progress in `download` (a
+        terminal bar by default); a hub that cannot be reached raises `ModelUnavailable`.
         """
         if shard_weights and cpu_offload:
             raise ValueError("shard_weights and cpu_offload do not go together: offloading moves whole components")
         unknown = set(parts) - set(PARTS)
         if unknown:
             raise ValueError(f"unknown model parts {sorted(unknown)}; choose from {sorted(PARTS)}")
-        source = resolve(model)
+        source = ensure_local(model or DEFAULT_MODEL, resolve(model), parts, download)
         device = torch.device(device) if device is not None else default_device()
         dtype = dtype or default_dtype(device)
         diffusers_logging.disable_progress_bar()
@@ -103,7 +111,7 @@ class FramePackModel:
             pipeline.enable_model_cpu_offload(device=device)
         else:
             pipeline.to(device)
-        return cls(pipeline=pipeline, source=source, device=device, dtype=dtype)
+        return cls(pipeline=pipeline, source=source, device=device, dtype=dtype, preview=_preview(pipeline, source))
 
     @property
     def transformer(self) -> HunyuanVideoFramepackTransformer3DModel:
@@ -117,3 +125,15 @@ class FramePackModel:
     def latent_channels(self) -> int:
         """Channels of the latents the transformer denoises (the VAE's latent channels)."""
         return int(self.transformer.config.in_channels)
+
+
+def _preview(pipeline: HunyuanVideoFramepackPipeline, source: ModelSource) -> LatentPreview | None:
+    """The model directory's fitted preview map, else the one for the latents' channel count."""
+    if pipeline.transformer is not None:
+        channels = pipeline.transformer.config.in_channels
+    elif pipeline.vae is not None:
+        channels = pipeline.vae.config.latent_channels
+    else:
+        return None  # an encoder stage makes no latents to preview
+    directory = source.base if Path(source.base).is_dir() else None
+    return LatentPreview.for_model(directory, channels)

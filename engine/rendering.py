@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from .conditioning import check_prompt
+from .download import DownloadProgress
 from .generator import SectionGenerator
 from .images import load_image_file
 from .model import FramePackModel
@@ -45,6 +46,7 @@ def generate(job: RenderJob, device: torch.device | None = None, parallel: bool 
         cpu_offload=job.cpu_offload,
         vae_tiling=job.vae_tiling,
         shard_weights=parallel and job.shard_weights,
+        download=DownloadProgress(show=show),
     )
     if parallel:
         from .parallel import enable_sequence_parallel

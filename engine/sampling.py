@@ -23,6 +23,9 @@ from .settings import GenerationSettings
 #: FramePack caps the resolution-dependent shift at exp(mu) = 7 (the original's `exp_max`).
 MAX_SHIFT_EXP = 7.0
 Progress = Callable[[int, int], None]
+#: `estimate(step, steps, x0)`: the clean latents the model predicts at a step, [B, C, T, h, w] on
+#: the sampling device; what step previews show.
+Estimate = Callable[[int, int, torch.Tensor], None]
 
 
 def shift_mu(latent_frames: int, latent_height: int, latent_width: int, patch_size: int) -> float:
@@ -106,15 +109,22 @@ def denoise_section(
     guidance: Guidance,
     settings: GenerationSettings,
     progress: Progress | None = None,
+    estimate: Estimate | None = None,
 ) -> torch.Tensor:
-    """Sample one window of latents from `noise` (float32, [B, C, window, h, w])."""
+    """Sample one window of latents from `noise` (float32, [B, C, window, h, w]).
+
+    `estimate` gets the flow-matching estimate of the clean latents at each step: with
+    x_t = (1 - sigma) x0 + sigma * noise and the velocity v = noise - x0, x0 = x_t - sigma * v.
+    """
     patch = transformer.config.patch_size
     mu = shift_mu(noise.shape[2], noise.shape[3], noise.shape[4], patch)
     scheduler = make_scheduler(settings, mu, noise.device)
     latents = noise
     for i, t in enumerate(scheduler.timesteps):
-        velocity = predict_velocity(transformer, latents, t.expand(latents.shape[0]), context, guidance, settings)
-        latents = scheduler.step(velocity.float(), t, latents, return_dict=False)[0]
+        velocity = predict_velocity(transformer, latents, t.expand(latents.shape[0]), context, guidance, settings).float()
+        if estimate is not None:
+            estimate(i + 1, len(scheduler.timesteps), latents - scheduler.sigmas[i].to(latents.device) * velocity)
+        latents = scheduler.step(velocity, t, latents, return_dict=False)[0]
         if progress is not None:
             progress(i + 1, len(scheduler.timesteps))
     return latents

@@ -7,6 +7,7 @@ from typing import Literal
 
 Sampling = Literal["forward", "inverted"]
 SchedulerName = Literal["euler", "unipc"]
+DecodeMode = Literal["blend", "causal"]
 
 #: The VAE of HunyuanVideo compresses 4 video frames into one latent frame (plus the first frame).
 VAE_TEMPORAL_RATIO = 4
@@ -36,6 +37,16 @@ class GenerationSettings:
     #: `None` in forward order means "until stopped".
     sections: int | None = None
     fps: int = 30
+    #: How each section's latents become frames (engine/decoding.py). `blend`: decoded with the
+    #: previous section and cross-faded over `overlap_frames`, as diffusers and the original do (its
+    #: frames equal diffusers' video), holding those frames back until the next section. `causal`
+    #: (forward only): the new latents decoded after the previous section's as the causal VAE's
+    #: context, every frame final at once; what a live stream wants.
+    decode: DecodeMode = "blend"
+    #: Sections a steer's new prompt is blended in over (`video_state.steer`); 0 switches at once.
+    transition: int = 0
+    #: A step preview after every this many denoising steps, for drivers that ask for previews (0: none).
+    preview_every: int = 1
 
     def __post_init__(self) -> None:
         problems = []
@@ -53,6 +64,14 @@ class GenerationSettings:
             problems.append("inverted sampling generates from the end, so it needs a fixed number of sections")
         if self.sections is not None and self.sections < 0:
             problems.append(f"sections must be >= 0, got {self.sections}")
+        if self.decode not in ("blend", "causal"):
+            problems.append(f"decode must be 'blend' or 'causal', got {self.decode!r}")
+        if self.decode == "causal" and self.sampling != "forward":
+            problems.append("causal decoding needs forward sampling: an inverted video has no earlier frames to decode after")
+        if self.transition < 0:
+            problems.append(f"transition must be >= 0 sections, got {self.transition}")
+        if self.preview_every < 0:
+            problems.append(f"preview_every must be >= 0 steps, got {self.preview_every}")
         if self.cfg < 1.0:
             problems.append(f"cfg must be >= 1 (1 disables real CFG), got {self.cfg}")
         if problems:

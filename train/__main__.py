@@ -29,6 +29,9 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--init", type=Path, default=None,
                         help="fine-tune this exported model directory (its VAE, encoders and architecture) instead of "
                              "training from scratch")
+    parser.add_argument("--fit-preview", type=Path, default=None, metavar="MODEL_DIR",
+                        help="only fit the step-preview map of an exported toy-world model to its VAE, write it there "
+                             "(preview.safetensors) and exit; export does this for every model it writes")
     parser.add_argument("--stage", choices=["vae", "all"], default="all", help="stop after the VAE, or run everything")
     parser.add_argument("--size", type=int, default=128, help="frame side in pixels (multiple of 16)")
     parser.add_argument("--window", type=int, default=3, help="latent frames per section")
@@ -106,6 +109,13 @@ def reproduce_command(args: argparse.Namespace, vae_steps: int, steps: int) -> s
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.fit_preview is not None:
+        from .preview import fit_and_save
+
+        fit = fit_and_save(args.fit_preview)
+        print(f"wrote {args.fit_preview / 'preview.safetensors'}: mean error {fit.error_rgb:.1f} RGB levels against the "
+              f"VAE's decode on held-out clips (a constant colour per clip: {fit.baseline_rgb:.1f})")
+        return 0
     from .card import model_card, vae_summary
     from .export import directory_size, export, training_commands
     from .latents import encode_clips, prompt_table

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..engine.model import FramePackModel
 from ..engine.tiny import PROJECT_FILE
+from .preview import write_preview
 from .world import WorldConfig
 
 
@@ -18,7 +19,8 @@ DEFAULT_CFG = 3.0
 
 def export(model: FramePackModel, out: Path, world: WorldConfig, card: str, commands: list[str],
            sampling: str = "forward") -> None:
-    """`save_pretrained` (safetensors) plus the engine's `framepack_live.json` and a model card.
+    """`save_pretrained` (safetensors) plus the engine's `framepack_live.json`, the step-preview map
+    fitted to this VAE (train/preview.py) and a model card.
 
     `commands` (the options of every training run that led here, see `__main__.reproduce_command`)
     are kept in `framepack_live.json`, so a fine-tune of this model can say how to reproduce itself.
@@ -40,6 +42,7 @@ def export(model: FramePackModel, out: Path, world: WorldConfig, card: str, comm
         "training": {"commands": commands},
     }
     (out / PROJECT_FILE).write_text(json.dumps(extra, indent=2))
+    write_preview(model, world, out)
     (out / "README.md").write_text(card)
 
 

@@ -55,21 +55,27 @@ def ray_cluster():
         head_node_args={
             "num_cpus": 2,
             "resources": {"head": 1},
-            # The state API (which process and node runs a replica) is the dashboard's.
+            # The state API (which process and node runs a replica) is the dashboard's; on a free
+            # port, so another Ray on the machine does not stop this one.
             "include_dashboard": True,
+            "dashboard_port": _free_port(),
         },
     )
     for _ in range(2):
         cluster.add_node(**WORKER)
     ray.init(address=cluster.address, runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}})
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
     yield RayCluster(port, cluster)
     serve.shutdown()
     ray.shutdown()
     cluster.shutdown()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,9 @@ def stream_settings(config: ClusterConfig) -> StreamSettings:
     say) overridden by the operator's, and the operator's limits."""
     return StreamSettings(
         limits=Limits(max_sessions_total=config.max_sessions, max_sessions_per_client=config.max_sessions_per_client),
-        generation=GenerationSettings(**resolve(config.model).settings(config.generation)),
+        # Live by default: every section's frames final when it is decoded (the config may say `blend`).
+        generation=GenerationSettings(**resolve(config.model).settings({"decode": "causal", **config.generation})),
+        restart_steered=config.restart_steered,
         **({"session_dir": Path(config.session_dir)} if config.session_dir else {}),
     )
 

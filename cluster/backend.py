@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-import numpy as np
 from PIL import Image
 from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 from ray.serve.exceptions import BackPressureError, ReplicaUnavailableError
@@ -34,15 +33,13 @@ from framepack_live.engine.errors import InputError
 from framepack_live.engine.section import Section
 from framepack_live.engine.settings import GenerationSettings
 from framepack_live.engine.video_state import SectionPlan, VideoStart
-from framepack_live.stream.backend import ProgressCallback
+from framepack_live.stream.backend import PreviewCallback, ProgressCallback, worth_restarting
 
 from .logs import log
 from .metrics import SessionMetrics
 from .work import DenoiseRequest, DenoiseResult, Preview, Progress
 
 T = TypeVar("T")
-#: `preview(step, steps, frames)`: a step preview of the section in the making, uint8 [T, h, w, 3].
-PreviewCallback = Callable[[int, int, np.ndarray], None]
 
 #: How long a stage call keeps being retried while Serve replaces a dead replica (a model load).
 RETRY_BUDGET_S = 300.0
@@ -173,25 +170,28 @@ class RaySource:
         self._negative = negative
         self._state = video_state.begin(start, settings, prompt)
         self._opened: float | None = opened
+        #: The section the session waits for, while it is denoised; and the next one, planned
+        #: ahead while the current one decodes.
+        self._current: _Ahead | None = None
         self._ahead: _Ahead | None = None
 
     async def next_section(
         self,
         prompt: str,
         progress: ProgressCallback,
-        transition: int | None = None,
         preview: PreviewCallback | None = None,
+        transition: int | None = None,
     ) -> Section:
         """The next section with `prompt`, blended in over `transition` sections when it is new
         (default: the settings'); `preview` gets the section's step previews as they come."""
         state = self._state
         if prompt != state.prompt:
-            embeds = await self.backend.encode_prompt(prompt)  # refuses before changing
-            video_state.steer(state, prompt, transition)
-            used = {state.prompt, *(state.blend_from.prompts if state.blend_from is not None else ())}
-            self._embeds = {p: e for p, e in self._embeds.items() if p in used} | {prompt: embeds}
-        plan, _, task = self._take_ahead(progress, preview) or self._start_denoise(_Relay(progress, preview))
-        result = await task
+            self._steer(prompt, await self.backend.encode_prompt(prompt), transition)  # refuses before changing
+        self._current = self._take_ahead(progress, preview) or self._start_denoise(_Relay(progress, preview))
+        try:
+            plan, result = await self._denoised()
+        finally:
+            self._current = None
         decode = video_state.accept_section(state, plan, result.latents)
         video_state.compact(state)
         if not state.finished:
@@ -202,6 +202,48 @@ class RaySource:
         section = video_state.finish_section(state, plan, decoded)
         self._delivered(section)
         return section
+
+    async def _denoised(self) -> tuple[SectionPlan, DenoiseResult]:
+        """The current section's plan and latents, following any restarts."""
+        while True:
+            current = self._current
+            try:
+                return current[0], await current[2]
+            except asyncio.CancelledError:
+                if current is self._current:  # not restarted: this call itself is cancelled
+                    raise
+
+    async def restart(self, prompt: str, transition: int | None = None) -> bool:
+        """Start the section being denoised over with `prompt`: the current one when at most half
+        done (`worth_restarting`), or the speculative next one (dropped at the next call anyway)."""
+        if prompt == self._state.prompt or (self._current is None and self._ahead is None):
+            return False
+        try:
+            embeds = await self.backend.encode_prompt(prompt)
+        except InputError:  # refused: the session reports it at the next section boundary
+            return False
+        # From here on nothing awaits: the state is steered only while no planned section of the
+        # old prompt can still be accepted.
+        current = self._current
+        if current is not None:
+            if current[2].done() or not worth_restarting(*(current[1].last_progress or (0, 1))):
+                return False
+            current[2].cancel()
+            self._steer(prompt, embeds, transition)
+            self._current = self._start_denoise(_Relay(current[1].progress, current[1].preview))
+            return True
+        if self._ahead is None:
+            return False
+        self._cancel_ahead()
+        self._steer(prompt, embeds, transition)
+        self._ahead = self._start_denoise(_Relay())
+        return True
+
+    def _steer(self, prompt: str, embeds: PromptEmbeds, transition: int | None) -> None:
+        state = self._state
+        video_state.steer(state, prompt, transition)
+        used = {state.prompt, *(state.blend_from.prompts if state.blend_from is not None else ())}
+        self._embeds = {p: e for p, e in self._embeds.items() if p in used} | {prompt: embeds}
 
     async def flush(self) -> Section | None:
         self._cancel_ahead()

@@ -45,6 +45,9 @@ class ClusterConfig:
     #: CPUs each Denoiser rank reserves. Other stages reserve none on CPU: they are light and the
     #: Denoiser must still fit on a small machine next to them.
     cpus_per_rank: float = 1.0
+    #: Whether a steer restarts the section being denoised when at most half of it is done
+    #: (`stream.backend.worth_restarting`), rather than waiting for the next section boundary.
+    restart_steered: bool = True
     #: Where sessions keep their frames (a directory per session, on the registry's node); None:
     #: the system's temporary directory.
     session_dir: str | None = None

@@ -48,6 +48,7 @@ class SessionManager:
             media=start.media,
             limits=self.settings.limits,
             store=store,
+            restart_steered=self.settings.restart_steered,
         )
         self._sessions[session.id] = session
         if self._reaper is None:  # started here, not in a lifespan hook, so any host app works

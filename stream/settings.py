@@ -57,9 +57,13 @@ class StreamSettings:
 
     limits: Limits = field(default_factory=Limits)
     #: Server-side defaults of every session; a `start` message may override width, height, steps,
-    #: guidance, seed and sections. Live streaming plays sections as they come, so only the forward
-    #: order works (the inverted one makes the end of the video first).
-    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    #: guidance, seed, sections and transition. Live streaming plays sections as they come, so only
+    #: the forward order works (the inverted one makes the end of the video first), and each
+    #: section's frames are final when it is decoded (`causal` decoding, nothing held back).
+    generation: GenerationSettings = field(default_factory=lambda: GenerationSettings(decode="causal"))
+    #: A steer restarts the section being denoised when at most half of it is done
+    #: (`backend.worth_restarting`); False applies every steer from the next section boundary.
+    restart_steered: bool = True
     #: A session that nobody watches (no WebSocket attached, no WebRTC peer) for this long is
     #: stopped and freed; it is also how long a dropped client has to re-attach.
     idle_timeout_s: float = 120.0

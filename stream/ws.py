@@ -79,7 +79,7 @@ class Connection:
         else:
             session = self._current()
             if isinstance(command, protocol.Steer):
-                await session.steer(command.prompt)
+                await session.steer(command.prompt, command.transition)
             elif isinstance(command, protocol.Pause):
                 await session.pause()
             elif isinstance(command, protocol.Resume):

@@ -195,11 +195,14 @@ def close_server_peers() -> int:
 
     from framepack_live.stream.webrtc import SessionTrack
 
-    loops = {o._feed._task.get_loop() for o in gc.get_objects() if isinstance(o, SessionTrack)}
-    peers = [o for o in gc.get_objects() if isinstance(o, RTCPeerConnection) and o.connectionState != "closed"]
-    for loop in loops:
-        for peer in peers:
-            asyncio.run_coroutine_threadsafe(peer.close(), loop).result(timeout=30)
+    peers = {}  # peer -> the loop its track's feed runs on; earlier tests' peers (loops closed) left out
+    for peer in gc.get_objects():
+        if type(peer) is RTCPeerConnection and peer.connectionState != "closed":  # not isinstance: weak proxies
+            for sender in peer.getSenders():
+                if isinstance(sender.track, SessionTrack) and sender.track._feed._task.get_loop().is_running():
+                    peers[peer] = sender.track._feed._task.get_loop()
+    for peer, loop in peers.items():
+        asyncio.run_coroutine_threadsafe(peer.close(), loop).result(timeout=30)
     return len(peers)
 
 

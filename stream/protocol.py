@@ -35,6 +35,8 @@ class Start(_Message):
     steps: int | None = None
     guidance: float | None = None
     media: Literal["jpeg", "none"] = "jpeg"
+    #: One of the operator's keys, where the server requires them (`GET /config`).
+    api_key: str | None = Field(default=None, repr=False)
 
 
 class Steer(_Message):

@@ -78,9 +78,10 @@ def test_a_models_resolution_missing_from_the_list_is_added(serve_page, tiny_mod
     assert console_errors == []
 
 
-def test_the_pages_defaults_on_the_default_model(serve_page, new_page, console_errors):
+def test_the_pages_defaults_on_the_default_model(serve_page, new_page, console_errors, output_dir):
     """What `make serve` gives a new user: the shipped toyworld model, and a start with the page's
-    own defaults asks for (and gets) its 128x128 at its 8 steps, not 256x256 at 25."""
+    own resolution and steps asks for (and gets) its 128x128 at its 8 steps, not 256x256 at 25.
+    Mid-session, after a steer, the page is photographed (docs/screenshots/live-view.png)."""
     from framepack_live.engine.model import FramePackModel
     from framepack_live.stream.model_defaults import model_defaults
     from framepack_live.stream.settings import StreamSettings
@@ -96,9 +97,19 @@ def test_the_pages_defaults_on_the_default_model(serve_page, new_page, console_e
         ))
         page.goto(url + "/")
         expect(page.locator("#model-info")).to_have_text("Model: toyworld, made for 128 × 128 in 8 steps")
-        page.fill("#prompt", "a red circle moves left")
-        page.fill("#sections", "1")
+        page.fill("#prompt", "a red circle moves right")
+        page.check("#until-stopped")
         page.click("#start")
+        entries = page.locator("#timeline .entry:not(.pending)")
+        expect(entries.first).to_be_visible(timeout=SECTION_TIMEOUT_MS)
+        page.fill("#steer-prompt", "the red circle moves up")
+        page.press("#steer-prompt", "Enter")
+        steered = entries.filter(has_text="the red circle moves up")
+        expect(steered.first).to_be_visible(timeout=SECTION_TIMEOUT_MS)
+        expect(page.locator("#transport")).to_have_attribute("data-kind", "webrtc", timeout=SECTION_TIMEOUT_MS)
+        page.wait_for_timeout(1000)  # a frame of the steered section on screen
+        page.screenshot(path=output_dir / "live-toyworld-1280.png", full_page=True)
+        page.click("#stop")
         expect(page.locator("#status")).to_contain_text("Finished", timeout=SECTION_TIMEOUT_MS)
     (start,) = [message for message in sent if message["type"] == "start"]
     assert (start["width"], start["height"], start["steps"]) == (128, 128, 8)

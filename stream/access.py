@@ -17,6 +17,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import math
 import secrets
 import time
 from collections.abc import Mapping
@@ -80,7 +81,7 @@ class Access:
     #: peer's header is ignored. Empty: every request is its TCP peer's.
     trusted_proxies: tuple[str, ...] = ()
     #: SHA-256 digests of the API keys that may create sessions; empty: no key needed.
-    api_key_digests: frozenset[bytes] = frozenset()
+    api_key_digests: frozenset[bytes] = field(default=frozenset(), repr=False)
     #: Key of the download links' HMAC. Every server process that serves the same sessions must
     #: have the same one (the cluster's Ingress replicas get these settings from one place).
     link_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
@@ -133,7 +134,7 @@ class Access:
 
     def download_link(self, session_id: str, now: float | None = None) -> tuple[str, int]:
         """The path of a signed link to `session_id`'s MP4, and when it expires (Unix seconds)."""
-        expires = int((time.time() if now is None else now) + self.link_lifetime_s)
+        expires = math.ceil((time.time() if now is None else now) + self.link_lifetime_s)
         signature = self._signature(session_id, str(expires))
         return f"/sessions/{session_id}/video.mp4?expires={expires}&signature={signature}", expires
 

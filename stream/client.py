@@ -71,6 +71,17 @@ def _same_piece(a: dict, b: dict) -> bool:
     return (a["section"], a["first_frame"]) == (b["section"], b["first_frame"])
 
 
+async def download(http, session_id: str, token: str):
+    """The session's MP4 the way the page gets it: a signed link for the token
+    (`POST /sessions/{id}/download`), then the link. `http` is an `httpx.AsyncClient` on the
+    server's base URL (the caller's, so this module needs no HTTP library); returns the link's
+    response, or the refusal when no link was given."""
+    link = await http.post(f"/sessions/{session_id}/download", json={"token": token})
+    if link.status_code != 200:
+        return link
+    return await http.get(link.json()["url"])
+
+
 async def send(ws: ClientConnection, **message) -> None:
     await ws.send(json.dumps(message))
 

@@ -94,6 +94,11 @@ class SessionDirectory(Protocol):
         """The session, if `token` is its token: `not_found` or `unauthorized` otherwise."""
         ...
 
+    async def find(self, session_id: str) -> SessionHandle:
+        """The session without its token (`not_found` if there is none), for a caller that
+        proved its right otherwise: a signed download link."""
+        ...
+
     async def active_count(self) -> int: ...
 
     async def close(self) -> None:

@@ -36,6 +36,8 @@ class Start(_Message):
     guidance: float | None = None
     transition: int | None = Field(default=None, ge=0)
     media: Literal["jpeg", "none"] = "jpeg"
+    #: One of the operator's keys, where the server requires them (`GET /config`).
+    api_key: str | None = Field(default=None, repr=False)
 
 
 class Steer(_Message):

@@ -103,6 +103,8 @@ def record_done(page: Page) -> list[dict]:
 def test_live_session(transport, server_url, new_page, console_errors, output_dir, tmp_path):
     page = new_page()
     done = record_done(page)
+    urls = []
+    page.on("request", lambda request: urls.append(request.url))
     page.goto(server_url + ("/?transport=ws" if transport == "ws" else "/"))
     view = "#video" if transport == "webrtc" else "#canvas"
     badge = page.locator("#transport")
@@ -150,12 +152,14 @@ def test_live_session(transport, server_url, new_page, console_errors, output_di
     expect(badge).to_have_attribute("data-kind", transport, timeout=SECTION_TIMEOUT_MS)
     assert_frames_change(page, view)
 
-    # Stop; the session ends and the download is the whole video, playable.
+    # Stop; the session ends and the download is the whole video, playable, through a signed
+    # link: the session's token is in no URL the page asks for.
+    token = json.loads(page.evaluate("localStorage.getItem('framepack-live.session')"))["token"]
     page.click("#stop")
     expect(page.locator("#status")).to_contain_text("Finished", timeout=SECTION_TIMEOUT_MS)
     assert done, "no done message reached the page"
     download_button = page.locator("#download")
-    expect(download_button).to_have_attribute("aria-disabled", "false")
+    expect(download_button).to_be_enabled()
     with page.expect_download() as download:
         download_button.click()
     path = tmp_path / "video.mp4"
@@ -163,6 +167,8 @@ def test_live_session(transport, server_url, new_page, console_errors, output_di
     with av.open(str(path)) as container:
         decoded = sum(1 for _ in container.decode(video=0))
     assert decoded == done[-1]["frames"]
+    assert "/video.mp4?expires=" in download.value.url
+    assert not [url for url in [*urls, download.value.url] if token in url or "token" in url]
 
     assert console_errors == []
 

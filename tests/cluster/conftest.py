@@ -6,6 +6,7 @@ test module deploys the application with the `ClusterConfig` it needs."""
 
 from __future__ import annotations
 
+import os
 import socket
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -50,6 +51,13 @@ def ray_cluster():
     from ray import serve
     from ray.cluster_utils import Cluster
 
+    from framepack_live.cluster.serve import PROXY_ENV
+
+    # As `framepack-live serve` and ray_cluster.yaml start Ray: Serve's HTTP proxy leaves the
+    # client address alone, and the application's `trusted_proxies` decide. And each request may
+    # reach any Ingress replica, as behind a load balancer, rather than always the one on the
+    # proxy's node: what one replica starts, another must be able to serve.
+    os.environ.update({**PROXY_ENV, "RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING": "0"})
     cluster = Cluster(
         initialize_head=True,
         head_node_args={

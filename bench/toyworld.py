@@ -7,6 +7,8 @@ see `train.tracking`):
 - prompt following: the shape's net motion over each section goes the captioned way;
 - steering: after the prompt changes at section k (forward order, as live), the shape goes the
   new way in section k+1 (and how often already in section k);
+- new motion: prompt following of a caption whose motion the world's own clips never show
+  (`world.NEW_MOTIONS`, taught by a LoRA: compare `--lora` with the base model alone);
 - drift over many sections, for inverted anti-drifting sampling, forward sampling and a
   no-packing baseline (forward, the transformer sees only the start frame and the newest latent
   frame: the 2x/4x history is emptied): whether the shape is still there and at what size, how
@@ -30,20 +32,22 @@ from PIL import Image
 
 from ..engine import video_state as video_state_module
 from ..engine.generator import SectionGenerator
+from ..engine.lora import parse_lora
 from ..engine.model import FramePackModel
 from ..engine.packing import pack_forward
 from ..engine.presets import resolve
 from ..engine.settings import GenerationSettings
 from ..train.tracking import calibrate, centroids, colour_mask, displacement, follows
-from ..train.world import OBJECT_MOTIONS, VIDEO_FRAMES_PER_LATENT, Clip, WorldConfig, caption, render_clip, shape_mask
+from ..train.world import NEW_MOTIONS, OBJECT_MOTIONS, VIDEO_FRAMES_PER_LATENT, Clip, WorldConfig, caption, render_clip, shape_mask
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "engine" / "weights" / "toyworld"
 HELD_OUT_SEED = 1_000_000
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 TURN = {"left": "up", "up": "right", "right": "down", "down": "left"}
-PARTS = ("following", "steering", "drift")
-#: Following, steering and drift take their held-out starts this far apart (following from 0,
-#: steering from 1x, drift from 2x), so `--cases` and `--drift-videos` are at most this many.
+PARTS = ("following", "steering", "drift", "new_motion")
+#: Following, steering, drift and the new motion take their held-out starts this far apart
+#: (following from 0, steering from 1x, drift from 2x, new motion from 3x), so `--cases` and
+#: `--drift-videos` are at most this many.
 PART_SPACING = 100
 #: `--case-offset` moves all three parts by a multiple of this, past every part's range.
 RANGE_SPACING = 1000
@@ -122,11 +126,14 @@ def section_bounds(index: int, window: int) -> tuple[int, int]:
     return 1 + index * length, (index + 1) * length
 
 
-def prompt_following(model, world, base: GenerationSettings, cases: int, sampling: str, first: int = 0) -> dict:
+def prompt_following(model, world, base: GenerationSettings, cases: int, sampling: str, first: int = 0,
+                     motions: tuple[str, ...] = OBJECT_MOTIONS, starts: int = 0) -> dict:
+    """Share of sections (2 per case) that move the way their caption says, case i captioned
+    `motions[i % len(motions)]`, from held-out start `starts + i`."""
     hits = total = 0
     for case in range(first, first + cases):
-        start = start_image(case, world)
-        motion = OBJECT_MOTIONS[case % len(OBJECT_MOTIONS)]
+        start = start_image(starts + case, world)
+        motion = motions[case % len(motions)]
         settings = replace(base, sampling=sampling, sections=2, seed=case)
         video = generate(model, start.image, [caption(start.colour, start.shape, motion)] * 2, settings)
         _, track = start.track(video)
@@ -285,6 +292,10 @@ def main(argv: list[str]) -> int:
                         help="save the first drift video of each mode as a PNG (rows: inverted, forward, no packing)")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
                         help="what to measure (default: all; the whole benchmark takes 25+ minutes on 2 CPU cores)")
+    parser.add_argument("--lora", action="append", default=[], metavar="PATH[:SCALE]",
+                        help="run every part with this LoRA on (repeatable)")
+    parser.add_argument("--new-motion", choices=NEW_MOTIONS, default=NEW_MOTIONS[0],
+                        help="the motion the new_motion part captions")
     parser.add_argument("--case-offset", type=int, default=0,
                         help="first held-out case (default 0, the reported figures'); choose weights or settings on "
                              "another range (e.g. 1000) so the reported cases are not the ones the choice was tuned on")
@@ -293,18 +304,21 @@ def main(argv: list[str]) -> int:
     if min(args.cases, args.drift_sections, args.drift_videos) < 1:
         parser.error("--cases, --drift-sections and --drift-videos must be at least 1")
     if max(args.cases, args.drift_videos) > PART_SPACING:
-        parser.error(f"--cases and --drift-videos are at most {PART_SPACING}: following, steering and drift take "
-                     f"their held-out starts {PART_SPACING} apart")
+        parser.error(f"--cases and --drift-videos are at most {PART_SPACING}: following, steering, drift and the "
+                     f"new motion take their held-out starts {PART_SPACING} apart")
     if args.case_offset < 0 or args.case_offset % RANGE_SPACING:
-        parser.error(f"--case-offset must be a multiple of {RANGE_SPACING}: following, steering and drift take the "
-                     f"cases from offset + 0, + {PART_SPACING} and + {2 * PART_SPACING} on")
+        parser.error(f"--case-offset must be a multiple of {RANGE_SPACING}: following, steering, drift and the new "
+                     f"motion take the cases from offset + 0, + {PART_SPACING}, + {2 * PART_SPACING} and "
+                     f"+ {3 * PART_SPACING} on")
     torch.set_num_threads(args.threads)
     began = time.monotonic()
     model = FramePackModel.load(args.model)
     world = WorldConfig(size=args.size)
     given = {"steps": args.steps, "scheduler": args.scheduler, "cfg": args.cfg}
     chosen = resolve(args.model).settings(given)
-    base = GenerationSettings(**{**chosen, "width": args.size, "height": args.size, "window": world.window, "sections": 1})
+    loras = tuple(parse_lora(text) for text in args.lora)
+    base = GenerationSettings(**{**chosen, "width": args.size, "height": args.size, "window": world.window, "sections": 1,
+                                 "loras": loras})
     report = {
         "benchmark": "toyworld",
         "model": args.model,
@@ -314,12 +328,20 @@ def main(argv: list[str]) -> int:
         "cfg": base.cfg,
         "window": world.window,
         "case_offset": args.case_offset,
+        "loras": [list(choice) for choice in loras],
     }
     if "following" in args.parts:
         report["prompt_following"] = {order: prompt_following(model, world, base, args.cases, order, first=args.case_offset)
                                       for order in ("forward", "inverted")}
     if "steering" in args.parts:
         report["steering"] = steering(model, world, base, args.cases, first=args.case_offset)
+    if "new_motion" in args.parts:
+        report["new_motion"] = {
+            "motion": args.new_motion,
+            **{order: prompt_following(model, world, base, args.cases, order, first=args.case_offset,
+                                       motions=(args.new_motion,), starts=3 * PART_SPACING)
+               for order in ("forward", "inverted")},
+        }
     if "drift" in args.parts:
         report["drift"] = drift(model, world, base, args.drift_sections, args.drift_videos, args.drift_captions, args.drift_grid,
                                 first=args.case_offset)

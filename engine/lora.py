@@ -111,14 +111,18 @@ def use_loras(model: FramePackModel, loras: Sequence[LoraChoice]) -> None:
         file = lora_file(path)
         name = adapter_name(file)
         if name not in loaded:
-            try:
-                with warnings.catch_warnings():
-                    # peft warns at every adapter after the first that a model with several is unusual.
-                    warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            with warnings.catch_warnings():
+                # peft warns at every adapter after the first that a model with several is unusual,
+                # and when a failed load's adapter is deleted that another is active now: the
+                # adapters are set anew below, or the error goes to the caller.
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                warnings.filterwarnings("ignore", message="Adapter .* was active")
+                try:
                     model.pipeline.load_lora_weights(str(file.parent), weight_name=file.name, adapter_name=name)
-            except (ValueError, RuntimeError, KeyError) as exc:
-                _drop_partial(model, name)
-                raise InputError("bad_request", f"cannot load the LoRA {path} into this model: {exc}") from None
+                except (ValueError, RuntimeError, KeyError) as exc:
+                    if name in loaded_adapters(model):  # what the failed load left behind
+                        transformer.delete_adapters(name)
+                    raise InputError("bad_request", f"cannot load the LoRA {path} into this model: {exc}") from None
             loaded.add(name)
         names.append(name)
     if len(set(names)) != len(names):
@@ -126,10 +130,3 @@ def use_loras(model: FramePackModel, loras: Sequence[LoraChoice]) -> None:
     transformer.enable_lora()
     transformer.set_adapters(names, [float(scale) for _, scale in loras])
 
-
-def _drop_partial(model: FramePackModel, name: str) -> None:
-    """Remove what a failed load left behind, so the model runs as before."""
-    if name in loaded_adapters(model):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Adapter .* was active")  # use_loras sets them anew
-            model.transformer.delete_adapters(name)

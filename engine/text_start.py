@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -27,7 +28,7 @@ from .generator import SectionGenerator
 from .model import FramePackModel
 from .sampling import Progress
 from .settings import GenerationSettings
-from .video_state import VideoStart
+from .video_state import VideoStart, VideoState
 
 #: The empty scene the sketch starts from.
 EMPTY_SCENE = (0, 0, 0)
@@ -42,21 +43,29 @@ def start_from_text(model: FramePackModel, prompt: str, settings: GenerationSett
                     progress: Progress | None = None) -> VideoStart:
     """A `VideoStart` made from the prompt alone; begin the video with `video_state.begin`.
 
-    `progress` reports the sketch section's steps."""
-    image, generator = _sketch(model, prompt, settings, progress)
-    start = encode_image(model, image, settings.width, settings.height, generator)
-    return VideoStart(start=start.to(torch.device("cpu")), rng_state=generator.get_state())
+    `progress` reports the sketch section's steps. A driver that runs the stages elsewhere does
+    the same with `sketch_state`, the usual section transitions and `flush`, and `start_after`."""
+    sketch = SectionGenerator.from_state(model, sketch_state(model, prompt, settings))
+    section = sketch.next_section(progress)
+    tail = sketch.flush()
+    return start_after(model, sketch.state, (tail or section).frames[-1])
 
 
-def _sketch(model: FramePackModel, prompt: str, settings: GenerationSettings,
-            progress: Progress | None) -> tuple[Image.Image, torch.Generator]:
+@torch.no_grad()
+def sketch_state(model: FramePackModel, prompt: str, settings: GenerationSettings) -> VideoState:
+    """The one-section forward video from the empty scene that the start is sketched in."""
     generator = torch.Generator("cpu").manual_seed(settings.seed)
     empty = encode_image(model, empty_scene(settings.width, settings.height), settings.width, settings.height, generator)
     one_section = replace(settings, sampling="forward", sections=1)
-    state = video_state.begin(VideoStart(empty.to(torch.device("cpu")), generator.get_state()), one_section, prompt)
-    sketch = SectionGenerator.from_state(model, state)
-    section = sketch.next_section(progress)
-    tail = sketch.flush()
-    last = (tail or section).frames[-1]
-    generator.set_state(sketch.state.rng_state)
-    return Image.fromarray(last), generator
+    return video_state.begin(VideoStart(empty.to(torch.device("cpu")), generator.get_state()), one_section, prompt)
+
+
+@torch.no_grad()
+def start_after(model: FramePackModel, sketch: VideoState, last_frame: np.ndarray) -> VideoStart:
+    """The video's start: the sketch's last frame (uint8 [H, W, 3]) encoded as its start image,
+    its random draws continuing the sketch's generator."""
+    generator = torch.Generator("cpu")
+    generator.set_state(sketch.rng_state)
+    settings = sketch.settings
+    start = encode_image(model, Image.fromarray(last_frame), settings.width, settings.height, generator)
+    return VideoStart(start=start.to(torch.device("cpu")), rng_state=generator.get_state())

@@ -9,6 +9,8 @@ see `train.tracking`):
   new way in section k+1 (and how often already in section k);
 - new motion: prompt following of a caption whose motion the world's own clips never show
   (`world.NEW_MOTIONS`, taught by a LoRA: compare `--lora` with the base model alone);
+- text start: from the caption alone (`engine.text_start`), is the captioned shape in the first
+  frame, and does it move the captioned way;
 - drift over many sections, for inverted anti-drifting sampling, forward sampling and a
   no-packing baseline (forward, the transformer sees only the start frame and the newest latent
   frame: the 2x/4x history is emptied): whether the shape is still there and at what size, how
@@ -37,14 +39,15 @@ from ..engine.model import FramePackModel
 from ..engine.packing import pack_forward
 from ..engine.presets import resolve
 from ..engine.settings import GenerationSettings
+from ..engine.text_start import start_from_text
 from ..train.tracking import calibrate, centroids, colour_mask, displacement, follows
-from ..train.world import NEW_MOTIONS, OBJECT_MOTIONS, VIDEO_FRAMES_PER_LATENT, Clip, WorldConfig, caption, render_clip, shape_mask
+from ..train.world import COLOURS, NEW_MOTIONS, OBJECT_MOTIONS, SHAPES, VIDEO_FRAMES_PER_LATENT, Clip, WorldConfig, caption, render_clip, shape_mask
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "engine" / "weights" / "toyworld"
 HELD_OUT_SEED = 1_000_000
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 TURN = {"left": "up", "up": "right", "right": "down", "down": "left"}
-PARTS = ("following", "steering", "drift", "new_motion")
+PARTS = ("following", "steering", "drift", "new_motion", "text_start")
 #: Following, steering, drift and the new motion take their held-out starts this far apart
 #: (following from 0, steering from 1x, drift from 2x, new motion from 3x), so `--cases` and
 #: `--drift-videos` are at most this many.
@@ -106,9 +109,14 @@ def without_packing():
         video_state_module.pack_forward = original
 
 
-def generate(model: FramePackModel, image: Image.Image, prompts: list[str], settings: GenerationSettings) -> np.ndarray:
-    """The whole decoded video [T, H, W, 3]; prompts[i] is used for section i in playback order."""
-    gen = SectionGenerator(model, prompts[0], image, settings)
+def generate(model: FramePackModel, image: Image.Image | None, prompts: list[str], settings: GenerationSettings) -> np.ndarray:
+    """The whole decoded video [T, H, W, 3]; prompts[i] is used for section i in playback order.
+    No image: the start is made from the first prompt alone (`engine.text_start`)."""
+    if image is None:
+        start = start_from_text(model, prompts[0], settings)
+        gen = SectionGenerator.from_state(model, video_state_module.begin(start, settings, prompts[0]))
+    else:
+        gen = SectionGenerator(model, prompts[0], image, settings)
     parts = []
     while not gen.finished:
         gen.set_prompt(prompts[gen.next_index])
@@ -158,6 +166,30 @@ def steering(model, world, base: GenerationSettings, cases: int, steer_at: int =
         by_next += later
     return {"accuracy": by_next / cases, "accuracy_same_section": at_once / cases, "cases": cases,
             "ci95": wilson_interval(by_next, cases)}
+
+
+#: Pixels of the caption's colour that count as its shape in a frame made from the prompt alone
+#: (a third of the smallest triangle the world draws; more than the blur of a faint trace).
+TEXT_START_PIXELS = 60
+
+
+def text_start(model, world, base: GenerationSettings, cases: int, first: int = 0) -> dict:
+    """Text-to-video: from the caption alone (no start image), is a shape of the caption's colour
+    (as the world paints it, within the tracker's tolerance) in the video's first frame, and does
+    it move the captioned way in each of 2 forward sections? Case i: seed i, the grammar's colour
+    i mod 4, shape i // 4 mod 3 and motion (i + i // 4) mod 4, so every colour meets every motion."""
+    present = hits = 0
+    for case in range(first, first + cases):
+        colour, shape = list(COLOURS)[case % 4], SHAPES[(case // 4) % 3]
+        motion = OBJECT_MOTIONS[(case + case // 4) % 4]
+        settings = replace(base, sampling="forward", sections=2, seed=case)
+        video = generate(model, None, [caption(colour, shape, motion)] * 2, settings)
+        mask = colour_mask(video, COLOURS[colour])
+        present += int(mask[0].sum() >= TEXT_START_PIXELS)
+        track = centroids(mask)
+        hits += sum(follows(displacement(track, *section_bounds(section, settings.window)), motion) for section in range(2))
+    return {"shape_present": present / cases, "following": hits / (2 * cases), "cases": cases,
+            "ci95_following": wilson_interval(hits, 2 * cases)}
 
 
 def wilson_interval(hits: int, total: int, z: float = 1.96) -> list[float]:
@@ -342,6 +374,8 @@ def main(argv: list[str]) -> int:
                                        motions=(args.new_motion,), starts=3 * PART_SPACING)
                for order in ("forward", "inverted")},
         }
+    if "text_start" in args.parts:
+        report["text_start"] = text_start(model, world, base, args.cases, first=args.case_offset)
     if "drift" in args.parts:
         report["drift"] = drift(model, world, base, args.drift_sections, args.drift_videos, args.drift_captions, args.drift_grid,
                                 first=args.case_offset)

@@ -1,5 +1,6 @@
 """Training code: batch layouts match the engine's packing, and a whole run trains, resumes and exports."""
 
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -106,6 +107,23 @@ def test_smoke_run_trains_resumes_and_exports(tmp_path):
     assert "--steps 3 --batch 2 --heads 2" in card
     # The starting model is named as the reproduce lines name it, not by this machine's scratch path.
     assert "## Fine-tuned from `engine/weights/toyworld-stage1`" in card and str(out) not in card
+
+    # A LoRA of the export (`--lora`): the base frozen, the adapter in diffusers' format, which the
+    # engine loads with diffusers' own loader and which changes what the model makes.
+    lora = tmp_path / "lora"
+    assert train_cli.main(["--run-dir", str(tmp_path / "run3"), "--init", str(out), *SMOKE, "--clips", "4", "--steps",
+                           "2", "--lora", "2", "--out", str(lora)]) == 0
+    from safetensors import safe_open
+
+    with safe_open(str(lora / "pytorch_lora_weights.safetensors"), "pt") as weights:
+        keys = list(weights.keys())
+    assert keys and all(".lora_A." in key or ".lora_B." in key for key in keys)
+    assert "--clips 4 --steps 2 --batch 2 --lora 2 --init " in (lora / "README.md").read_text()
+    base = SectionGenerator(model, "a red circle moves diagonally", None, settings)
+    adapted = SectionGenerator(model, "a red circle moves diagonally", None,
+                               replace(settings, loras=((str(lora), 1.0),)))
+    base.next_section(), adapted.next_section()
+    assert not torch.equal(base.video_latents(), adapted.video_latents())
 
 
 def test_cpu_bf16_leaves_the_vae_in_fp32():

@@ -58,6 +58,9 @@ def parse_args(argv: list[str] | None):
                         help="the motion the LoRA teaches (one the world's own clips never show)")
     parser.add_argument("--lora-share", type=float, default=0.5,
                         help="share of the LoRA's clips that show --lora-motion; the rest are the world's own")
+    parser.add_argument("--ema-decay", type=float, default=0.998,
+                        help="decay of the exported EMA weights per step (lower for short runs: its horizon is "
+                             "1 / (1 - decay) steps)")
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--head-dim", type=int, default=32)
     parser.add_argument("--layers", type=int, default=2, help="dual-stream transformer blocks")
@@ -75,6 +78,8 @@ def parse_args(argv: list[str] | None):
     args = parser.parse_args(argv)
     if not 0 <= args.inverted_fraction <= 1:
         parser.error("--inverted-fraction is a share between 0 and 1")
+    if not 0 <= args.ema_decay < 1:
+        parser.error("--ema-decay is in [0, 1)")
     if args.lora < 0 or not 0 < args.lora_share <= 1:
         parser.error("--lora is a rank (0: no LoRA) and --lora-share a share in (0, 1]")
     if args.lora and args.init is None:
@@ -166,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         prompts = prompt_table(model)
     config = TransformerTrainConfig(batch=args.batch, lr=args.lr, video_end=args.video_end,
                                     inverted_fraction=args.inverted_fraction,
-                                    inverted_one_caption=args.inverted_one_caption)
+                                    inverted_one_caption=args.inverted_one_caption, ema_decay=args.ema_decay)
     ema, loss, progress = train_transformer(transformer, clips, prompts, world, config, args.run_dir, runtime,
                                             Budget(args.steps, args.seconds), init=init)
     print(f"transformer: {progress.steps} steps, smoothed flow-matching loss {loss:.4f}")

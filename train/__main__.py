@@ -54,10 +54,13 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--lora", type=int, default=0, metavar="RANK",
                         help="train a LoRA of this rank on the attention projections of --init's transformer, which "
                              "stays frozen, and write it in diffusers' LoRA format (0: train the whole transformer)")
+    parser.add_argument("--lora-data", choices=["motion", "text-start"], default="motion",
+                        help="what the LoRA teaches: --lora-motion, or making the scene from the prompt alone "
+                             "(clips that open on the empty scene text-to-video sketches from)")
     parser.add_argument("--lora-motion", choices=NEW_MOTIONS, default=NEW_MOTIONS[0],
-                        help="the motion the LoRA teaches (one the world's own clips never show)")
+                        help="the motion a motion LoRA teaches (one the world's own clips never show)")
     parser.add_argument("--lora-share", type=float, default=0.5,
-                        help="share of the LoRA's clips that show --lora-motion; the rest are the world's own")
+                        help="share of the LoRA's clips that teach it; the rest are the world's own")
     parser.add_argument("--ema-decay", type=float, default=0.998,
                         help="decay of the exported EMA weights per step (lower for short runs: its horizon is "
                              "1 / (1 - decay) steps)")
@@ -157,15 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         card_file = args.init / "README.md"
         parent_card = card_file.read_text() if card_file.exists() else None
     if args.lora:
-        from functools import partial
-
-        from .lora import add_lora, lora_clip, new_captions
+        from .lora import add_lora, clip_source
 
         lora_config = add_lora(transformer, args.lora)
-        clips = encode_clips(model, world, args.clips, args.run_dir, runtime, vae_source=init,
-                             render=partial(lora_clip, args.lora_motion, args.lora_share),
-                             data=f"lora: {args.lora_motion}, share {args.lora_share}")
-        prompts = prompt_table(model, extra=new_captions(args.lora_motion))
+        render, data, captions = clip_source(args)
+        clips = encode_clips(model, world, args.clips, args.run_dir, runtime, vae_source=init, render=render, data=data)
+        prompts = prompt_table(model, extra=captions)
     else:
         clips = encode_clips(model, world, args.clips, args.run_dir, runtime, vae_source=init or "vae.pt")
         prompts = prompt_table(model)

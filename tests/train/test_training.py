@@ -282,3 +282,21 @@ def test_inverted_one_caption_trains_inverted_windows_only_where_the_caption_hel
         make_batch(np.random.default_rng(0), [turning], WORLD,
                    TransformerTrainConfig(batch=8, inverted_fraction=1.0, inverted_one_caption=True),
                    torch.Generator().manual_seed(0))
+
+
+def test_lora_clips_mix_the_world_with_what_the_lora_teaches():
+    from framepack_live.train.lora import lora_clip, text_start_clip
+    from framepack_live.train.world import render_clip
+
+    world = WorldConfig(size=32, window=1, sections=4)
+    always = [lora_clip("diagonally", 1.0, seed, world) for seed in range(8)]
+    assert all(set(clip.motions) <= {"left", "right", "up", "down", "diagonally"} for clip in always)
+    assert sum("diagonally" in clip.motions for clip in always) >= 4
+    own = render_clip(3, world)
+    opened = text_start_clip(1.0, 3, world)
+    assert (opened.frames[0] == 0).all() and np.array_equal(opened.frames[1:], own.frames[1:])
+    mixed = [text_start_clip(0.5, seed, world) for seed in range(16)]
+    empty = [bool((clip.frames[0] == 0).all()) for clip in mixed]
+    assert 0 < sum(empty) < 16
+    assert all(np.array_equal(clip.frames, render_clip(seed, world).frames)
+               for seed, (clip, opens_empty) in enumerate(zip(mixed, empty)) if not opens_empty)

@@ -35,10 +35,11 @@ class DenoiseRequest:
     image_embeds: torch.Tensor
 
     def batch_key(self) -> tuple:
-        """Requests with equal keys have equal tensor shapes and sampler settings, so they can share
-        forward passes: the per-session parts (prompt, image, history, noise) ride the batch axis."""
+        """Requests with equal keys have equal tensor shapes, sampler settings and LoRAs, so they can
+        share forward passes: the per-session parts (prompt, image, history, noise) ride the batch axis."""
         s = self.settings
-        return (s.width, s.height, s.window, s.steps, s.scheduler, s.guidance, s.cfg, s.guidance_rescale, s.sampling)
+        return (s.width, s.height, s.window, s.steps, s.scheduler, s.guidance, s.cfg, s.guidance_rescale, s.sampling,
+                s.loras)
 
     def wants_preview(self, step: int, steps: int) -> bool:
         every = self.settings.preview_every

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from .conditioning import PromptEmbeds
+from .lora import use_loras
 from .model import FramePackModel
 from .packing import PackedContext
 from .preview import PreviewCallback
@@ -34,11 +35,12 @@ def denoise_plans(
 ) -> list[torch.Tensor]:
     """The denoised latents of each plan (CPU, float32), `guidances[i]` conditioning `plans[i]`.
 
-    All plans must share `settings`' size and sampler settings (a server groups them so).
+    All plans must share `settings`' size, sampler settings and LoRAs (a server groups them so).
     `preview(step, steps, frames)` gets a cheap RGB preview of every plan's current estimate after
     every `preview_every`-th step (and the last), `frames[i]` for `plans[i]`; a model without a
     preview map (`FramePackModel.preview` None) gives none.
     """
+    use_loras(model, settings.loras)
     device, dtype = model.pipeline._execution_device, model.transformer.dtype
     guidance = Guidance(
         prompt=PromptEmbeds.cat([g.prompt for g in guidances]).to(device, dtype),

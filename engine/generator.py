@@ -64,12 +64,18 @@ class SectionGenerator:
         self._prompts: dict[str, PromptEmbeds] = {}
 
     @classmethod
-    def from_state_dict(cls, model: FramePackModel, data: dict) -> SectionGenerator:
+    def from_state(cls, model: FramePackModel, state: VideoState) -> SectionGenerator:
+        """Drive a state begun elsewhere: `video_state.begin` of a start made from the prompt alone
+        (`engine.text_start`), `video_state.begin_after` of a video to continue (`engine.extension`)."""
         generator = cls.__new__(cls)
         generator.model = model
-        generator.state = VideoState.from_dict(data)
+        generator.state = state
         generator._prompts = {}
         return generator
+
+    @classmethod
+    def from_state_dict(cls, model: FramePackModel, data: dict) -> SectionGenerator:
+        return cls.from_state(model, VideoState.from_dict(data))
 
     def state_dict(self) -> dict:
         return self.state.to_dict()

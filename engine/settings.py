@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -47,8 +48,13 @@ class GenerationSettings:
     transition: int = 0
     #: A step preview after every this many denoising steps, for drivers that ask for previews (0: none).
     preview_every: int = 1
+    #: LoRA adapters the transformer runs with, as (weights file, scale) pairs (`engine.lora`):
+    #: they change what a section becomes, so they belong to the video like its sampler settings.
+    loras: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
+        # Lists (from JSON or a state dict) become tuples: the settings stay hashable and comparable.
+        object.__setattr__(self, "loras", tuple((str(path), float(scale)) for path, scale in self.loras))
         problems = []
         if self.width % 16 or self.height % 16 or self.width <= 0 or self.height <= 0:
             problems.append(f"width and height must be positive multiples of 16, got {self.width}x{self.height}")
@@ -74,6 +80,8 @@ class GenerationSettings:
             problems.append(f"preview_every must be >= 0 steps, got {self.preview_every}")
         if self.cfg < 1.0:
             problems.append(f"cfg must be >= 1 (1 disables real CFG), got {self.cfg}")
+        if not all(math.isfinite(scale) for _, scale in self.loras):
+            problems.append(f"LoRA scales must be finite numbers, got {[scale for _, scale in self.loras]}")
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -103,6 +103,16 @@ class VideoState:
 
 
 @dataclass
+class VideoHistory:
+    """An existing video to continue (`engine.extension` encodes one): the latents later sections
+    read, newest last; its last frames as pixels ([1, 3, T, H, W] in [-1, 1]); its length in frames."""
+
+    latents: torch.Tensor
+    pending: torch.Tensor
+    frames: int
+
+
+@dataclass
 class SectionPlan:
     """One section to denoise: everything but the conditioning, which the driver encodes.
 
@@ -136,6 +146,26 @@ def begin(start: VideoStart, settings: GenerationSettings, prompt: str) -> Video
         video=image_latents if forward else image_latents[:, :, :0],
         end_latents=start.end_latents,
         frame_cursor=0 if forward else total_frames(settings),
+    )
+
+
+def begin_after(start: VideoStart, history: VideoHistory, settings: GenerationSettings, prompt: str) -> VideoState:
+    """The state of a forward video that continues `history`, before its first new section.
+
+    Packing reads the history's latents as the video so far; its last frames are pending, so the
+    first new section is cross-faded into them as any section is into the one before. New sections
+    count from 0 and their frames from the end of the history's.
+    """
+    if settings.sampling != "forward":
+        raise ValueError("only forward sampling continues a video: the inverted order makes its end first")
+    return VideoState(
+        settings=settings,
+        prompt=prompt,
+        start=start.start,
+        rng_state=start.rng_state,
+        video=history.latents,
+        pending=history.pending,
+        frame_cursor=history.frames - history.pending.shape[2],
     )
 
 
@@ -280,5 +310,10 @@ def flush(state: VideoState) -> Section | None:
 def compact(state: VideoState) -> None:
     """Keep only the latents later sections read (packing's history and the next decode's
     context), so a state that travels or is stored stays small however long the video gets."""
-    keep = max(HISTORY_FRAMES, 2 * state.settings.window)
+    keep = latents_read(state.settings)
     state.video = state.video[:, :, -keep:] if state.forward else state.video[:, :, :keep]
+
+
+def latents_read(settings: GenerationSettings) -> int:
+    """Newest latent frames a later section reads: packing's history and the next decode's context."""
+    return max(HISTORY_FRAMES, 2 * settings.window)

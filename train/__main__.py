@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .world import WorldConfig
+from .world import NEW_MOTIONS, WorldConfig
 
 #: Run directories live here, one per output: each run of a fine-tune chain (a model card's
 #: reproduce lines) has its own checkpoints, which another run's options would not resume.
@@ -54,6 +54,19 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--inverted-one-caption", action="store_true",
                         help="train the inverted layout only on clips whose caption has not changed since the "
                              "start (it sees neither the sections in between nor their captions)")
+    parser.add_argument("--lora", type=int, default=0, metavar="RANK",
+                        help="train a LoRA of this rank on the attention projections of --init's transformer, which "
+                             "stays frozen, and write it in diffusers' LoRA format (0: train the whole transformer)")
+    parser.add_argument("--lora-data", choices=["motion", "text-start"], default="motion",
+                        help="what the LoRA teaches: --lora-motion, or making the scene from the prompt alone "
+                             "(clips that open on the empty scene text-to-video sketches from)")
+    parser.add_argument("--lora-motion", choices=NEW_MOTIONS, default=NEW_MOTIONS[0],
+                        help="the motion a motion LoRA teaches (one the world's own clips never show)")
+    parser.add_argument("--lora-share", type=float, default=0.5,
+                        help="share of the LoRA's clips that teach it; the rest are the world's own")
+    parser.add_argument("--ema-decay", type=float, default=0.998,
+                        help="decay of the exported EMA weights per step (lower for short runs: its horizon is "
+                             "1 / (1 - decay) steps)")
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--head-dim", type=int, default=32)
     parser.add_argument("--layers", type=int, default=2, help="dual-stream transformer blocks")
@@ -71,6 +84,12 @@ def parse_args(argv: list[str] | None):
     args = parser.parse_args(argv)
     if not 0 <= args.inverted_fraction <= 1:
         parser.error("--inverted-fraction is a share between 0 and 1")
+    if not 0 <= args.ema_decay < 1:
+        parser.error("--ema-decay is in [0, 1)")
+    if args.lora < 0 or not 0 < args.lora_share <= 1:
+        parser.error("--lora is a rank (0: no LoRA) and --lora-share a share in (0, 1]")
+    if args.lora and args.init is None:
+        parser.error("--lora adapts an exported model: give it with --init")
     if args.run_dir is None:
         args.run_dir = RUNS / (args.out.name if args.out is not None else "toyworld")
     if args.init is not None:
@@ -150,15 +169,30 @@ def main(argv: list[str] | None = None) -> int:
         earlier = training_commands(args.init)
         card_file = args.init / "README.md"
         parent_card = card_file.read_text() if card_file.exists() else None
-    clips = encode_clips(model, world, args.clips, args.run_dir, runtime, vae_source=init or "vae.pt")
-    prompts = prompt_table(model)
+    if args.lora:
+        from .lora import add_lora, clip_source
+
+        lora_config = add_lora(transformer, args.lora)
+        render, data, captions = clip_source(args)
+        clips = encode_clips(model, world, args.clips, args.run_dir, runtime, vae_source=init, render=render, data=data)
+        prompts = prompt_table(model, extra=captions)
+    else:
+        clips = encode_clips(model, world, args.clips, args.run_dir, runtime, vae_source=init or "vae.pt")
+        prompts = prompt_table(model)
     config = TransformerTrainConfig(batch=args.batch, lr=args.lr, video_end=args.video_end,
                                     inverted_fraction=args.inverted_fraction,
-                                    inverted_one_caption=args.inverted_one_caption)
+                                    inverted_one_caption=args.inverted_one_caption, ema_decay=args.ema_decay)
     ema, loss, progress = train_transformer(transformer, clips, prompts, world, config, args.run_dir, runtime,
                                             Budget(args.steps, args.seconds), init=init)
     print(f"transformer: {progress.steps} steps, smoothed flow-matching loss {loss:.4f}")
-    if args.out is not None:
+    if args.out is not None and args.lora:
+        from .card import device_name
+        from .lora import export_lora, lora_card
+
+        command = reproduce_command(args, vae_steps, progress.steps)
+        export_lora(ema, lora_config, args.out, lora_card(args, lora_config, progress, loss, command, device_name(runtime)))
+        print(f"wrote {args.out} ({directory_size(args.out) / 2**20:.2f} MiB)")
+    elif args.out is not None:
         model.pipeline.transformer = ema
         commands = [*earlier, reproduce_command(args, vae_steps, progress.steps)]
         card = model_card(args, runtime, vae_line, progress, loss, commands, parent_card)

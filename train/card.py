@@ -100,7 +100,7 @@ def model_card(args: argparse.Namespace, runtime: Runtime, vae: str | None, tran
         one_caption=" (inverted windows only from clips whose caption held since the start)"
         if args.inverted_one_caption else "",
         loss=loss,
-        device=_device_name(runtime),
+        device=device_name(runtime),
         minutes=transformer.seconds / 60,
         chain="; one line per run, each starting from the one before" if len(commands) > 1 else "",
         commands=reproduce_lines(commands, first_init=str(args.init) if args.init and len(commands) == 1 else None),
@@ -108,7 +108,7 @@ def model_card(args: argparse.Namespace, runtime: Runtime, vae: str | None, tran
     )
 
 
-def _device_name(runtime: Runtime) -> str:
+def device_name(runtime: Runtime) -> str:
     precision = ("bf16 autocast" if runtime.bf16 else "fp32") + (", compiled" if runtime.compile else "")
     if runtime.device.startswith("cuda"):
         return f"{torch.cuda.get_device_name()} ({precision}, {runtime.workers} data workers)"

@@ -107,7 +107,7 @@ def page_config(settings: StreamSettings) -> dict:
             "seed": defaults.seed,
             "frames_per_section": defaults.frames_per_section,
         },
-        "loras": list(model.loras) if model is not None else [],
+        "loras": [] if model is None else [{"name": lora.name, "description": lora.description} for lora in model.loras],
         "limits": {
             "max_steps": limits.max_steps,
             "max_pixels": limits.max_video_pixels,

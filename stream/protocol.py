@@ -24,6 +24,19 @@ class _Message(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
 
+#: LoRAs one `start` may combine, and the bounds of a LoRA's scale: past 2 a LoRA overwhelms the
+#: base model, and a negative scale inverts what it learned, which nobody asks for by accident.
+MAX_LORAS = 4
+MAX_LORA_SCALE = 2.0
+
+
+class LoraChoice(_Message):
+    """One of the server's LoRAs (`GET /config` lists them) by name, and its scale."""
+
+    name: str
+    scale: float = Field(default=1.0, ge=0.0, le=MAX_LORA_SCALE, allow_inf_nan=False)
+
+
 class Start(_Message):
     type: Literal["start"]
     prompt: str
@@ -36,6 +49,7 @@ class Start(_Message):
     guidance: float | None = None
     transition: int | None = Field(default=None, ge=0)
     media: Literal["jpeg", "none"] = "jpeg"
+    loras: list[LoraChoice] = Field(default_factory=list, max_length=MAX_LORAS)
     #: One of the operator's keys, where the server requires them (`GET /config`).
     api_key: str | None = Field(default=None, repr=False)
 

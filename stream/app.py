@@ -209,7 +209,7 @@ async def _export(session: SessionHandle, parts: int):
     """The MP4 of the frames made when the download began, a part (a section) at a time: the
     server holds one part of it, however long the video."""
     for index in range(parts):
-        yield await session.export_part(index)
+        yield await session.export_part(index, parts)
 
 
 def create_app(backend: SectionBackend, settings: StreamSettings | None = None, static_dir: str | Path | None = None) -> FastAPI:

@@ -90,6 +90,9 @@ class ModelInfo:
     #: The LoRAs a `start` may ask for by name (the operator's `--lora-dir`); the page is told
     #: their names and descriptions, never their paths.
     loras: tuple[LoraInfo, ...] = ()
+    #: The model as `--model` names it (a preset, a directory made absolute, a hub id): what the
+    #: settings carried in a session's MP4 name, so `render --from` loads the same model.
+    source: str | None = None
 
     def lora_path(self, name: str) -> str:
         """The weights file of the allowed LoRA `name`; `bad_request` for any other name."""

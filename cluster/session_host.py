@@ -59,6 +59,8 @@ class SessionRequest:
     prompt: str
     image: Image.Image | None
     media: str
+    #: A start made from the prompt alone (`start: "text"`).
+    from_text: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class SessionHost:
             store=FrameStore(stream.session_dir / request.session_id, stream.jpeg_quality),
             restart_steered=stream.restart_steered,
             model=stream.model.source if stream.model is not None else None,
+            from_text=request.from_text,
         )
         self._request = None  # the start image is the session's now; drop this copy
         self.session.start()

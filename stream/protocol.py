@@ -41,6 +41,8 @@ class Start(_Message):
     type: Literal["start"]
     prompt: str
     image: str | None = None
+    #: "text": a start made from the prompt alone (`engine.text_start`), with no image.
+    start: Literal["image", "text"] = "image"
     seed: int | None = None
     sections: int | None = Field(default=None, ge=0)
     width: int | None = None
@@ -94,6 +96,8 @@ def parse_client_message(text: str | bytes, limits: Limits) -> ClientMessage:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"])
         raise InputError("bad_request", f"{where}: {first['msg']}" if where else first["msg"]) from None
+    if isinstance(message, Start) and message.start == "text" and message.image is not None:
+        raise InputError("bad_request", "a start from the prompt alone takes no image; drop `image` or `start`")
     prompt = getattr(message, "prompt", None)
     if prompt is not None and len(prompt) > limits.max_prompt_chars:
         raise InputError("prompt_too_long", f"prompt of {len(prompt)} characters; at most {limits.max_prompt_chars}")

@@ -76,6 +76,7 @@ class Session:
         store: FrameStore,
         restart_steered: bool = True,
         model: str | None = None,
+        from_text: bool = False,
     ) -> None:
         self.id = session_id
         self.client = client
@@ -87,6 +88,7 @@ class Session:
         self._token_digest = token_digest
         self._backend = backend
         self._image = image
+        self._from_text = from_text
         self._media = media
         self._limits = limits
         self._prompt = prompt  # the newest steer: applied when the next section starts
@@ -168,8 +170,8 @@ class Session:
     async def _run(self) -> None:
         source: SectionSource | None = None
         try:
-            self._made_from = await asyncio.to_thread(_made_from, self._image, self.settings)
-            source = self._source = await self._backend.open(self._prompt, self._image, self.settings)
+            self._made_from = await asyncio.to_thread(_made_from, self._image, self._from_text, self.settings)
+            source = self._source = await self._backend.open(self._prompt, self._image, self.settings, self._from_text)
             self._image = None
             last = False
             while not last:
@@ -369,9 +371,12 @@ class Session:
         await asyncio.to_thread(self.store.delete)
 
 
-def _made_from(image: Image.Image | None, settings: GenerationSettings) -> tuple[Start, list[str]]:
+def _made_from(
+    image: Image.Image | None, from_text: bool, settings: GenerationSettings
+) -> tuple[Start, list[str]]:
     """The start and LoRA hashes of a video's record (blocking: a LoRA file can be large)."""
-    return image_start(image), [file_sha256(path) for path, _ in settings.loras]
+    start = Start("text") if from_text else image_start(image)
+    return start, [file_sha256(path) for path, _ in settings.loras]
 
 
 def _join(section: Section, tail: Section | None) -> Section:

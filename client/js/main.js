@@ -188,7 +188,8 @@ function startSession(event) {
     media: "jpeg",
   };
   const image = picker.value();
-  if (image) message.image = image;
+  if ($("text-start").checked) message.start = "text";
+  else if (image) message.image = image;
   const chosen = loras.value();
   if (chosen.length) message.loras = chosen;
   if (state.config.api_key_required) {
@@ -348,6 +349,11 @@ $("prompt").addEventListener("keydown", (event) => {
 });
 $("until-stopped").addEventListener("change", (event) => {
   $("sections").disabled = event.target.checked;
+});
+$("text-start").addEventListener("change", (event) => {
+  // The image is not used while the prompt alone makes the start.
+  $("dropzone").classList.toggle("unused", event.target.checked);
+  $("image-input").disabled = event.target.checked;
 });
 $("seed-random").addEventListener("click", () => {
   $("seed").value = Math.floor(Math.random() * 2 ** 31);

@@ -12,6 +12,7 @@ import ray
 
 from framepack_live.cluster.config import ClusterConfig
 from framepack_live.stream.client import Received, connect, download, expect, receive, recv_json, send
+from framepack_live.stream.metadata import read_record
 
 pytestmark = pytest.mark.heavy
 
@@ -79,6 +80,22 @@ async def test_a_lora_chosen_in_start_reaches_the_denoiser(server):
     base, with_lora, base_again = (received.frames for received in made)
     assert with_lora != base and base_again == base
     assert refused["code"] == "bad_request"
+
+
+async def test_a_start_from_the_prompt_alone_runs_through_the_stages(server):
+    """`start: "text"`: the sketch section runs on the Encoder, Denoiser and Decoder like any other,
+    and the video opens on its last frame, not on the built-in start image; the export says so."""
+    made = {}
+    for kind in ("image", "text"):
+        async with connect(server.ws_url) as ws:
+            await send(ws, type="start", prompt="a red ball", sections=1, seed=3, start=kind)
+            session = await expect(ws, "session")
+            made[kind] = await receive(ws, Received())
+        assert made[kind].gaps() == []
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        video = await download(http, session["session_id"], session["token"])
+    assert made["text"].frames[0] != made["image"].frames[0]
+    assert read_record(io.BytesIO(video.content)).start.kind == "text"
 
 
 async def test_sessions_beyond_the_limit_are_busy(server):

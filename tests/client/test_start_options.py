@@ -1,6 +1,6 @@
-"""The page's LoRA chooser in headless Chromium: the server's LoRAs offered with their
-descriptions, the ticked ones sent with `start` by name and strength, and no chooser on a server
-that offers none."""
+"""The page's start options in headless Chromium: the LoRA chooser (the server's LoRAs offered
+with their descriptions, the ticked ones sent with `start` by name and strength, no chooser on a
+server that offers none) and a start from the prompt alone."""
 
 from __future__ import annotations
 
@@ -50,4 +50,23 @@ def test_no_chooser_without_loras(server_url, new_page, console_errors):
     page.goto(server_url + "/")
     expect(page.locator("#status")).to_have_text("Ready. Write a prompt and press Start.")
     expect(page.locator("#lora-field")).to_be_hidden()
+    assert console_errors == []
+
+
+def test_a_start_from_the_prompt_alone(server_url, new_page, console_errors):
+    page = new_page()
+    sent = []
+    page.on("websocket", lambda ws: ws.on(
+        "framesent", lambda payload: isinstance(payload, str) and sent.append(json.loads(payload))))
+    page.goto(server_url + "/")
+    expect(page.locator("#status")).to_have_text("Ready. Write a prompt and press Start.")
+    page.get_by_label("Start from the prompt alone").check()
+    expect(page.locator("#dropzone")).to_have_class("dropzone unused")
+    page.fill("#prompt", "a red ball")
+    page.fill("#sections", "1")
+    page.click("#start")
+    expect(page.locator("#status")).to_contain_text("Finished", timeout=SECTION_TIMEOUT_MS)
+    expect(page.locator("#timeline .entry:not(.pending)")).to_have_count(1)
+    (start,) = [message for message in sent if message["type"] == "start"]
+    assert start["start"] == "text" and "image" not in start
     assert console_errors == []

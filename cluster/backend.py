@@ -32,7 +32,7 @@ from framepack_live.engine.decoding import Decoded
 from framepack_live.engine.errors import InputError
 from framepack_live.engine.section import Section
 from framepack_live.engine.settings import GenerationSettings
-from framepack_live.engine.video_state import SectionPlan, VideoStart
+from framepack_live.engine.video_state import SectionPlan, VideoStart, VideoState
 from framepack_live.stream.backend import PreviewCallback, ProgressCallback, worth_restarting
 
 from .logs import log
@@ -93,17 +93,45 @@ class RayBackend:
         self.encoder, self.denoiser, self.decoder = stages.encoder, stages.denoiser, stages.decoder
         self.session_id, self.metrics = session_id, metrics
 
-    async def open(self, prompt: str, image: Image.Image | None, settings: GenerationSettings) -> RaySource:
+    async def open(
+        self, prompt: str, image: Image.Image | None, settings: GenerationSettings, from_text: bool = False
+    ) -> RaySource:
         if settings.sampling != "forward":
             raise InputError("bad_request", "the server streams forward sampling only")
         opened = time.monotonic()
-        embeds, start = await asyncio.gather(
-            self.encode_prompt(prompt),
-            call_stage(self.session_id, "encoder", lambda: self.encoder.encode_start.remote(image, settings)),
-        )
-        negative = await self.encode_prompt(settings.negative_prompt) if settings.cfg > 1.0 else None
+        if from_text:
+            embeds, negative = await self._prompts(prompt, settings)
+            start = await self._start_from_text(prompt, embeds, negative, settings)
+        else:
+            (embeds, negative), start = await asyncio.gather(
+                self._prompts(prompt, settings),
+                call_stage(self.session_id, "encoder", lambda: self.encoder.encode_start.remote(image, settings)),
+            )
         log.info("session opened", extra={"session_id": self.session_id, "settings": settings.to_dict()})
-        return RaySource(self, settings, prompt, embeds, negative, start, opened)
+        return RaySource(self, settings, prompt, embeds, negative, video_state.begin(start, settings, prompt), opened)
+
+    async def _prompts(self, prompt: str, settings: GenerationSettings) -> tuple[PromptEmbeds, PromptEmbeds | None]:
+        """The prompt's embeddings, and the negative prompt's where real CFG uses one."""
+        embeds = await self.encode_prompt(prompt)
+        return embeds, await self.encode_prompt(settings.negative_prompt) if settings.cfg > 1.0 else None
+
+    async def _start_from_text(
+        self, prompt: str, embeds: PromptEmbeds, negative: PromptEmbeds | None, settings: GenerationSettings
+    ) -> VideoStart:
+        """`engine.text_start.start_from_text` across the stages, with the same numbers: the sketch
+        state on the Encoder, its one section denoised and decoded like any section, the start
+        image from its last frame on the Encoder."""
+        state = await call_stage(self.session_id, "encoder", lambda: self.encoder.sketch_state.remote(prompt, settings))
+        sketch = RaySource(self, state.settings, prompt, embeds, negative, state, None)
+        try:
+            section = await sketch.next_section(prompt, lambda step, steps: None)
+            tail = await sketch.flush()
+        finally:
+            await sketch.close()
+        last_frame = (tail or section).frames[-1]
+        return await call_stage(
+            self.session_id, "encoder", lambda: self.encoder.start_after.remote(sketch.state, last_frame)
+        )
 
     async def encode_prompt(self, prompt: str) -> PromptEmbeds:
         return await call_stage(self.session_id, "encoder", lambda: self.encoder.encode_prompt.remote(prompt))
@@ -160,16 +188,17 @@ class RaySource:
         prompt: str,
         embeds: PromptEmbeds,
         negative: PromptEmbeds | None,
-        start: VideoStart,
-        opened: float,
+        state: VideoState,
+        opened: float | None,
     ) -> None:
         self.backend, self.session_id, self.settings = backend, backend.session_id, settings
         #: Embeddings of the prompts the state's blends may use: the current one, and during a
         #: transition the ones it blends from.
         self._embeds: dict[str, PromptEmbeds] = {prompt: embeds}
         self._negative = negative
-        self._state = video_state.begin(start, settings, prompt)
-        self._opened: float | None = opened
+        self._state = state
+        #: When the session was opened, until its first frames are out (None: not measured).
+        self._opened = opened
         #: The section the session waits for, while it is denoised; and the next one, planned
         #: ahead while the current one decodes.
         self._current: _Ahead | None = None
@@ -251,6 +280,10 @@ class RaySource:
         if section is not None:
             self._delivered(section)
         return section
+
+    @property
+    def state(self) -> VideoState:
+        return self._state
 
     async def close(self) -> None:
         self._cancel_ahead()

@@ -65,6 +65,11 @@ class ClusterConfig:
     #: A file of API keys, one per line, read when the application is built (on the node that
     #: builds it: the head, for `serve deploy`); set: a `start` needs one of them.
     api_keys_file: str | None = None
+    #: A directory of LoRAs sessions may choose from (`engine.lora.list_loras`: diffusers' LoRA
+    #: directories and `.safetensors` files, each with an optional card), listed when the
+    #: application is built. The Denoiser replicas load them from the same path, so on a
+    #: multi-node cluster it must be on every node (a shared or copied directory).
+    lora_dir: str | None = None
 
     def __post_init__(self) -> None:
         problems = []

@@ -35,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ingress-replicas", type=int, default=None, metavar="R",
         help="Ingress replicas: any of them serves any session (default 2 where there are 2 or more CPUs, else 1)",
     )
+    parser.add_argument(
+        "--lora-dir", type=Path, default=None, metavar="DIR",
+        help="LoRAs sessions may choose from (diffusers' LoRA directories or .safetensors files, each with a card)",
+    )
     parser.add_argument("--session-dir", default=None, help="where sessions keep their frames (default: the temp dir)")
     access = parser.add_argument_group("networking and access (with --config: set them in the file's args)")
     access.add_argument(
@@ -64,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 #: Flags that configure the application itself; a `--config` file sets them in its `args` instead.
-APP_FLAGS = ("ice_server", "ice_username", "ice_credential", "trusted_proxy", "allowed_origin", "api_keys")
+APP_FLAGS = ("ice_server", "ice_username", "ice_credential", "trusted_proxy", "allowed_origin", "api_keys", "lora_dir")
 
 #: Serve's HTTP proxy runs uvicorn, which by default takes the client address from
 #: `X-Forwarded-For` for any peer on loopback. Whom to trust is the application's `trusted_proxies`
@@ -134,6 +138,7 @@ def _config_from_flags(args: argparse.Namespace, device: str) -> ClusterConfig:
         trusted_proxies=args.trusted_proxy,
         allowed_origins=args.allowed_origin,
         api_keys_file=str(args.api_keys.resolve()) if args.api_keys else None,
+        lora_dir=str(args.lora_dir.resolve()) if args.lora_dir else None,
     )
 
 

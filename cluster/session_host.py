@@ -59,6 +59,8 @@ class SessionRequest:
     prompt: str
     image: Image.Image | None
     media: str
+    #: A start made from the prompt alone (`start: "text"`).
+    from_text: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ class SessionHost:
             limits=stream.limits,
             store=FrameStore(stream.session_dir / request.session_id, stream.jpeg_quality),
             restart_steered=stream.restart_steered,
+            model=stream.model.source if stream.model is not None else None,
+            from_text=request.from_text,
         )
         self._request = None  # the start image is the session's now; drop this copy
         self.session.start()
@@ -181,8 +185,8 @@ class RemoteSession:
     async def export_parts(self) -> int:
         return await self._call("export_parts")
 
-    async def export_part(self, index: int) -> bytes:
-        return await self._call("export_part", index)
+    async def export_part(self, index: int, parts: int) -> bytes:
+        return await self._call("export_part", index, parts)
 
     async def check_token(self, token: str) -> None:
         await self._call("check_token", token)

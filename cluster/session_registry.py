@@ -75,6 +75,7 @@ class SessionRegistry:
                 prompt=start.prompt,
                 image=image,
                 media=start.media,
+                from_text=start.start == "text",
             )
             actor = SessionHost.options(
                 name=session_actor_name(self._app, session_id),

@@ -107,7 +107,7 @@ def page_config(settings: StreamSettings) -> dict:
             "seed": defaults.seed,
             "frames_per_section": defaults.frames_per_section,
         },
-        "loras": list(model.loras) if model is not None else [],
+        "loras": [] if model is None else [{"name": lora.name, "description": lora.description} for lora in model.loras],
         "limits": {
             "max_steps": limits.max_steps,
             "max_pixels": limits.max_video_pixels,
@@ -209,7 +209,7 @@ async def _export(session: SessionHandle, parts: int):
     """The MP4 of the frames made when the download began, a part (a section) at a time: the
     server holds one part of it, however long the video."""
     for index in range(parts):
-        yield await session.export_part(index)
+        yield await session.export_part(index, parts)
 
 
 def create_app(backend: SectionBackend, settings: StreamSettings | None = None, static_dir: str | Path | None = None) -> FastAPI:

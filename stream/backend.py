@@ -79,8 +79,12 @@ class SectionSource(Protocol):
 class SectionBackend(Protocol):
     """Makes sections for any number of sessions."""
 
-    async def open(self, prompt: str, image: Image.Image | None, settings: GenerationSettings) -> SectionSource:
+    async def open(
+        self, prompt: str, image: Image.Image | None, settings: GenerationSettings, from_text: bool = False
+    ) -> SectionSource:
         """Encode the start (prompt, and the start image or the built-in one when None) of a new video.
+        `from_text`: no image; the start is made from the prompt (`engine.text_start`), which
+        costs one section's denoise and decode before the first section.
 
         Raises `InputError` for a prompt or image the engine refuses.
         """

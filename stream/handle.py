@@ -78,7 +78,10 @@ class SessionHandle(Protocol):
         """How many parts the MP4 of every frame so far has (0: no frames yet)."""
         ...
 
-    async def export_part(self, index: int) -> bytes: ...
+    async def export_part(self, index: int, parts: int) -> bytes:
+        """Part `index` of the export that has `parts` parts; the first, the MP4's header, carries
+        how those parts were made (`stream.metadata.VideoRecord`)."""
+        ...
 
 
 class SessionDirectory(Protocol):

@@ -15,11 +15,14 @@ from typing import TypeVar
 
 from PIL import Image
 
+from framepack_live.engine import video_state
+from framepack_live.engine.conditioning import check_prompt
 from framepack_live.engine.errors import InputError
 from framepack_live.engine.generator import SectionGenerator
 from framepack_live.engine.model import FramePackModel
 from framepack_live.engine.section import Section
 from framepack_live.engine.settings import GenerationSettings
+from framepack_live.engine.text_start import start_from_text
 
 from .backend import PreviewCallback, ProgressCallback, worth_restarting
 
@@ -37,13 +40,23 @@ class InProcessBackend:
         """Queue `fn` on the engine thread and await it without blocking the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: fn(*args, **kwargs))
 
-    async def open(self, prompt: str, image: Image.Image | None, settings: GenerationSettings) -> LocalSource:
-        generator = await self.run(SectionGenerator, self.model, prompt=prompt, image=image, settings=settings)
+    async def open(
+        self, prompt: str, image: Image.Image | None, settings: GenerationSettings, from_text: bool = False
+    ) -> LocalSource:
+        if from_text:
+            generator = await self.run(_from_text, self.model, prompt, settings)
+        else:
+            generator = await self.run(SectionGenerator, self.model, prompt=prompt, image=image, settings=settings)
         return LocalSource(self, generator, prompt)
 
     def shutdown(self) -> None:
         """Stop the worker once the queued calls are done (for tests and command-line exits)."""
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _from_text(model: FramePackModel, prompt: str, settings: GenerationSettings) -> SectionGenerator:
+    check_prompt(model, prompt)  # before the sketch section is spent on it
+    return SectionGenerator.from_state(model, video_state.begin(start_from_text(model, prompt, settings), settings, prompt))
 
 
 class Restart(Exception):

@@ -49,6 +49,8 @@ class SessionManager:
             limits=self.settings.limits,
             store=store,
             restart_steered=self.settings.restart_steered,
+            model=self.settings.model.source if self.settings.model is not None else None,
+            from_text=start.start == "text",
         )
         self._sessions[session.id] = session
         if self._reaper is None:  # started here, not in a lifespan hook, so any host app works

@@ -24,10 +24,25 @@ class _Message(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
 
+#: LoRAs one `start` may combine, and the bounds of a LoRA's scale: past 2 a LoRA overwhelms the
+#: base model, and a negative scale inverts what it learned, which nobody asks for by accident.
+MAX_LORAS = 4
+MAX_LORA_SCALE = 2.0
+
+
+class LoraChoice(_Message):
+    """One of the server's LoRAs (`GET /config` lists them) by name, and its scale."""
+
+    name: str
+    scale: float = Field(default=1.0, ge=0.0, le=MAX_LORA_SCALE, allow_inf_nan=False)
+
+
 class Start(_Message):
     type: Literal["start"]
     prompt: str
     image: str | None = None
+    #: "text": a start made from the prompt alone (`engine.text_start`), with no image.
+    start: Literal["image", "text"] = "image"
     seed: int | None = None
     sections: int | None = Field(default=None, ge=0)
     width: int | None = None
@@ -36,6 +51,7 @@ class Start(_Message):
     guidance: float | None = None
     transition: int | None = Field(default=None, ge=0)
     media: Literal["jpeg", "none"] = "jpeg"
+    loras: list[LoraChoice] = Field(default_factory=list, max_length=MAX_LORAS)
     #: One of the operator's keys, where the server requires them (`GET /config`).
     api_key: str | None = Field(default=None, repr=False)
 
@@ -80,6 +96,8 @@ def parse_client_message(text: str | bytes, limits: Limits) -> ClientMessage:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"])
         raise InputError("bad_request", f"{where}: {first['msg']}" if where else first["msg"]) from None
+    if isinstance(message, Start) and message.start == "text" and message.image is not None:
+        raise InputError("bad_request", "a start from the prompt alone takes no image; drop `image` or `start`")
     prompt = getattr(message, "prompt", None)
     if prompt is not None and len(prompt) > limits.max_prompt_chars:
         raise InputError("prompt_too_long", f"prompt of {len(prompt)} characters; at most {limits.max_prompt_chars}")

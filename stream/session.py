@@ -14,6 +14,7 @@ another one (the cluster wraps it in an actor).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import hashlib
 import logging
@@ -26,12 +27,13 @@ from framepack_live.engine.errors import InputError
 from framepack_live.engine.section import Section
 from framepack_live.engine.settings import GenerationSettings
 
-from . import protocol
+from . import fmp4, protocol
 from .backend import PreviewCallback, ProgressCallback, SectionBackend, SectionSource
 from .events import EventLog, Poll, SectionRecord, Slot
 from .frame_store import FrameStore
 from .handle import Attachment, FrameBatch
 from .media import encode_jpegs
+from .metadata import Start, VideoRecord, file_sha256, image_start, software_versions
 from .presence import Presence
 from .ratelimit import TokenBucket
 from .settings import Limits
@@ -73,6 +75,8 @@ class Session:
         limits: Limits,
         store: FrameStore,
         restart_steered: bool = True,
+        model: str | None = None,
+        from_text: bool = False,
     ) -> None:
         self.id = session_id
         self.client = client
@@ -84,6 +88,7 @@ class Session:
         self._token_digest = token_digest
         self._backend = backend
         self._image = image
+        self._from_text = from_text
         self._media = media
         self._limits = limits
         self._prompt = prompt  # the newest steer: applied when the next section starts
@@ -102,6 +107,10 @@ class Session:
         self._task: asyncio.Task | None = None
         self._loop = asyncio.get_running_loop()
         self._frame_cap = int(limits.max_video_seconds * settings.fps)
+        #: Named in the export's record (`ModelInfo.source`).
+        self._model = model
+        #: The record's start and the LoRA files' hashes, taken before the first section.
+        self._made_from: tuple[Start, list[str]] | None = None
 
     def check_token(self, token: str) -> None:
         if not secrets.compare_digest(self._token_digest, token_hash(token)):
@@ -161,7 +170,8 @@ class Session:
     async def _run(self) -> None:
         source: SectionSource | None = None
         try:
-            source = self._source = await self._backend.open(self._prompt, self._image, self.settings)
+            self._made_from = await asyncio.to_thread(_made_from, self._image, self._from_text, self.settings)
+            source = self._source = await self._backend.open(self._prompt, self._image, self.settings, self._from_text)
             self._image = None
             last = False
             while not last:
@@ -322,8 +332,31 @@ class Session:
     async def export_parts(self) -> int:
         return len(self.store.export_parts())
 
-    async def export_part(self, index: int) -> bytes:
-        return await asyncio.to_thread(self.store.export_parts()[index].read_bytes)
+    async def export_part(self, index: int, parts: int) -> bytes:
+        data = await asyncio.to_thread(self.store.export_parts()[index].read_bytes)
+        if index == 0:  # the header: it carries how the video was made
+            data = await asyncio.to_thread(fmp4.with_metadata, data, self.record(parts).container_metadata())
+        return data
+
+    def record(self, parts: int) -> VideoRecord:
+        """How the first `parts` export parts (header and pieces) were made: the model, the
+        settings (with the sections they hold), the prompt of each section and the start, so
+        that `render --from` can make the video again."""
+        start, lora_sha256 = self._made_from
+        timeline, seen = [], set()
+        for record in self.events.records[: parts - 1]:  # a piece per record, in order
+            if record.index not in seen:  # a stopped session's held-back tail repeats an index
+                seen.add(record.index)
+                timeline.append({"section": record.index, "prompt": record.prompt, "branch": 0})
+        return VideoRecord(
+            model=self._model,
+            settings=dataclasses.replace(self.settings, sections=len(timeline)),
+            timeline=timeline,
+            start=start,
+            lora_sha256=lora_sha256,
+            runtime={"crf": fmp4.CRF},
+            software=software_versions(),
+        )
 
     # -- end -------------------------------------------------------------------------------
 
@@ -336,6 +369,14 @@ class Session:
             self.state = SessionState.STOPPED
         self.events.notify()
         await asyncio.to_thread(self.store.delete)
+
+
+def _made_from(
+    image: Image.Image | None, from_text: bool, settings: GenerationSettings
+) -> tuple[Start, list[str]]:
+    """The start and LoRA hashes of a video's record (blocking: a LoRA file can be large)."""
+    start = Start("text") if from_text else image_start(image)
+    return start, [file_sha256(path) for path, _ in settings.loras]
 
 
 def _join(section: Section, tail: Section | None) -> Section:

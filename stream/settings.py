@@ -10,6 +10,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from framepack_live.engine.errors import InputError
+from framepack_live.engine.lora import LoraInfo
 from framepack_live.engine.settings import GenerationSettings
 
 from .access import Access
@@ -85,8 +87,20 @@ class ModelInfo:
 
     name: str
     trained: GenerationSettings
-    #: LoRA names a `start` may ask for.
-    loras: tuple[str, ...] = ()
+    #: The LoRAs a `start` may ask for by name (the operator's `--lora-dir`); the page is told
+    #: their names and descriptions, never their paths.
+    loras: tuple[LoraInfo, ...] = ()
+    #: The model as `--model` names it (a preset, a directory made absolute, a hub id): what the
+    #: settings carried in a session's MP4 name, so `render --from` loads the same model.
+    source: str | None = None
+
+    def lora_path(self, name: str) -> str:
+        """The weights file of the allowed LoRA `name`; `bad_request` for any other name."""
+        for lora in self.loras:
+            if lora.name == name:
+                return lora.path
+        allowed = ", ".join(lora.name for lora in self.loras) or "none"
+        raise InputError("bad_request", f"no LoRA named {name!r} on this server (allowed: {allowed})")
 
 
 @dataclass(frozen=True)

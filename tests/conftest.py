@@ -1,7 +1,8 @@
-"""Shared fixtures: the tiny model (built offline into a per-run cache) and small settings."""
+"""Shared fixtures: the tiny model (built offline into a per-run cache), LoRAs for it, a STUN server."""
 
 from __future__ import annotations
 
+import copy
 import os
 
 import pytest
@@ -85,3 +86,34 @@ def stun_server():
     server = StunServer()
     yield server
     server.close()
+
+
+def write_lora(transformer: torch.nn.Module, out, seed: int, rank: int = 2) -> None:
+    """A LoRA for `transformer`'s architecture with random (non-zero) B matrices, written in
+    diffusers' format by the training's own export."""
+    from framepack_live.train.lora import add_lora, export_lora
+
+    trained = copy.deepcopy(transformer)
+    config = add_lora(trained, rank)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in trained.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(0.5 * torch.randn(parameter.shape, generator=generator))
+    export_lora(trained, config, out, "# test LoRA\n\nRandom weights for tests.\n")
+
+
+@pytest.fixture(scope="session")
+def make_lora():
+    """`write_lora`, for tests that need a LoRA of another model or architecture."""
+    return write_lora
+
+
+@pytest.fixture(scope="session")
+def tiny_loras(tiny_model, tmp_path_factory):
+    """A directory of two LoRAs for the tiny model (`first`, `second`) and a file that is none."""
+    root = tmp_path_factory.mktemp("loras")
+    write_lora(tiny_model.transformer, root / "first", seed=1)
+    write_lora(tiny_model.transformer, root / "second", seed=2)
+    (root / "notes.txt").write_text("not a LoRA")
+    return root

@@ -5,6 +5,7 @@
 import { describeError } from "./messages.js";
 import { ImagePicker } from "./image-picker.js";
 import { LiveView } from "./live-view.js";
+import { LoraChooser } from "./lora-chooser.js";
 import { applyServerConfig, fetchServerConfig } from "./server-config.js";
 import { SessionClient } from "./session-client.js";
 import {
@@ -50,6 +51,7 @@ const picker = new ImagePicker({
   reset: $("image-reset"),
   onError: (code) => showError(code),
 });
+const loras = new LoraChooser({ field: $("lora-field"), list: $("lora-list") });
 const client = new SessionClient({ onMessage, onFrame, onConnection });
 
 // ---------- server → page ----------
@@ -186,7 +188,10 @@ function startSession(event) {
     media: "jpeg",
   };
   const image = picker.value();
-  if (image) message.image = image;
+  if ($("text-start").checked) message.start = "text";
+  else if (image) message.image = image;
+  const chosen = loras.value();
+  if (chosen.length) message.loras = chosen;
   if (state.config.api_key_required) {
     message.api_key = apiKey;
     saveApiKey(apiKey);
@@ -345,6 +350,11 @@ $("prompt").addEventListener("keydown", (event) => {
 $("until-stopped").addEventListener("change", (event) => {
   $("sections").disabled = event.target.checked;
 });
+$("text-start").addEventListener("change", (event) => {
+  // The image is not used while the prompt alone makes the start.
+  $("dropzone").classList.toggle("unused", event.target.checked);
+  $("image-input").disabled = event.target.checked;
+});
 $("seed-random").addEventListener("click", () => {
   $("seed").value = Math.floor(Math.random() * 2 ** 31);
 });
@@ -369,6 +379,7 @@ async function init() {
     sections: $("sections"),
     modelInfo: $("model-info"),
   });
+  loras.offer(state.config.loras);
   view.iceServers = state.config.ice_servers;
   // Asked for once: a key this browser kept is sent without showing the field again.
   $("api-key").value = loadApiKey();

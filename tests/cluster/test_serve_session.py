@@ -1,5 +1,5 @@
 """The application on local Ray, spoken to like a browser: sessions, steering, export, `busy`,
-and a Denoiser replica killed mid-session."""
+LoRAs chosen per session, and a Denoiser replica killed mid-session."""
 
 from __future__ import annotations
 
@@ -12,13 +12,27 @@ import ray
 
 from framepack_live.cluster.config import ClusterConfig
 from framepack_live.stream.client import Received, connect, download, expect, receive, recv_json, send
+from framepack_live.stream.metadata import read_record
 
 pytestmark = pytest.mark.heavy
 
 
 @pytest.fixture(scope="module")
-def server(deploy, generation):
-    with deploy(ClusterConfig(generation=generation, max_sessions=2)) as server:
+def toyworld_loras(tmp_path_factory, make_lora):
+    """A LoRA directory (`--lora-dir`) with one random LoRA for the shipped toyworld transformer."""
+    from diffusers import HunyuanVideoFramepackTransformer3DModel
+
+    from framepack_live.engine.presets import SHIPPED
+
+    root = tmp_path_factory.mktemp("toyworld-loras")
+    transformer = HunyuanVideoFramepackTransformer3DModel.from_pretrained(SHIPPED["toyworld"] / "transformer")
+    make_lora(transformer, root / "random", seed=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(deploy, generation, toyworld_loras):
+    with deploy(ClusterConfig(generation=generation, max_sessions=2, lora_dir=str(toyworld_loras))) as server:
         yield server
 
 
@@ -45,6 +59,43 @@ async def test_three_sections_with_a_steer_and_the_mp4(server, generation):
     assert frames[0].shape == (generation["height"], generation["width"], 3)
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert page.status_code == 200 and "<html" in page.text.lower()
+
+
+async def test_a_lora_chosen_in_start_reaches_the_denoiser(server):
+    """The page names a LoRA from `GET /config`; the session's settings carry its file to the
+    Denoiser, whose frames differ from the base model's; another session is the base model again."""
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        offered = (await http.get("/config")).json()["loras"]
+    made = []
+    for loras in ([], [{"name": "random", "scale": 1.0}], []):
+        async with connect(server.ws_url) as ws:
+            await send(ws, type="start", prompt="a red ball", sections=1, seed=3, loras=loras)
+            await expect(ws, "session")
+            made.append(await receive(ws, Received()))
+        assert made[-1].gaps() == []
+    async with connect(server.ws_url) as ws:
+        await send(ws, type="start", prompt="a red ball", sections=1, loras=[{"name": "other"}])
+        refused = await expect(ws, "error")
+    assert offered == [{"name": "random", "description": "Random weights for tests."}]
+    base, with_lora, base_again = (received.frames for received in made)
+    assert with_lora != base and base_again == base
+    assert refused["code"] == "bad_request"
+
+
+async def test_a_start_from_the_prompt_alone_runs_through_the_stages(server):
+    """`start: "text"`: the sketch section runs on the Encoder, Denoiser and Decoder like any other,
+    and the video opens on its last frame, not on the built-in start image; the export says so."""
+    made = {}
+    for kind in ("image", "text"):
+        async with connect(server.ws_url) as ws:
+            await send(ws, type="start", prompt="a red ball", sections=1, seed=3, start=kind)
+            session = await expect(ws, "session")
+            made[kind] = await receive(ws, Received())
+        assert made[kind].gaps() == []
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        video = await download(http, session["session_id"], session["token"])
+    assert made["text"].frames[0] != made["image"].frames[0]
+    assert read_record(io.BytesIO(video.content)).start.kind == "text"
 
 
 async def test_sessions_beyond_the_limit_are_busy(server):

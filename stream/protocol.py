@@ -52,8 +52,14 @@ class Start(_Message):
     transition: int | None = Field(default=None, ge=0)
     media: Literal["jpeg", "none"] = "jpeg"
     loras: list[LoraChoice] = Field(default_factory=list, max_length=MAX_LORAS)
+    #: DESIGN.md's short form: one LoRA by name, at scale 1 (`loras` takes several, with scales).
+    lora: str | None = None
     #: One of the operator's keys, where the server requires them (`GET /config`).
     api_key: str | None = Field(default=None, repr=False)
+
+    @property
+    def chosen_loras(self) -> list[LoraChoice]:
+        return [*self.loras, *([LoraChoice(name=self.lora)] if self.lora is not None else [])]
 
 
 class Steer(_Message):

@@ -81,3 +81,13 @@ async def test_loras_a_server_does_not_offer_are_refused(server_factory, tiny_lo
     assert {why: error["code"] for why, error in refusals.items()} == dict.fromkeys(refusals, "bad_request")
     assert "allowed: first, second" in refusals["unknown"]["message"]
     assert "no LoRAs" in refusals["none offered"]["message"]
+
+
+def test_design_short_form_names_one_lora_at_scale_one():
+    from framepack_live.stream.protocol import LoraChoice, parse_client_message
+    from framepack_live.stream.settings import Limits
+
+    message = parse_client_message('{"type": "start", "prompt": "x", "lora": "first"}', Limits())
+    assert message.chosen_loras == [LoraChoice(name="first", scale=1.0)]
+    both = parse_client_message('{"type": "start", "prompt": "x", "loras": [{"name": "a", "scale": 0.5}], "lora": "b"}', Limits())
+    assert [(c.name, c.scale) for c in both.chosen_loras] == [("a", 0.5), ("b", 1.0)]

@@ -34,7 +34,7 @@ from .metrics import SessionMetrics
 
 #: Methods of `Session` an Ingress may call through `SessionHost.call` (the `SessionHandle` ones).
 HANDLE_METHODS = frozenset({
-    "steer", "pause", "resume", "stop", "attach", "poll", "delivered", "frames", "live_edge",
+    "steer", "rewind", "pause", "resume", "stop", "attach", "poll", "delivered", "frames", "live_edge",
     "add_peer", "remove_peer", "peer_count", "export_parts", "export_part", "check_token",
 })
 
@@ -145,6 +145,9 @@ class RemoteSession:
     async def steer(self, prompt: str, transition: int | None = None) -> None:
         await self._call("steer", prompt, transition)
 
+    async def rewind(self, section: int, prompt: str, transition: int | None = None, branch: int | None = None) -> None:
+        await self._call("rewind", section, prompt, transition, branch)
+
     async def pause(self) -> None:
         await self._call("pause")
 
@@ -178,11 +181,11 @@ class RemoteSession:
     async def peer_count(self) -> int:
         return await self._call("peer_count")
 
-    async def export_parts(self) -> int:
-        return await self._call("export_parts")
+    async def export_parts(self, branch: int | None = None) -> int:
+        return await self._call("export_parts", branch)
 
-    async def export_part(self, index: int) -> bytes:
-        return await self._call("export_part", index)
+    async def export_part(self, index: int, branch: int | None = None) -> bytes:
+        return await self._call("export_part", index, branch)
 
     async def check_token(self, token: str) -> None:
         await self._call("check_token", token)

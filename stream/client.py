@@ -159,3 +159,15 @@ async def receive(
         if until is not None and until(message):
             break
     return into
+
+
+async def rewind(ws: ClientConnection, into: Received, section: int, prompt: str, timeout: float = 60) -> dict:
+    """Rewind the session to the boundary before `section` and read into `into` until the new
+    branch's first section has come; returns its `branch` message."""
+    await send(ws, type="rewind", section=section, prompt=prompt)
+    await receive(ws, into, timeout=timeout, until=lambda m: m["type"] in ("branch", "error"))
+    if not into.branches:
+        raise ProtocolViolation(f"no `branch` after a rewind (errors: {into.errors})")
+    branch = into.branches[-1]
+    await receive(ws, into, timeout=timeout, until=lambda m: m["type"] == "section" and m["branch"] == branch["branch"])
+    return branch

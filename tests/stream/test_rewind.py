@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from framepack_live.stream.client import Received, download, expect, receive, send
+from framepack_live.stream.client import Received, download, expect, receive, rewind, send
 
 from .test_session_ws import decode_mp4
 
@@ -21,8 +21,7 @@ async def test_rewind_replays_bit_for_bit_and_keeps_every_branch(server):
         assert [e["code"] for e in received.errors] == ["bad_request"]
         received.errors.clear()
 
-        await send(ws, type="rewind", section=1, prompt="a red ball")
-        await receive(ws, received, until=lambda m: m["type"] == "section" and m["branch"] == 1)
+        await rewind(ws, received, 1, "a red ball")
         await send(ws, type="stop")
         await receive(ws, received)
         token = (session["session_id"], session["token"])

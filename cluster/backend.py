@@ -276,6 +276,7 @@ class RaySource:
 
     async def close(self) -> None:
         self._cancel_ahead()
+        self._boundaries.close()
         log.info("session closed", extra={"session_id": self.session_id, "sections": self._state.step})
 
     def _take_ahead(self, progress: ProgressCallback, preview: PreviewCallback | None) -> _Ahead | None:

@@ -5,22 +5,38 @@ state before each section is simply kept (`video_state.snapshot`): going back to
 going on is then the same as having stopped there, bit for bit. A rewind starts a new branch whose
 first boundaries are its parent's up to k (shared, never copied: snapshots are never changed), so
 every branch stays reachable and each boundary costs its bytes once.
+
+Most boundaries are small enough to keep in memory (toy model: tens of kB; the real model at 640
+with causal decoding: about 9 MB). Blend decoding at a real size keeps tens of float frames
+pending (about 160 MB at 640), so past `memory_bytes` in all the snapshots go to files in a
+temporary directory (`TMPDIR`), read back by a rewind and deleted by `close`.
 """
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
+import torch
+
 from . import video_state
 from .video_state import VideoState
+
+#: Snapshots kept in memory, in bytes (`video_state.snapshot_bytes`), before they go to disk.
+MEMORY_BYTES = 256 * 2**20
 
 
 class Boundaries:
     """Lines of boundary states, one per branch: `line[k]` is the state before section k of the
-    branch's path (its ancestors' sections before it forked, then its own)."""
+    branch's path (its ancestors' sections before it forked, then its own), in memory or a file."""
 
-    def __init__(self) -> None:
-        self._lines: list[list[VideoState]] = [[]]
+    def __init__(self, memory_bytes: int = MEMORY_BYTES) -> None:
+        self._lines: list[list[VideoState | Path]] = [[]]
         #: The branch being made.
         self.branch = 0
+        self._memory_left = memory_bytes
+        self._disk: tempfile.TemporaryDirectory | None = None
+        self._files = 0
 
     @property
     def branches(self) -> int:
@@ -32,7 +48,7 @@ class Boundaries:
         line = self._lines[self.branch]
         if state.step > len(line):
             raise RuntimeError(f"boundary {state.step} kept before boundary {len(line)}")
-        line[state.step :] = [video_state.snapshot(state)]
+        line[state.step :] = [self._store(video_state.snapshot(state))]
 
     def sections(self, branch: int) -> int:
         """Boundaries of `branch` beyond its first: the sections its path has (so far)."""
@@ -47,7 +63,27 @@ class Boundaries:
             raise ValueError(f"section {section} is not a boundary of this branch: it has {len(line) - 1} sections")
         self._lines.append(line[: section + 1])
         self.branch = len(self._lines) - 1
-        return video_state.snapshot(line[section])
+        kept = line[section]
+        # A file's state is read afresh; one in memory is copied, so it stays as kept.
+        return torch.load(kept, weights_only=False) if isinstance(kept, Path) else video_state.snapshot(kept)
+
+    def close(self) -> None:
+        """Delete the files of the snapshots that went to disk."""
+        if self._disk is not None:
+            self._disk.cleanup()
+            self._disk = None
+
+    def _store(self, snapshot: VideoState) -> VideoState | Path:
+        size = video_state.snapshot_bytes(snapshot)
+        if size <= self._memory_left:
+            self._memory_left -= size
+            return snapshot
+        if self._disk is None:
+            self._disk = tempfile.TemporaryDirectory(prefix="framepack-live-boundaries-")
+        path = Path(self._disk.name) / f"{self._files:09d}.pt"
+        self._files += 1
+        torch.save(snapshot, path)  # pickled plain data of this process, read back only by it
+        return path
 
     def _line(self, branch: int) -> list[VideoState]:
         if not 0 <= branch < len(self._lines):

@@ -143,3 +143,4 @@ class LocalSource:
     async def close(self) -> None:
         # Nothing runs on it any more; dropping the reference frees the history latents.
         self._generator = None
+        self._boundaries.close()

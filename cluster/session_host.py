@@ -166,8 +166,10 @@ class RemoteSession:
     def delivered(self, viewer: int, seq: int) -> None:
         self._actor.call.remote("delivered", viewer, seq)  # not awaited: nothing to wait for
 
-    async def frames(self, first: int, count: int, wait_s: float, peer: str | None = None) -> FrameBatch:
-        return await self._call("frames", first, count, wait_s, peer)
+    async def frames(
+        self, first: int, count: int, wait_s: float, peer: str | None = None, branch: int | None = None
+    ) -> FrameBatch:
+        return await self._call("frames", first, count, wait_s, peer, branch)
 
     async def live_edge(self) -> int:
         return await self._call("live_edge")

@@ -73,6 +73,10 @@ class FrameStore:
         """Frames of a branch's path."""
         return self._get(branch).frames
 
+    def fork_frame(self, branch: int) -> int:
+        """The branch's first own frame: where it left its parent's path."""
+        return self._get(branch).first_frame
+
     @property
     def stored_frames(self) -> int:
         """Frames stored on disk, every branch's own."""

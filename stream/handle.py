@@ -29,10 +29,13 @@ class Attachment:
 
 @dataclass(frozen=True)
 class FrameBatch:
-    """JPEG frames from a requested index on; `ended` once no frame will follow them."""
+    """JPEG frames of the branch being made from index `first` on (the one asked for, unless a
+    rewind made another branch current); `ended` once no frame will follow them."""
 
     jpegs: list[bytes]
     ended: bool
+    first: int = 0
+    branch: int = 0
 
 
 class SessionHandle(Protocol):
@@ -58,9 +61,13 @@ class SessionHandle(Protocol):
         once (a remote session is told without waiting for its answer)."""
         ...
 
-    async def frames(self, first: int, count: int, wait_s: float, peer: str | None = None) -> FrameBatch:
+    async def frames(
+        self, first: int, count: int, wait_s: float, peer: str | None = None, branch: int | None = None
+    ) -> FrameBatch:
         """Up to `count` frames from `first` on, waiting up to `wait_s` for the first to exist.
-        `peer` renews that WebRTC peer's presence."""
+        `peer` renews that WebRTC peer's presence. `branch`: the branch the caller played so far;
+        when a rewind has made another one current, the frames come from where that one forked
+        (if earlier than `first`), so a player follows a rewind at once."""
         ...
 
     async def live_edge(self) -> int:

@@ -373,13 +373,19 @@ class Session:
         if viewer == self.presence.viewer:
             self._delivered = max(self._delivered, seq)
 
-    async def frames(self, first: int, count: int, wait_s: float, peer: str | None = None) -> FrameBatch:
+    async def frames(
+        self, first: int, count: int, wait_s: float, peer: str | None = None, branch: int | None = None
+    ) -> FrameBatch:
         if peer is not None:
             self.presence.peer_seen(peer)
-        if first >= self.store.frame_count and self.active:
+        if first >= self.store.frame_count and self.active and branch in (None, self._branch):
             await self.events.wait(len(self.events.entries) - 1, self.events.progress.version, wait_s)
-        jpegs = await asyncio.to_thread(self.store.read_frames, first, count)
-        return FrameBatch(jpegs=jpegs, ended=not self.active and first + len(jpegs) >= self.store.frame_count)
+        current = self._branch
+        if branch is not None and branch != current:
+            first = min(first, self.store.fork_frame(current))
+        jpegs = await asyncio.to_thread(self.store.read_frames, first, count, current)
+        ended = not self.active and first + len(jpegs) >= self.store.frames_of(current)
+        return FrameBatch(jpegs=jpegs, ended=ended, first=first, branch=current)
 
     async def live_edge(self) -> int:
         records = self.events.records

@@ -33,6 +33,9 @@ async def test_rewind_replays_bit_for_bit_and_keeps_every_branch(server):
             decode_mp4((await download(http, *token, branch)).content) for branch in (0, 1, 2, None)
         ]
         missing = await download(http, *token, 7)
+        # A player of the first branch (a WebRTC track) is moved to where the current one forked.
+        handle = await server.app.state.directory.get(*token)
+        moved = await handle.frames(len(old), 4, 0, None, 0)
 
     assert received.done is not None and not received.errors, received.errors
     assert received.branches == [
@@ -54,4 +57,5 @@ async def test_rewind_replays_bit_for_bit_and_keeps_every_branch(server):
     assert len(current) == len(third) == received.done["frames"] == sum(m["frames"] for m, _ in received.branch(2))
     assert all((a == b).all() for a, b in zip(current, third, strict=True))
     assert any(not (a == b).all() for a, b in zip(third, old))  # another prompt, other frames
+    assert (moved.branch, moved.first) == (2, 0) and moved.jpegs == received.branch(2)[0][1][:4]
     assert missing.status_code == 400 and missing.json()["code"] == "bad_request"

@@ -49,6 +49,8 @@ class Boundaries:
         line = self._lines[self.branch]
         if state.step > len(line):
             raise RuntimeError(f"boundary {state.step} kept before boundary {len(line)}")
+        for dropped in line[state.step :]:
+            self._release(dropped)
         line[state.step :] = [self._store(video_state.snapshot(state))]
 
     def sections(self, branch: int) -> int:
@@ -73,6 +75,15 @@ class Boundaries:
         if self._disk is not None:
             self._disk.cleanup()
             self._disk = None
+
+    def _release(self, kept: VideoState | Path) -> None:
+        """A boundary replaced on the current line: free it unless another line still has it."""
+        if any(kept is other for line in self._lines if line is not self._lines[self.branch] for other in line):
+            return
+        if isinstance(kept, Path):
+            kept.unlink()
+        else:
+            self._memory_left += video_state.snapshot_bytes(kept)
 
     def _store(self, snapshot: VideoState) -> VideoState | Path:
         size = video_state.snapshot_bytes(snapshot)

@@ -40,3 +40,16 @@ def test_branches_share_boundaries_and_rewinds_return_copies(memory_bytes):
     with pytest.raises(ValueError, match="no branch"):
         boundaries.rewind(0, branch=9)
     boundaries.close()
+
+
+def test_a_replaced_boundary_gives_its_memory_back():
+    sizes = [video_state.snapshot_bytes(video_state.snapshot(_state(step))) for step in (0, 1)]
+    # Room for boundary 0 and two boundaries 1 (one per branch), not for the restarted attempts.
+    boundaries = Boundaries(memory_bytes=sizes[0] + 2 * sizes[1])
+    boundaries.keep(_state(0))
+    for _ in range(5):  # attempts of section 1 that were restarted: one boundary each time
+        boundaries.keep(_state(1))
+    boundaries.rewind(1)
+    boundaries.keep(_state(1))  # the new branch's own boundary 1; branch 0 keeps the shared one
+    assert boundaries._disk is None, "a boundary went to disk: replaced ones kept their memory"
+    assert torch.equal(boundaries.rewind(1, branch=0).video, _state(1).video)

@@ -53,3 +53,15 @@ def test_a_replaced_boundary_gives_its_memory_back():
     boundaries.keep(_state(1))  # the new branch's own boundary 1; branch 0 keeps the shared one
     assert boundaries._disk is None, "a boundary went to disk: replaced ones kept their memory"
     assert torch.equal(boundaries.rewind(1, branch=0).video, _state(1).video)
+
+
+def test_bench_rewind_remakes_a_section_bit_for_bit_on_the_tiny_model(tiny_model):
+    """What `bench rewind` reports, on the tiny model with causal decoding (the session tests
+    cover blend): the section made again from its kept boundary with its prompt has the same
+    frames, and the boundary is no larger than its computed steady size."""
+    from framepack_live.bench.rewind import toy_figures
+
+    settings = GenerationSettings(width=64, height=64, steps=2, window=2, decode="causal", seed=3)
+    figures = toy_figures(tiny_model, settings, sections=2)
+    assert figures["replay_identical"]
+    assert 0 < figures["bytes_per_boundary_measured"] <= figures["bytes_per_boundary_steady"]

@@ -155,7 +155,7 @@ class Session:
         """Go back to the boundary before `section` (0 .. its sections made) of `branch` (default:
         the current one) and go on from there with `prompt` as a new branch, from the next section
         boundary on: the section being made finishes on the branch it was made for. A newer rewind
-        or steer replaces a waiting one."""
+        replaces a waiting one; a steer that comes after it applies to the new branch."""
         self._require_active()
         if transition is not None and transition < 0:
             raise InputError("bad_request", f"transition must be >= 0 sections, got {transition}")

@@ -27,6 +27,7 @@ from ray.serve.exceptions import BackPressureError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from framepack_live.engine import video_state
+from framepack_live.engine.boundaries import Boundaries
 from framepack_live.engine.conditioning import PromptEmbeds, blend_embeds
 from framepack_live.engine.decoding import Decoded
 from framepack_live.engine.errors import InputError
@@ -203,6 +204,8 @@ class RaySource:
         #: ahead while the current one decodes.
         self._current: _Ahead | None = None
         self._ahead: _Ahead | None = None
+        #: The state each accepted section was planned from, for rewinds.
+        self._boundaries = Boundaries()
 
     async def next_section(
         self,
@@ -221,6 +224,9 @@ class RaySource:
             plan, result = await self._denoised()
         finally:
             self._current = None
+        # Restarts and stale plans were replaced before this one was taken: the state is the one
+        # this plan was made from, the boundary before it.
+        self._boundaries.keep(state)
         decode = video_state.accept_section(state, plan, result.latents)
         video_state.compact(state)
         if not state.finished:
@@ -271,8 +277,24 @@ class RaySource:
     def _steer(self, prompt: str, embeds: PromptEmbeds, transition: int | None) -> None:
         state = self._state
         video_state.steer(state, prompt, transition)
-        used = {state.prompt, *(state.blend_from.prompts if state.blend_from is not None else ())}
-        self._embeds = {p: e for p, e in self._embeds.items() if p in used} | {prompt: embeds}
+        self._embeds = {p: e for p, e in self._embeds.items() if p in _prompts_used(state)} | {prompt: embeds}
+
+    async def rewind(self, section: int, prompt: str, transition: int | None = None, branch: int | None = None) -> int:
+        """See `SectionSource.rewind`: the state kept for the boundary replaces this one; the
+        prompts its blend uses are encoded again where they were dropped meanwhile."""
+        embeds = await self.backend.encode_prompt(prompt)  # refuses before anything changes
+        self._cancel_ahead()
+        self._boundaries.keep(self._state)  # the end of the branch left, to come back to
+        try:
+            state = self._boundaries.rewind(section, branch)
+        except ValueError as exc:
+            raise InputError("bad_request", str(exc)) from None
+        missing = sorted(_prompts_used(state) - set(self._embeds))
+        encoded = await asyncio.gather(*(self.backend.encode_prompt(p) for p in missing))
+        self._embeds |= dict(zip(missing, encoded))
+        self._state = state
+        self._steer(prompt, embeds, transition)
+        return self._boundaries.branch
 
     async def flush(self) -> Section | None:
         self._cancel_ahead()
@@ -287,6 +309,7 @@ class RaySource:
 
     async def close(self) -> None:
         self._cancel_ahead()
+        self._boundaries.close()
         log.info("session closed", extra={"session_id": self.session_id, "sections": self._state.step})
 
     def _take_ahead(self, progress: ProgressCallback, preview: PreviewCallback | None) -> _Ahead | None:
@@ -343,3 +366,9 @@ class RaySource:
             section.num_frames,
             extra={"session_id": self.session_id, "section": section.index, "first_frame": section.first_frame},
         )
+
+
+def _prompts_used(state: video_state.VideoState) -> set[str]:
+    """The prompts whose embeddings the state's next sections need: its own, and during a
+    transition the ones it blends from."""
+    return {state.prompt, *(state.blend_from.prompts if state.blend_from is not None else ())}

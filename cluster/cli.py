@@ -12,7 +12,7 @@ import sys
 
 from ..engine.errors import InputError
 
-BENCHMARKS = ("context", "sp", "serve", "sessions", "toyworld", "train", "gpu", "seams", "preview", "extend")
+BENCHMARKS = ("context", "sp", "serve", "sessions", "toyworld", "train", "gpu", "seams", "preview", "extend", "rewind")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,7 +34,7 @@ from .metrics import SessionMetrics
 
 #: Methods of `Session` an Ingress may call through `SessionHost.call` (the `SessionHandle` ones).
 HANDLE_METHODS = frozenset({
-    "steer", "pause", "resume", "stop", "attach", "poll", "delivered", "frames", "live_edge",
+    "steer", "rewind", "pause", "resume", "stop", "attach", "poll", "delivered", "frames", "live_edge",
     "add_peer", "remove_peer", "peer_count", "export_parts", "export_part", "check_token",
 })
 
@@ -149,6 +149,9 @@ class RemoteSession:
     async def steer(self, prompt: str, transition: int | None = None) -> None:
         await self._call("steer", prompt, transition)
 
+    async def rewind(self, section: int, prompt: str, transition: int | None = None, branch: int | None = None) -> None:
+        await self._call("rewind", section, prompt, transition, branch)
+
     async def pause(self) -> None:
         await self._call("pause")
 
@@ -167,8 +170,10 @@ class RemoteSession:
     def delivered(self, viewer: int, seq: int) -> None:
         self._actor.call.remote("delivered", viewer, seq)  # not awaited: nothing to wait for
 
-    async def frames(self, first: int, count: int, wait_s: float, peer: str | None = None) -> FrameBatch:
-        return await self._call("frames", first, count, wait_s, peer)
+    async def frames(
+        self, first: int, count: int, wait_s: float, peer: str | None = None, branch: int | None = None
+    ) -> FrameBatch:
+        return await self._call("frames", first, count, wait_s, peer, branch)
 
     async def live_edge(self) -> int:
         return await self._call("live_edge")
@@ -182,11 +187,11 @@ class RemoteSession:
     async def peer_count(self) -> int:
         return await self._call("peer_count")
 
-    async def export_parts(self) -> int:
-        return await self._call("export_parts")
+    async def export_parts(self, branch: int | None = None) -> int:
+        return await self._call("export_parts", branch)
 
-    async def export_part(self, index: int, parts: int) -> bytes:
-        return await self._call("export_part", index, parts)
+    async def export_part(self, index: int, parts: int, branch: int | None = None) -> bytes:
+        return await self._call("export_part", index, parts, branch)
 
     async def check_token(self, token: str) -> None:
         await self._call("check_token", token)

@@ -67,6 +67,18 @@ class SectionSource(Protocol):
         prompt, nothing changes and the next `next_section` call brings the prompt as usual."""
         ...
 
+    async def rewind(self, section: int, prompt: str, transition: int | None = None, branch: int | None = None) -> int:
+        """Go back to the boundary before `section` of `branch`'s path (default: the branch being
+        made; `section` may be its end) and make a new branch from there: the next `next_section`
+        makes section `section` again, from the engine state kept for that boundary, with `prompt`
+        (blended in over `transition` sections when it differs from the prompt that boundary had).
+        Returns the new branch's number (branches count from 0, in the order they are made).
+        Called between `next_section` calls; anything made ahead for the old branch is dropped.
+        `InputError` (`bad_request` for a boundary not made, the engine's codes for a refused
+        prompt) before anything changes. With the prompt (and transition) the section was made
+        with, it is made again bit for bit."""
+        ...
+
     async def flush(self) -> Section | None:
         """The held-back tail once no section will follow (same `index` as the last section), or None."""
         ...

@@ -68,6 +68,17 @@ class Steer(_Message):
     transition: int | None = Field(default=None, ge=0)
 
 
+class Rewind(_Message):
+    """Go back to the boundary before `section` (0 .. the sections made) of `branch`'s path
+    (default: the current branch) and go on from there with `prompt`, as a new branch."""
+
+    type: Literal["rewind"]
+    section: int = Field(ge=0)
+    prompt: str
+    transition: int | None = Field(default=None, ge=0)
+    branch: int | None = Field(default=None, ge=0)
+
+
 class Pause(_Message):
     type: Literal["pause"]
 
@@ -86,7 +97,7 @@ class ResumeSession(_Message):
     token: str
 
 
-ClientMessage = Annotated[Start | Steer | Pause | Resume | Stop | ResumeSession, Field(discriminator="type")]
+ClientMessage = Annotated[Start | Steer | Rewind | Pause | Resume | Stop | ResumeSession, Field(discriminator="type")]
 _client_message = TypeAdapter(ClientMessage)
 
 
@@ -142,12 +153,17 @@ def preview_message(section: int, step: int, steps: int, width: int, height: int
 
 
 def section_message(
-    section: int, prompt: str, frames: int, fps: int, width: int, height: int, first_frame: int
+    section: int, prompt: str, frames: int, fps: int, width: int, height: int, first_frame: int, branch: int = 0
 ) -> str:
     return _json(
         "section", section=section, prompt=prompt, frames=frames, fps=fps, width=width, height=height,
-        first_frame=first_frame,
+        first_frame=first_frame, branch=branch,
     )
+
+
+def branch_message(branch: int, parent: int, section: int, prompt: str) -> str:
+    """A rewind made `branch` from `parent`'s boundary before `section`; the sections that follow are its."""
+    return _json("branch", branch=branch, parent=parent, section=section, prompt=prompt)
 
 
 def error_message(code: str, message: str) -> str:

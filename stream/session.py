@@ -4,7 +4,9 @@
                           │                             │
                           └──── stop / last section ────┴──► stopped     (any error ──► failed)
 
-The session drives its `SectionSource` one section at a time. What it makes goes to its
+The session drives its `SectionSource` one section at a time. A `rewind` goes back to a section
+boundary and goes on from there as a new branch; every branch is kept (`FrameStore`), so the
+timeline is a tree whose every path can be watched and exported. What it makes goes to its
 `FrameStore` (disk) and its `EventLog`, from which viewers pull at their own pace, so no viewer
 ever holds it back; `Presence` says whether anybody still watches. A `Session` is a
 `SessionHandle`: the web side talks to it the same way whether it runs in this process or in
@@ -19,6 +21,7 @@ import enum
 import hashlib
 import logging
 import secrets
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -57,6 +60,17 @@ class SessionState(str, enum.Enum):
 def token_hash(token: str) -> bytes:
     """What a session keeps of its token: enough to check one, useless to whoever reads it."""
     return hashlib.sha256(token.encode()).digest()
+
+
+@dataclass
+class Branch:
+    """A line of the session's timeline: its parent's sections before `fork`, then its own."""
+
+    parent: int | None
+    #: Its first own section.
+    fork: int
+    #: Sections on its path so far.
+    sections: int
 
 
 class Session:
@@ -98,7 +112,10 @@ class Session:
         self._source: SectionSource | None = None
         #: The newest step preview (`preview` message and its JPEG), sent with that step's progress.
         self._preview: tuple[int, int, str, bytes] | None = None
-        self._made = 0
+        self._branches = [Branch(parent=None, fork=0, sections=0)]
+        self._branch = 0  # the one being made
+        #: A rewind waiting for the next section boundary: (section, prompt, transition, branch).
+        self._rewind: tuple[int, str, int | None, int] | None = None
         self._stop_requested = False
         self._unpaused = asyncio.Event()
         self._unpaused.set()
@@ -143,6 +160,29 @@ class Session:
         if self._restart_steered and self._source is not None:
             await self._source.restart(prompt, transition)
 
+    async def rewind(self, section: int, prompt: str, transition: int | None = None, branch: int | None = None) -> None:
+        """Go back to the boundary before `section` (0 .. its sections made) of `branch` (default:
+        the current one) and go on from there with `prompt` as a new branch, from the next section
+        boundary on: the section being made finishes on the branch it was made for. A newer rewind
+        replaces a waiting one; a steer that comes after it applies to the new branch."""
+        self._require_active()
+        if transition is not None and transition < 0:
+            raise InputError("bad_request", f"transition must be >= 0 sections, got {transition}")
+        number = self._branch if branch is None else branch
+        if not 0 <= number < len(self._branches):
+            raise InputError("bad_request", f"no branch {number}: this session has {len(self._branches)}")
+        made = self._branches[number].sections
+        if not 0 <= section <= made:
+            raise InputError(
+                "bad_request", f"section {section} is not a boundary of branch {number}: it has {made} sections (0 .. {made})"
+            )
+        if not self._steers.take():
+            raise InputError(
+                "busy", f"too many steers: at most {self._limits.steer_burst} at once, {self._limits.steer_rate}/s after"
+            )
+        self._rewind = (section, prompt, transition, number)
+        self._prompt, self._transition = prompt, transition
+
     async def pause(self) -> None:
         """Stop after the current section; idempotent."""
         self._require_active()
@@ -180,10 +220,14 @@ class Session:
                     if self._made:  # stopped between sections: the held-back tail follows on its own
                         await self._deliver(await source.flush())
                     break
+                if self._rewind is not None:
+                    await self._apply_rewind(source)
                 section = await self._next_section(source)
                 if section is None:
                     continue
-                last = self._stop_requested or (self.settings.sections or 0) == self._made
+                last = self._stop_requested or (
+                    (self.settings.sections or 0) == self._made and self._rewind is None
+                )
                 if last:  # wait for the tail so that the last `section` message carries it
                     section = _join(section, await source.flush())
                 await self._deliver(section)
@@ -199,9 +243,51 @@ class Session:
             if source is not None:
                 await source.close()
 
+    @property
+    def _made(self) -> int:
+        """Sections on the current branch's path: what a `sections` limit counts."""
+        return self._branches[self._branch].sections
+
+    async def _apply_rewind(self, source: SectionSource) -> None:
+        """The waiting rewind, at a section boundary: a new branch, or a notice if it was refused."""
+        section, prompt, transition, parent = self._rewind
+        self._rewind = None
+        try:
+            number = await source.rewind(section, prompt, transition, parent)
+        except InputError as exc:
+            self.events.add_notice(protocol.error_message(exc.code, exc.message))
+            if self._prompt == prompt:  # unless a newer steer came meanwhile
+                self._prompt = self._good_prompt
+            return
+        stored = await asyncio.to_thread(self.store.fork, parent, self._section_start(parent, section))
+        if number != len(self._branches) or stored != number:
+            raise RuntimeError(f"the engine made branch {number}, the session expected {len(self._branches)}")
+        self._branches.append(Branch(parent=parent, fork=section, sections=section))
+        self._branch = number
+        self._good_prompt = prompt
+        self.events.add_branch(branch=number, parent=parent, section=section, prompt=prompt)
+
+    def _section_start(self, branch: int, section: int) -> int:
+        """First frame of `section` on `branch`'s path (its end when `section` is not made yet)."""
+        if section == self._branches[branch].sections:
+            return self.store.frames_of(branch)
+        owner = self._owner(branch, section)
+        return next(r.first_frame for r in self.events.records if r.branch == owner and r.index == section)
+
+    def _owner(self, branch: int, section: int) -> int:
+        """The branch that made `section` of `branch`'s path: the branch itself from its fork on,
+        else the ancestor whose sections it shares there."""
+        while section < self._branches[branch].fork:
+            branch = self._branches[branch].parent
+        return branch
+
+    def _path_records(self, branch: int) -> list[SectionRecord]:
+        """The section records on `branch`'s path, in the order they were made (its pieces' order)."""
+        return [r for r in self.events.records if self._owner(branch, r.index) == r.branch]
+
     def _capped(self) -> bool:
-        """The kept video reached `Limits.max_video_seconds`: say so, and end the session."""
-        if self.store.frame_count < self._frame_cap:
+        """The stored video (every branch) reached `Limits.max_video_seconds`: say so, and end the session."""
+        if self.store.stored_frames < self._frame_cap:
             return False
         minutes = self._limits.max_video_seconds / 60
         self.events.add_notice(protocol.error_message(
@@ -224,7 +310,7 @@ class Session:
                 self._prompt = self._good_prompt
             return None
         self._good_prompt = section.prompt  # a restart may have made it with a newer steer
-        self._made += 1
+        self._branches[self._branch].sections += 1
         return section
 
     def _progress_callback(self, section: int) -> ProgressCallback:
@@ -266,7 +352,7 @@ class Session:
         _, height, width, _ = section.frames.shape
         self.events.add_section(
             index=section.index, prompt=section.prompt, first_frame=section.first_frame,
-            frames=section.num_frames, fps=section.fps, width=width, height=height,
+            frames=section.num_frames, fps=section.fps, width=width, height=height, branch=self._branch,
         )
 
     def _fail(self, code: str, message: str) -> None:
@@ -300,19 +386,25 @@ class Session:
     async def _jpegs_of(self, entry) -> list[bytes]:
         if self._media != "jpeg" or not isinstance(entry, SectionRecord):
             return []
-        return await asyncio.to_thread(self.store.read_frames, entry.first_frame, entry.frames)
+        return await asyncio.to_thread(self.store.read_frames, entry.first_frame, entry.frames, entry.branch)
 
     def delivered(self, viewer: int, seq: int) -> None:
         if viewer == self.presence.viewer:
             self._delivered = max(self._delivered, seq)
 
-    async def frames(self, first: int, count: int, wait_s: float, peer: str | None = None) -> FrameBatch:
+    async def frames(
+        self, first: int, count: int, wait_s: float, peer: str | None = None, branch: int | None = None
+    ) -> FrameBatch:
         if peer is not None:
             self.presence.peer_seen(peer)
-        if first >= self.store.frame_count and self.active:
+        if first >= self.store.frame_count and self.active and branch in (None, self._branch):
             await self.events.wait(len(self.events.entries) - 1, self.events.progress.version, wait_s)
-        jpegs = await asyncio.to_thread(self.store.read_frames, first, count)
-        return FrameBatch(jpegs=jpegs, ended=not self.active and first + len(jpegs) >= self.store.frame_count)
+        current = self._branch
+        if branch is not None and branch != current:
+            first = min(first, self.store.fork_frame(current))
+        jpegs = await asyncio.to_thread(self.store.read_frames, first, count, current)
+        ended = not self.active and first + len(jpegs) >= self.store.frames_of(current)
+        return FrameBatch(jpegs=jpegs, ended=ended, first=first, branch=current)
 
     async def live_edge(self) -> int:
         records = self.events.records
@@ -329,25 +421,33 @@ class Session:
     async def peer_count(self) -> int:
         return len(self.presence.peers())
 
-    async def export_parts(self) -> int:
-        return len(self.store.export_parts())
+    async def export_parts(self, branch: int | None = None) -> int:
+        return len(self._export_parts(branch))
 
-    async def export_part(self, index: int, parts: int) -> bytes:
-        data = await asyncio.to_thread(self.store.export_parts()[index].read_bytes)
+    async def export_part(self, index: int, parts: int, branch: int | None = None) -> bytes:
+        data = await asyncio.to_thread(self._export_parts(branch)[index].read_bytes)
         if index == 0:  # the header: it carries how the video was made
-            data = await asyncio.to_thread(fmp4.with_metadata, data, self.record(parts).container_metadata())
+            data = await asyncio.to_thread(fmp4.with_metadata, data, self.record(parts, branch).container_metadata())
         return data
 
-    def record(self, parts: int) -> VideoRecord:
-        """How the first `parts` export parts (header and pieces) were made: the model, the
-        settings (with the sections they hold), the prompt of each section and the start, so
-        that `render --from` can make the video again."""
+    def _export_parts(self, branch: int | None):
+        try:
+            return self.store.export_parts(branch)
+        except ValueError as exc:
+            raise InputError("bad_request", str(exc)) from None
+
+    def record(self, parts: int, branch: int | None = None) -> VideoRecord:
+        """How the first `parts` export parts (header and pieces) of `branch`'s path (default: the
+        current branch) were made: the model, the settings (with the sections they hold), the
+        prompt and branch of each section and the start, so that `render --from` can make the video
+        again."""
+        number = self._branch if branch is None else branch
         start, lora_sha256 = self._made_from
         timeline, seen = [], set()
-        for record in self.events.records[: parts - 1]:  # a piece per record, in order
+        for record in self._path_records(number)[: parts - 1]:  # a piece per record, in order
             if record.index not in seen:  # a stopped session's held-back tail repeats an index
                 seen.add(record.index)
-                timeline.append({"section": record.index, "prompt": record.prompt, "branch": 0})
+                timeline.append({"section": record.index, "prompt": record.prompt, "branch": record.branch})
         return VideoRecord(
             model=self._model,
             settings=dataclasses.replace(self.settings, sections=len(timeline)),

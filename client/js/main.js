@@ -30,7 +30,7 @@ const state = {
   reattaching: false,
   connection: "open", // "open" | "lost" | "failed"
   queuedSteer: null, // steer prompt sent but not yet seen on a section
-  seenChunks: new Set(), // "section:first_frame" of every section piece received
+  seenChunks: new Set(), // "branch:section:first_frame" of every section piece received
   replaying: false, // the frames now arriving belong to a piece that was already played
 };
 
@@ -42,7 +42,7 @@ const view = new LiveView({
   badge: $("transport"),
   forceWebSocket: new URLSearchParams(location.search).get("transport") === "ws",
 });
-const timeline = new Timeline($("timeline"), $("timeline-empty"));
+const timeline = new Timeline($("timeline"), $("timeline-empty"), $("branches"), { onRewind: rewind, onShow: render });
 const picker = new ImagePicker({
   input: $("image-input"),
   dropzone: $("dropzone"),
@@ -71,20 +71,29 @@ function onMessage(message) {
       state.progress = message;
       timeline.progress(message);
       break;
-    case "section":
-      state.sections = Math.max(state.sections, message.section + 1);
-      state.frames = Math.max(state.frames, message.first_frame + message.frames);
+    case "branch":
+      timeline.addBranch(message);
+      Object.assign(state, timeline.pathLength());
+      state.progress = null;
+      setQueuedSteer(null);
+      saveTimeline(state.sessionId, timeline.snapshot());
+      break;
+    case "section": {
+      const branch = message.branch ?? 0;
       state.fps = message.fps || state.fps;
       state.reattaching = false;
       if (state.progress && state.progress.section <= message.section) state.progress = null;
       if (state.queuedSteer !== null && message.prompt === state.queuedSteer) setQueuedSteer(null);
       // Frames follow their `section` message. After a reconnect the server re-sends
       // what it thinks was missed; playing it again would show old frames as live.
-      state.replaying = state.seenChunks.has(`${message.section}:${message.first_frame}`);
-      state.seenChunks.add(`${message.section}:${message.first_frame}`);
+      const piece = `${branch}:${message.section}:${message.first_frame}`;
+      state.replaying = state.seenChunks.has(piece);
+      state.seenChunks.add(piece);
       timeline.addSection(message);
+      Object.assign(state, timeline.pathLength());
       saveTimeline(state.sessionId, timeline.snapshot());
       break;
+    }
     case "error":
       onError(message);
       break;
@@ -101,12 +110,13 @@ function onMessage(message) {
 }
 
 function onFrame(section, index, jpeg) {
-  if (index === 0 && timeline.needsThumbnail(section.section)) {
+  const branch = section.branch ?? 0;
+  if (index === 0 && timeline.needsThumbnail(branch, section.section)) {
     const sessionId = state.sessionId;
     thumbnailDataUrl(jpeg)
       .then((src) => {
         if (sessionId !== state.sessionId) return; // a new session began meanwhile
-        timeline.setThumbnail(section.section, src);
+        timeline.setThumbnail(branch, section.section, src);
         saveTimeline(sessionId, timeline.snapshot());
       })
       .catch(() => {}); // an undecodable frame leaves the card without a picture
@@ -210,12 +220,9 @@ function reattach(saved) {
   state.reattaching = true;
   // The server re-sends only sections no page has received; the rest comes from storage.
   const entries = loadTimeline(saved.sessionId);
-  timeline.restore(entries);
-  for (const entry of entries) {
-    state.sections = Math.max(state.sections, entry.section + 1);
-    state.frames = Math.max(state.frames, entry.end);
-    state.fps = entry.fps;
-  }
+  if (entries) timeline.restore(entries);
+  Object.assign(state, timeline.pathLength());
+  state.fps = [...timeline.cards.values()].at(-1)?.fps ?? state.fps;
   render();
   client.reattach(saved.sessionId, saved.token);
 }
@@ -224,6 +231,8 @@ function resetSession() {
   client.close();
   view.detach();
   timeline.clear();
+  $("branch-player").hidden = true;
+  $("branch-player").removeAttribute("src");
   setQueuedSteer(null);
   Object.assign(state, {
     phase: "idle", sessionId: null, token: null, progress: null,
@@ -253,23 +262,54 @@ function steer(event) {
   setQueuedSteer(prompt);
 }
 
-/** A signed link to the MP4 (short-lived, so the session's token never sits in a URL). */
+/** "Rewind here" on a timeline card: that section again, with the steer box's prompt or its own. */
+function rewind({ branch, section, prompt }) {
+  const input = $("steer-prompt");
+  const chosen = input.value.trim() || prompt;
+  if (!client.send({ type: "rewind", section, prompt: chosen, branch })) return;
+  input.value = "";
+  $("steer-hint").textContent = `Rewinding to section ${section + 1} at the next section boundary: “${chosen}”`;
+}
+
+/** A signed link to the MP4 of the branch on display (short-lived, so the session's token
+ * never sits in a URL); null after showing why there is none. */
+async function branchLink() {
+  const response = await fetch(`/sessions/${encodeURIComponent(state.sessionId)}/download`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ token: state.token }),
+  });
+  const answer = await response.json();
+  if (!response.ok) {
+    showError(answer.code, answer.message);
+    return null;
+  }
+  return `${answer.url}&branch=${timeline.shown}`;
+}
+
+/** Play the branch on display from its start, under the timeline. */
+async function watchBranch() {
+  try {
+    const url = await branchLink();
+    if (url === null) return;
+    const player = $("branch-player");
+    player.src = url;
+    player.hidden = false;
+    await player.play();
+  } catch (error) {
+    showError("download_failed", error.message);
+  }
+}
+
 async function download() {
   const sessionId = state.sessionId;
   try {
-    const response = await fetch(`/sessions/${encodeURIComponent(sessionId)}/download`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ token: state.token }),
-    });
-    const answer = await response.json();
-    if (!response.ok) {
-      showError(answer.code, answer.message);
-      return;
-    }
+    const url = await branchLink();
+    if (url === null) return;
     const link = document.createElement("a");
-    link.href = answer.url;
-    link.download = `framepack-live-${sessionId}.mp4`;
+    link.href = url;
+    const branch = timeline.branches.size > 1 ? `-branch${timeline.shown + 1}` : "";
+    link.download = `framepack-live-${sessionId}${branch}.mp4`;
     link.hidden = true;
     document.body.append(link);
     link.click();
@@ -305,7 +345,11 @@ function render() {
   $("steer-prompt").disabled = !live;
   $("steer-send").disabled = !live;
 
-  $("download").disabled = state.sessionId === null || state.sections === 0;
+  const nothing = state.sessionId === null || timeline.pathLength(timeline.shown).sections === 0;
+  $("download").disabled = nothing;
+  $("download").textContent = timeline.branches.size > 1 ? `Download branch ${timeline.shown + 1}` : "Download MP4";
+  $("branch-watch").disabled = nothing;
+  timeline.setRewindable(live);
 
   $("status").textContent = statusText();
 }
@@ -363,6 +407,7 @@ $("resume").addEventListener("click", () => command("resume"));
 $("stop").addEventListener("click", () => command("stop"));
 $("steer").addEventListener("submit", steer);
 $("download").addEventListener("click", download);
+$("branch-watch").addEventListener("click", watchBranch);
 $("error-dismiss").addEventListener("click", hideError);
 
 async function init() {

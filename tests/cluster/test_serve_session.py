@@ -1,5 +1,5 @@
-"""The application on local Ray, spoken to like a browser: sessions, steering, export, `busy`,
-LoRAs chosen per session, and a Denoiser replica killed mid-session."""
+"""The application on local Ray, spoken to like a browser: sessions, steering, rewinding, export,
+`busy`, LoRAs chosen per session, and a Denoiser replica killed mid-session."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import ray
 
 from framepack_live.cluster.config import ClusterConfig
-from framepack_live.stream.client import Received, connect, download, expect, receive, recv_json, send
+from framepack_live.stream.client import Received, connect, download, expect, receive, recv_json, rewind, send
 from framepack_live.stream.metadata import read_record
 
 pytestmark = pytest.mark.heavy
@@ -53,8 +53,7 @@ async def test_three_sections_with_a_steer_and_the_mp4(server, generation):
         video = await download(http, session["session_id"], session["token"])
         health = await http.get("/healthz")
         page = await http.get("/")
-    with av.open(io.BytesIO(video.content)) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    frames = _decode(video.content)
     assert len(frames) == received.done["frames"] == len(received.frames)
     assert frames[0].shape == (generation["height"], generation["width"], 3)
     assert health.status_code == 200 and health.json()["status"] == "ok"
@@ -96,6 +95,32 @@ async def test_a_start_from_the_prompt_alone_runs_through_the_stages(server):
         video = await download(http, session["session_id"], session["token"])
     assert made["text"].frames[0] != made["image"].frames[0]
     assert read_record(io.BytesIO(video.content)).start.kind == "text"
+
+
+async def test_rewind_through_the_session_actor_replays_bit_for_bit(server):
+    """The session actor and `RaySource`: a section made again from its kept boundary, with its
+    prompt, is the same, although the source had planned the old branch's next section ahead."""
+    async with connect(server.ws_url) as ws, httpx.AsyncClient(base_url=server.url) as http:
+        await send(ws, type="start", prompt="a red ball", sections=0)
+        session = await expect(ws, "session")
+        received = await receive(ws, Received(), until_sections=2)
+        branch = await rewind(ws, received, 1, "a red ball")
+        await send(ws, type="stop")
+        await receive(ws, received)
+        old, new = [await download(http, session["session_id"], session["token"], b) for b in (0, 1)]
+    assert (branch["branch"], branch["parent"]) == (1, 0) and not received.errors
+    original = next(s for s in received.branch(0) if s[0]["section"] == 1)
+    replayed = received.branch(1)[0]
+    assert replayed[0]["first_frame"] == original[0]["first_frame"] and replayed[1] == original[1]
+    old_frames, new_frames = [_decode(video.content) for video in (old, new)]
+    end = original[0]["first_frame"] + original[0]["frames"]
+    assert len(old_frames) >= end and len(new_frames) == received.done["frames"]
+    assert all((a == b).all() for a, b in zip(old_frames[:end], new_frames[:end], strict=True))
+
+
+def _decode(data: bytes) -> list:
+    with av.open(io.BytesIO(data)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
 
 async def test_sessions_beyond_the_limit_are_busy(server):

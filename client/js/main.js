@@ -39,6 +39,8 @@ const view = new LiveView({
   canvas: $("canvas"),
   placeholder: $("viewer-empty"),
   badge: $("transport"),
+  previewImage: $("preview"),
+  previewBadge: $("preview-badge"),
   forceWebSocket: new URLSearchParams(location.search).get("transport") === "ws",
 });
 const timeline = new Timeline($("timeline"), $("timeline-empty"));
@@ -50,7 +52,7 @@ const picker = new ImagePicker({
   reset: $("image-reset"),
   onError: (code) => showError(code),
 });
-const client = new SessionClient({ onMessage, onFrame, onConnection });
+const client = new SessionClient({ onMessage, onFrame, onPreview, onConnection });
 
 // ---------- server → page ----------
 
@@ -92,6 +94,7 @@ function onMessage(message) {
       state.sections = Math.max(state.sections, message.sections);
       state.frames = Math.max(state.frames, message.frames);
       timeline.removePending();
+      view.clearPreview();
       setQueuedSteer(null);
       break;
   }
@@ -109,7 +112,15 @@ function onFrame(section, index, jpeg) {
       })
       .catch(() => {}); // an undecodable frame leaves the card without a picture
   }
-  if (!state.replaying) view.frame(jpeg, section.fps, section.width, section.height);
+  if (!state.replaying) view.frame(jpeg, section);
+}
+
+/** A step preview of the section being made: in the live view and on its timeline card. */
+function onPreview(preview, jpeg) {
+  // One of a section already received (it came late) is out of date.
+  if (preview.section < state.sections || state.phase === "ended") return;
+  timeline.preview(preview, jpeg);
+  view.preview(preview, jpeg);
 }
 
 function onError({ code, message }) {
@@ -140,6 +151,7 @@ function onError({ code, message }) {
     state.phase = "ended";
     state.progress = null;
     timeline.removePending();
+    view.clearPreview();
   }
 }
 

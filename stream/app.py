@@ -106,6 +106,7 @@ def page_config(settings: StreamSettings) -> dict:
             "guidance": defaults.guidance,
             "seed": defaults.seed,
             "frames_per_section": defaults.frames_per_section,
+            "transition": defaults.transition,
         },
         "loras": list(model.loras) if model is not None else [],
         "limits": {

@@ -193,6 +193,7 @@ function startSession(event) {
     seed: integer($("seed"), 0),
     steps: integer($("steps"), state.config.defaults.steps),
     sections: $("until-stopped").checked ? 0 : integer($("sections"), 1),
+    transition: transition(),
     // JPEG frames even when WebRTC works: the timeline's thumbnails come from them, and
     // the view can fall back to them at any time without a new session.
     media: "jpeg",
@@ -255,7 +256,7 @@ function steer(event) {
   event.preventDefault();
   const input = $("steer-prompt");
   const prompt = input.value.trim();
-  if (!prompt || !client.send({ type: "steer", prompt })) return;
+  if (!prompt || !client.send({ type: "steer", prompt, transition: transition() })) return;
   input.value = "";
   setQueuedSteer(prompt);
 }
@@ -293,8 +294,8 @@ function showApiKeyField() {
 function setQueuedSteer(prompt) {
   state.queuedSteer = prompt;
   $("steer-hint").textContent = prompt === null
-    ? "Takes effect at the next section boundary."
-    : `Queued for the next section: “${prompt}”`;
+    ? "Restarts the section being made when it is early enough, else takes effect from the next one."
+    : `Steering to “${prompt}”: on screen with the first section made with it.`;
 }
 
 // ---------- rendering ----------
@@ -343,6 +344,11 @@ function hideError() {
   $("error").hidden = true;
 }
 
+/** Sections over which a new prompt blends in: the field's, else the server's default. */
+function transition() {
+  return Math.max(0, integer($("transition"), state.config.defaults.transition ?? 0));
+}
+
 function integer(input, fallback) {
   const value = Number.parseInt(input.value, 10);
   return Number.isFinite(value) ? value : fallback;
@@ -379,6 +385,7 @@ async function init() {
     resolution: $("resolution"),
     steps: $("steps"),
     sections: $("sections"),
+    transition: $("transition"),
     modelInfo: $("model-info"),
   });
   view.iceServers = state.config.ice_servers;

@@ -12,7 +12,7 @@ import sys
 
 from ..engine.errors import InputError
 
-BENCHMARKS = ("context", "sp", "serve", "sessions", "toyworld", "train", "gpu", "seams", "preview")
+BENCHMARKS = ("context", "sp", "serve", "sessions", "toyworld", "train", "gpu", "seams", "preview", "live")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -98,8 +98,9 @@ async def _side(port: int, start: dict | None, args: argparse.Namespace) -> dict
     url = f"ws://127.0.0.1:{port}/ws"
     await session(url, start, sections=1)  # warm-up
     figures = await session(url, start, sections=args.sections, steer_after=args.steer_after)
+    frames = figures.pop("frames")
     return {"settings": {**start, "window": defaults["window"]}, **figures,
-            "seam_ratio": round(seam_ratio(figures.pop("frames"), defaults["window"]), 3)}
+            "seam_ratio": round(seam_ratio(frames, defaults["window"]), 3)}
 
 
 async def session(url: str, start: dict, sections: int, steer_after: int | None = None) -> dict:

@@ -141,8 +141,12 @@ async def session(url: str, start: dict, sections: int, steer_after: int | None 
     if steered_at is not None:
         steered = next(t for m, t in stamps if m["type"] == "section" and m["prompt"] == STEER)
         section = next(m["section"] for m, _ in stamps if m["type"] == "section" and m["prompt"] == STEER)
+        sent_during = [m for m, t in stamps if m["type"] == "progress" and t <= steered_at]
         figures |= {
             "steer_after_section": steer_after,
+            # What the viewer last heard of when it steered: a steer restarts the section being
+            # denoised only in the first half of its steps (`stream.backend.worth_restarting`).
+            "steer_sent_during": {k: sent_during[-1][k] for k in ("section", "step", "steps")} if sent_during else None,
             "first_steered_section": section,
             "steer_to_screen_s": _round(steered - steered_at),
             "steer_to_screen_periods": _round((steered - steered_at) / period),

@@ -117,7 +117,8 @@ def test_the_pages_defaults_on_the_default_model(serve_page, new_page, console_e
         expect(steered.first).to_be_visible(timeout=2 * SECTION_TIMEOUT_MS)  # the next section or the one after
         events = view_events(page)
         expect(page.locator("#transport")).to_have_attribute("data-kind", "webrtc", timeout=SECTION_TIMEOUT_MS)
-        page.wait_for_timeout(1000)  # a frame of the steered section on screen
+        # Photographed while the next section is previewed over the steered one's last frame.
+        expect(page.locator("#preview-badge")).to_be_visible(timeout=SECTION_TIMEOUT_MS)
         page.screenshot(path=output_dir / "live-toyworld-1280.png", full_page=True)
         page.click("#stop")
         expect(page.locator("#status")).to_contain_text("Finished", timeout=SECTION_TIMEOUT_MS)

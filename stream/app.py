@@ -106,6 +106,7 @@ def page_config(settings: StreamSettings) -> dict:
             "guidance": defaults.guidance,
             "seed": defaults.seed,
             "frames_per_section": defaults.frames_per_section,
+            "transition": defaults.transition,
         },
         "loras": [] if model is None else [{"name": lora.name, "description": lora.description} for lora in model.loras],
         "limits": {

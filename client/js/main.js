@@ -40,6 +40,8 @@ const view = new LiveView({
   canvas: $("canvas"),
   placeholder: $("viewer-empty"),
   badge: $("transport"),
+  previewImage: $("preview"),
+  previewBadge: $("preview-badge"),
   forceWebSocket: new URLSearchParams(location.search).get("transport") === "ws",
 });
 const timeline = new Timeline($("timeline"), $("timeline-empty"), $("branches"), { onRewind: rewind, onShow: render });
@@ -52,7 +54,7 @@ const picker = new ImagePicker({
   onError: (code) => showError(code),
 });
 const loras = new LoraChooser({ field: $("lora-field"), list: $("lora-list") });
-const client = new SessionClient({ onMessage, onFrame, onConnection });
+const client = new SessionClient({ onMessage, onFrame, onPreview, onConnection });
 
 // ---------- server → page ----------
 
@@ -103,6 +105,7 @@ function onMessage(message) {
       state.sections = Math.max(state.sections, message.sections);
       state.frames = Math.max(state.frames, message.frames);
       timeline.removePending();
+      view.clearPreview();
       setQueuedSteer(null);
       break;
   }
@@ -121,7 +124,15 @@ function onFrame(section, index, jpeg) {
       })
       .catch(() => {}); // an undecodable frame leaves the card without a picture
   }
-  if (!state.replaying) view.frame(jpeg, section.fps, section.width, section.height);
+  if (!state.replaying) view.frame(jpeg, section);
+}
+
+/** A step preview of the section being made: in the live view and on its timeline card. */
+function onPreview(preview, jpeg) {
+  // One of a section already received (it came late) is out of date.
+  if (preview.section < state.sections || state.phase === "ended") return;
+  timeline.preview(preview, jpeg);
+  view.preview(preview, jpeg);
 }
 
 function onError({ code, message }) {
@@ -152,6 +163,7 @@ function onError({ code, message }) {
     state.phase = "ended";
     state.progress = null;
     timeline.removePending();
+    view.clearPreview();
   }
 }
 
@@ -193,6 +205,7 @@ function startSession(event) {
     seed: integer($("seed"), 0),
     steps: integer($("steps"), state.config.defaults.steps),
     sections: $("until-stopped").checked ? 0 : integer($("sections"), 1),
+    transition: transition(),
     // JPEG frames even when WebRTC works: the timeline's thumbnails come from them, and
     // the view can fall back to them at any time without a new session.
     media: "jpeg",
@@ -257,7 +270,7 @@ function steer(event) {
   event.preventDefault();
   const input = $("steer-prompt");
   const prompt = input.value.trim();
-  if (!prompt || !client.send({ type: "steer", prompt })) return;
+  if (!prompt || !client.send({ type: "steer", prompt, transition: transition() })) return;
   input.value = "";
   setQueuedSteer(prompt);
 }
@@ -326,8 +339,8 @@ function showApiKeyField() {
 function setQueuedSteer(prompt) {
   state.queuedSteer = prompt;
   $("steer-hint").textContent = prompt === null
-    ? "Takes effect at the next section boundary."
-    : `Queued for the next section: “${prompt}”`;
+    ? "Restarts the section being made when it is early enough, else takes effect from the next one."
+    : `Steering to “${prompt}”: on screen with the first section made with it.`;
 }
 
 // ---------- rendering ----------
@@ -380,6 +393,11 @@ function hideError() {
   $("error").hidden = true;
 }
 
+/** Sections over which a new prompt blends in: the field's, else the server's default. */
+function transition() {
+  return Math.max(0, integer($("transition"), state.config.defaults.transition ?? 0));
+}
+
 function integer(input, fallback) {
   const value = Number.parseInt(input.value, 10);
   return Number.isFinite(value) ? value : fallback;
@@ -422,6 +440,7 @@ async function init() {
     resolution: $("resolution"),
     steps: $("steps"),
     sections: $("sections"),
+    transition: $("transition"),
     modelInfo: $("model-info"),
   });
   loras.offer(state.config.loras);

@@ -1,5 +1,6 @@
 // The timeline: one card per section in playback order (thumbnail, prompt used, where
-// it sits in the video), plus a card for the section being made with its progress bar.
+// it sits in the video), plus a card for the section being made with its progress bar
+// and its newest step preview (marked as one; the section's card replaces it).
 // A section can arrive in more than one piece (the decoder holds back the frames it
 // still blends with the next section and sends them later under the same index), so a
 // card spans every piece that carries its index. snapshot()/restore() carry the cards
@@ -29,11 +30,11 @@ export class Timeline {
   }
 
   clear() {
+    this.removePending();
     this.cards = new Map(); // "branch:section" -> {element, branch, section, prompt, start, end, fps, thumbnail}
     this.branches = new Map([[0, { parent: null, fork: 0, prompt: "" }]]);
     this.live = 0; // the branch being made
     this.shown = 0; // the branch on display
-    this.pending = null; // {section, element} for the card with the progress bar
     this.list.replaceChildren();
     this.emptyHint.hidden = false;
     this.renderBranchBar();
@@ -134,9 +135,27 @@ export class Timeline {
     this.pending.element.querySelector(".entry-step").textContent = `step ${step} of ${steps}`;
   }
 
+  /** A step preview (a `preview` message and its JPEG) on the card of the section being made. */
+  preview(message, jpeg) {
+    this.progress(message);
+    if (!this.pending || this.pending.section !== message.section) return;
+    const thumb = this.pending.element.querySelector(".thumb");
+    const image = thumb.querySelector("img");
+    if (image.src) URL.revokeObjectURL(image.src);
+    image.src = URL.createObjectURL(jpeg);
+    image.hidden = false;
+    image.dataset.step = message.step;
+    thumb.classList.add("has-preview");
+    thumb.querySelector(".preview-badge").hidden = false;
+  }
+
   /** Generation ended or paused: no section is in the making any more. */
   removePending() {
-    if (this.pending) this.pending.element.remove();
+    if (this.pending) {
+      const image = this.pending.element.querySelector(".thumb img");
+      if (image.src) URL.revokeObjectURL(image.src);
+      this.pending.element.remove();
+    }
     this.pending = null;
   }
 
@@ -221,7 +240,10 @@ function pendingCard(section) {
   const item = document.createElement("li");
   item.className = "entry pending";
   item.innerHTML = `
-    <div class="thumb" role="presentation"></div>
+    <div class="thumb">
+      <img alt="Preview of section ${section + 1}" hidden>
+      <span class="preview-badge" hidden>preview</span>
+    </div>
     <div class="entry-body">
       <p class="entry-meta"><span>Section ${section + 1}</span><span class="entry-step"></span></p>
       <progress aria-label="Progress of section ${section + 1}"></progress>

@@ -67,3 +67,19 @@ async def test_a_late_steer_applies_from_the_next_section(server):
         await receive(ws, received, media=False)
     assert not received.gaps(), received.gaps()
     assert [m["prompt"] for m, _ in received.sections] == ["a red ball", "a red ball", "a blue ball"]
+
+
+async def test_bench_live_reads_a_session_in_order(server):
+    """`bench live`'s timing of one session over /ws (its figures are ratios of these): the first
+    preview before the first frame, the steer found on the section after it or the next, every
+    frame decoded for the seam measure."""
+    from framepack_live.bench.live import STEER, session
+
+    start = {"width": 128, "height": 128, "steps": 4, "transition": 0}
+    figures = await session(server.url.replace("http://", "ws://") + "/ws", start, sections=4, steer_after=0)
+    assert 0 < figures["first_preview_s"] < figures["first_frame_s"]
+    assert figures["section_period_s"] > figures["step_period_s"] > 0
+    assert figures["first_steered_section"] in (1, 2), STEER
+    assert figures["steer_to_screen_s"] > 0
+    assert len(figures["frames"]) == 1 + 4 * server.generation.frames_per_section
+    assert {frame.shape for frame in figures["frames"]} == {(128, 128, 3)}

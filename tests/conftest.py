@@ -117,3 +117,11 @@ def tiny_loras(tiny_model, tmp_path_factory):
     write_lora(tiny_model.transformer, root / "second", seed=2)
     (root / "notes.txt").write_text("not a LoRA")
     return root
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test on Ray runs in one pytest-xdist worker, one after the other: they share a Ray
+    instance (tests/cluster/conftest.py) and each wants the machine's CPUs for its replicas."""
+    for item in items:
+        if "tests/cluster/" in item.nodeid or item.nodeid.startswith("cluster/"):
+            item.add_marker(pytest.mark.xdist_group("ray"))

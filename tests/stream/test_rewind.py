@@ -4,9 +4,12 @@ another branch than the current one, and every branch is exported."""
 
 from __future__ import annotations
 
+import io
+
 import httpx
 
 from framepack_live.stream.client import Received, download, expect, receive, rewind, send
+from framepack_live.stream.metadata import read_record
 
 from .test_session_ws import decode_mp4
 
@@ -33,6 +36,7 @@ async def test_rewind_replays_bit_for_bit_and_keeps_every_branch(server):
             decode_mp4((await download(http, *token, branch)).content) for branch in (0, 1, 2, None)
         ]
         missing = await download(http, *token, 7)
+        record = read_record(io.BytesIO((await download(http, *token, 1)).content))
         # A player of the first branch (a WebRTC track) is moved to where the current one forked.
         handle = await server.app.state.directory.get(*token)
         moved = await handle.frames(len(old), 4, 0, None, 0)
@@ -51,6 +55,10 @@ async def test_rewind_replays_bit_for_bit_and_keeps_every_branch(server):
     assert all((a == b).all() for a, b in zip(old[:end], new[:end], strict=True))
     assert len(new) == original["first_frame"] + sum(m["frames"] for m, _ in received.branch(1))
     assert len(old) == sum(m["frames"] for m, _ in received.branch(0))
+    # Its export says so: section 0 of branch 0, then branch 1's own.
+    assert [(e["section"], e["branch"]) for e in record.timeline] == [(0, 0)] + [
+        (m["section"], 1) for m, _ in received.branch(1)
+    ]
     # The third branch is all its own (from section 0, another prompt), and the current one.
     assert [m["first_frame"] for m, _ in received.branch(2)][0] == 0
     assert {m["prompt"] for m, _ in received.branch(2)} == {"a blue cube"}

@@ -135,11 +135,12 @@ class Reporter:
         threading.Thread(target=self._run, name=f"model-status-{stage}", daemon=True).start()
 
     def finish(self, state: str, error: str | None = None) -> None:
-        """`ready`, or `failed` with the line people should read: sent before this returns (a
-        replica whose constructor raises is gone soon after)."""
+        """`ready`, or `failed` with the line people should read; a failure is sent before this
+        returns (a replica whose constructor raises is gone soon after)."""
         self._final = (state, error)
         self._changed.set()
-        self._final_sent.wait(HEARTBEAT_S)
+        if state == "failed":
+            self._final_sent.wait(HEARTBEAT_S)
 
     def _run(self) -> None:
         while True:
@@ -189,7 +190,9 @@ def describe(summary: dict) -> str:
     if state == "failed":
         return f"{name} failed to load: {summary['error']}"
     if state == "downloading":
-        line = f"downloading {name}: {size(summary['done_bytes'])} of {size(summary['total_bytes'])}"
+        total = size(summary["total_bytes"])
+        unit = total.split()[1]
+        line = f"downloading {name}: {size(summary['done_bytes'], unit).split()[0]} of {total}"
         if summary["bytes_per_second"]:
             line += f", {size(summary['bytes_per_second'])}/s"
         if summary["seconds_left"] is not None:
@@ -199,12 +202,15 @@ def describe(summary: dict) -> str:
             "loading": f"loading {name}", "ready": f"{name} is ready"}[state]
 
 
-def size(count: float) -> str:
-    """Bytes in decimal units (as the hub and download tools show them), three figures."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if count >= scale:
-            return f"{count / scale:.1f} {unit}"
-    return f"{count:.0f} B"
+UNITS = {"GB": 1e9, "MB": 1e6, "kB": 1e3, "B": 1}
+
+
+def size(count: float, unit: str | None = None) -> str:
+    """Bytes in decimal units (as the hub and download tools show them): `unit`, else the largest
+    that keeps the figure at least 1; one decimal below 100 of it."""
+    unit = unit or next((u for u, scale in UNITS.items() if count >= scale), "B")
+    value = count / UNITS[unit]
+    return f"{value:.1f} {unit}" if value < 100 and unit != "B" else f"{value:.0f} {unit}"
 
 
 def duration(seconds: float) -> str:

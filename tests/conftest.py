@@ -102,7 +102,7 @@ class LocalHub:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         hub = self
-        self.files, self.served = files, []
+        self.files, self.served, self.missed = files, [], []
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args) -> None:
@@ -130,6 +130,10 @@ class LocalHub:
                     info = {"id": path.removeprefix("/api/models/"), "sha": hub.SHA,
                             "siblings": [{"rfilename": n, "size": len(d)} for n, d in hub.files.items()]}
                     return self.reply(json.dumps(info).encode(), {"Content-Type": "application/json"}, send_body)
+                if f"/resolve/{hub.SHA}/" not in path:  # anything else the hub would not have either
+                    hub.missed.append(path)
+                    self.send_error(404)
+                    return
                 name = path.split(f"/resolve/{hub.SHA}/", 1)[1]
                 if send_body:
                     hub.served.append(name)

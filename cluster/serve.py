@@ -182,28 +182,30 @@ def deploy_schema(config, out: TextIO = sys.stderr) -> None:
 
 def wait_until_running(apps: list[str], out: TextIO = sys.stderr) -> None:
     """Wait until the applications run, with their models' state on `out` (the figures of
-    `/healthz`): no deadline, since replicas of a real model download and load for minutes. An
-    application that failed to deploy raises; when its model is what failed (the hub cannot be
-    reached), as `ModelUnavailable`'s one line."""
+    `/healthz`): no deadline, since replicas of a real model download and load for minutes.
+    A model that failed to load (the hub cannot be reached) raises `ModelUnavailable`'s one line
+    at once, rather than after Serve's retries of the replicas, which would fail the same way;
+    an application that failed to deploy otherwise raises Serve's message."""
     from ray import serve
 
     line = StatusLine(out)
-    while True:
-        statuses = {name: serve.status().applications.get(name) for name in apps}
-        states = {name: status.status if status else "NOT_STARTED" for name, status in statuses.items()}
-        if all(state == "RUNNING" for state in states.values()):
-            line.close()
-            return
-        models = {name: model_status(name) for name in apps}
-        failed = {name: statuses[name].message for name, state in states.items() if state == "DEPLOY_FAILED"}
-        if failed:
-            line.close()
-            model_errors = [m["error"] for m in models.values() if m and m["state"] == "failed"]
-            if model_errors:
-                raise InputError("model_unavailable", model_errors[0])
-            raise RuntimeError(f"deploying failed: {failed}")
-        line.show("; ".join(describe(m) for m in models.values() if m) or "starting the application")
-        time.sleep(1)
+    try:
+        while True:
+            statuses = {name: serve.status().applications.get(name) for name in apps}
+            states = {name: status.status if status else "NOT_STARTED" for name, status in statuses.items()}
+            if all(state == "RUNNING" for state in states.values()):
+                return
+            models = [model for model in map(model_status, apps) if model]
+            failed_models = [model["error"] for model in models if model["state"] == "failed"]
+            if failed_models:
+                raise InputError("model_unavailable", failed_models[0])
+            failed = {name: statuses[name].message for name, state in states.items() if state == "DEPLOY_FAILED"}
+            if failed:
+                raise RuntimeError(f"deploying failed: {failed}")
+            line.show("; ".join(map(describe, models)) or "starting the application")
+            time.sleep(1)
+    finally:
+        line.close()
 
 
 def model_status(app: str) -> dict | None:

@@ -98,7 +98,7 @@ def test_healthz_shows_the_download_while_the_stages_fetch_the_model_then_ready(
     assert stages["Decoder"]["total_bytes"] < stages["Encoder"]["total_bytes"] < total
     assert stages["Denoiser"]["total_bytes"] < total
     assert "downloading owner/tiny: " in terminal.getvalue()
-    assert hub.missed == []
+    assert not [path for path in hub.missed if "/resolve/" in path]  # (the hub library asks other things too)
 
 
 @pytest.mark.heavy

@@ -124,10 +124,8 @@ class Reporter:
     """A stage replica's thread that sends its model's state to the registry: every
     `REPORT_EVERY_S` while loading, every `HEARTBEAT_S` once ready (or failed)."""
 
-    def __init__(self, app: str, stage: str, replica: str, model: str, progress: DownloadProgress) -> None:
-        from ray import serve
-
-        self._registry = serve.get_deployment_handle(REGISTRY, app)
+    def __init__(self, registry, stage: str, replica: str, model: str, progress: DownloadProgress) -> None:
+        self._registry = registry
         self._stage, self._replica, self._model, self._progress = stage, replica, model, progress
         self._final: tuple[str, str | None] | None = None
         self._changed, self._final_sent = threading.Event(), threading.Event()
@@ -165,16 +163,18 @@ class Reporter:
 def reported(model: str, progress: DownloadProgress) -> Iterator[None]:
     """Report `progress` to the registry while the block loads the model, then `ready`, or
     `failed` with the error's line (re-raised). Outside a Serve replica (a sequence-parallel
-    rank, a test) nothing is reported."""
+    rank, a test), or in an application without a registry (a stage deployed alone), nothing is
+    reported."""
     from ray import serve
     from ray.serve.exceptions import RayServeException
 
     try:
         context = serve.get_replica_context()
-    except RayServeException:
+        registry = serve.get_deployment_handle(REGISTRY, context.app_name)
+    except (RayServeException, KeyError):
         yield
         return
-    reporter = Reporter(context.app_name, context.deployment, context.replica_tag, model, progress)
+    reporter = Reporter(registry, context.deployment, context.replica_tag, model, progress)
     try:
         yield
     except Exception as exc:

@@ -12,9 +12,12 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
+from framepack_live.engine.download import DownloadProgress
 from framepack_live.engine.model import FramePackModel
+from framepack_live.engine.presets import DEFAULT_MODEL
 
 from .config import ClusterConfig
+from .model_status import reported
 
 T = TypeVar("T")
 
@@ -22,10 +25,14 @@ T = TypeVar("T")
 def load_model(config: ClusterConfig, parts: tuple[str, ...]) -> FramePackModel:
     """Load only the components this stage runs (`FramePackModel.PARTS` keys), so an Encoder or
     Decoder replica does not hold the 13 B transformer. With `shard_weights` a Denoiser rank keeps
-    only its share of the blocks (its process group must be up)."""
+    only its share of the blocks (its process group must be up). A first start downloads the
+    model's files: the replica reports how far it is to the registry (`model_status`)."""
     torch.set_num_threads(config.torch_threads)
     shard = config.shard_weights and "transformer" in parts
-    return FramePackModel.load(config.model, device=config.device, parts=parts, shard_weights=shard)
+    progress = DownloadProgress(show=False)
+    with reported(config.model or DEFAULT_MODEL, progress):
+        return FramePackModel.load(config.model, device=config.device, parts=parts, shard_weights=shard,
+                                   download=progress)
 
 
 class ModelThread:

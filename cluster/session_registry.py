@@ -27,11 +27,12 @@ from framepack_live.stream.settings import StreamSettings
 from .backend import Stages
 from .logs import log
 from .metrics import RegistryMetrics
+from .model_status import REGISTRY, ModelBoard, ReplicaReport
 from .session_host import NAMESPACE, SessionHost, SessionRequest, SessionStatus, session_actor_name
 
 
 
-@serve.deployment(name="SessionRegistry", num_replicas=1, max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})
+@serve.deployment(name=REGISTRY, num_replicas=1, max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})
 class SessionRegistry:
     async def __init__(self, encoder, denoiser, decoder, stream: StreamSettings) -> None:
         self._stages = Stages(encoder, denoiser, decoder)
@@ -41,6 +42,8 @@ class SessionRegistry:
         self._admitting = asyncio.Lock()
         self._metrics = RegistryMetrics()
         self._reaper = asyncio.create_task(self._reap_forever())
+        stages = tuple(stage.deployment_name for stage in (encoder, denoiser, decoder))
+        self._model = ModelBoard(stream.model.name if stream.model else "the model", stages)
 
     def _adopt(self) -> dict[str, ray.actor.ActorHandle]:
         """The session actors of this application that already exist (after a restart)."""
@@ -92,6 +95,13 @@ class SessionRegistry:
 
     async def active_count(self) -> int:
         return sum(status.active for status in (await self._statuses()).values())
+
+    def report_model(self, report: ReplicaReport) -> None:
+        """A stage replica's model: how far its download and load are (`model_status.Reporter`)."""
+        self._model.report(report)
+
+    def model_status(self) -> dict:
+        return self._model.summary()
 
     async def _statuses(self) -> dict[str, SessionStatus]:
         """Every live session's status; sessions whose actor is gone are forgotten."""

@@ -153,10 +153,12 @@ def create_router(directory: SessionDirectory) -> APIRouter:
 
     @router.get("/healthz")
     async def healthz() -> dict:
-        """Liveness, running sessions, and what the answering process holds of their video."""
+        """Liveness, running sessions, the model (downloading, loading or ready: a first start
+        fetches it) and what the answering process holds of the sessions' video."""
         return {
             "status": "ok",
             "sessions": await directory.active_count(),
+            "model": await directory.model_status(),
             "instance": settings.instance,
             "held_frame_bytes": memory.held_frame_bytes(),
             "rss_bytes": memory.rss_bytes(),

@@ -114,6 +114,13 @@ class SessionDirectory(Protocol):
 
     async def active_count(self) -> int: ...
 
+    async def model_status(self) -> dict | None:
+        """Where the model is loaded after the server started (the cluster's stages): its state
+        (`starting`, `checking`, `downloading`, `loading`, `ready`, `failed`), bytes, rate, time
+        left, error and per-stage figures (`cluster.model_status.ModelBoard.summary`). None where
+        the model was loaded before the server began to answer."""
+        ...
+
     async def close(self) -> None:
         """Server shutdown: stop what this directory owns."""
         ...

@@ -61,6 +61,10 @@ class SessionManager:
     async def active_count(self) -> int:
         return sum(s.active for s in self._sessions.values())
 
+    async def model_status(self) -> None:
+        """The model was loaded before this directory was made."""
+        return None
+
     async def get(self, session_id: str, token: str) -> Session:
         session = await self.find(session_id)
         session.check_token(token)

@@ -6,6 +6,7 @@ import { describeError } from "./messages.js";
 import { ImagePicker } from "./image-picker.js";
 import { LiveView } from "./live-view.js";
 import { LoraChooser } from "./lora-chooser.js";
+import { describeModel, modelReady, watchModel } from "./model-status.js";
 import { applyServerConfig, fetchServerConfig } from "./server-config.js";
 import { SessionClient } from "./session-client.js";
 import {
@@ -20,6 +21,7 @@ const $ = (id) => document.getElementById(id);
 // stopping: `stop` sent, no `done` yet · ended: `done` received
 const state = {
   config: null, // GET /config, once it is in
+  model: undefined, // GET /healthz's model (null: loaded before the server answered); a first start downloads it
   phase: "idle",
   sessionId: null,
   token: null,
@@ -351,6 +353,7 @@ function render() {
   const live = phase === "running" || phase === "paused";
   $("setup-fields").disabled = state.config === null || phase === "starting" || live;
   $("start").textContent = phase === "ended" || phase === "stopping" ? "Start a new video" : "Start";
+  $("start").disabled = !modelReady(state.model);
   $("pause").hidden = phase === "paused";
   $("pause").disabled = phase !== "running";
   $("resume").hidden = phase !== "paused";
@@ -372,7 +375,9 @@ function statusText() {
   const { phase, progress, sections, frames, fps } = state;
   const made = `${sections} ${sections === 1 ? "section" : "sections"}, ${(frames / fps).toFixed(1)} s`;
   switch (phase) {
-    case "idle": return state.config ? "Ready. Write a prompt and press Start." : "Loading the server's settings…";
+    case "idle":
+      if (!state.config || state.model === undefined) return "Loading the server's settings…";
+      return modelReady(state.model) ? "Ready. Write a prompt and press Start." : describeModel(state.model);
     case "starting": return "Starting…";
     case "paused": return `Paused after the current section (${made}).`;
     case "stopping": return "Stopping…";
@@ -448,6 +453,10 @@ async function init() {
   // Asked for once: a key this browser kept is sent without showing the field again.
   $("api-key").value = loadApiKey();
   if (state.config.api_key_required && !$("api-key").value) showApiKeyField();
+  watchModel((model) => {
+    state.model = model;
+    render();
+  });
   const saved = loadSession();
   if (saved) reattach(saved);
   else render();

@@ -121,5 +121,5 @@ async def test_slow_reader_holds_back_neither_its_generation_nor_another_session
     print(f"fast session beside a slow reader / beside a fast one: {[round(r, 3) for r in ratios]}")
     # A fast session held back by the slow reader would wait for it to drain a message a second
     # (tens of seconds against a few); the bound is loose because the suite's other worker and
-    # other jobs load the machine unevenly. How much it costs is `bench sessions`' question.
+    # other jobs load the machine unevenly.
     assert statistics.median(ratios) <= 1.5

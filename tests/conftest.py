@@ -201,5 +201,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test on Ray runs in one pytest-xdist worker, one after the other: they share a Ray
     instance (tests/cluster/conftest.py) and each wants the machine's CPUs for its replicas."""
     for item in items:
-        if "tests/cluster/" in item.nodeid or item.nodeid.startswith("cluster/"):
+        if "ray_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("ray"))

@@ -54,7 +54,7 @@ def test_healthz_shows_the_download_while_the_stages_fetch_the_model_then_ready(
     tiny = ensure_tiny()
     files = {str(path.relative_to(tiny)): path.read_bytes() for path in tiny.rglob("*") if path.is_file()}
     total = sum(len(data) for data in files.values())
-    hub = local_hub(files, bytes_per_second=total / 6)  # each stage's share takes seconds
+    hub = local_hub(files, bytes_per_second=total / 20)  # each stage's share takes seconds, even late
     schema = ServeDeploySchema.model_validate({"applications": [{
         "name": APP,
         "route_prefix": "/",
@@ -99,42 +99,3 @@ def test_healthz_shows_the_download_while_the_stages_fetch_the_model_then_ready(
     assert stages["Denoiser"]["total_bytes"] < total
     assert "downloading owner/tiny: " in terminal.getvalue()
     assert not [path for path in hub.missed if "/resolve/" in path]  # (the hub library asks other things too)
-
-
-@pytest.mark.heavy
-def test_an_unreachable_hub_fails_the_deploy_with_the_models_line_also_in_healthz(ray_cluster, server_for, generation,
-                                                                                  tmp_path):
-    import socket
-
-    from ray import serve
-    from ray.serve.schema import ServeDeploySchema
-
-    from framepack_live.cluster.serve import deploy_schema
-    from framepack_live.engine.errors import InputError
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
-    schema = ServeDeploySchema.model_validate({"applications": [{
-        "name": APP,
-        "route_prefix": "/",
-        "import_path": "framepack_live.cluster.app:build_app",
-        "args": {"model": "owner/absent", "generation": generation},
-        "runtime_env": {"env_vars": {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": f"http://127.0.0.1:{closed}",
-                                     "HF_HOME": str(tmp_path / "hf")}},
-    }]})
-    try:
-        with pytest.raises(InputError) as raised:  # at the first failure, not after Serve's retries
-            deploy_schema(schema, io.StringIO())
-        for _ in range(100):  # the Ingress may still be starting
-            try:
-                model = httpx.get(server_for().url + "/healthz", timeout=10).json()["model"]
-                break
-            except (httpx.TransportError, ValueError):
-                time.sleep(0.3)
-    finally:
-        serve.delete(APP)
-    assert raised.value.code == "model_unavailable"
-    line = raised.value.message
-    assert line.startswith("model owner/absent is not in the local cache") and "hf download owner/absent" in line
-    assert (model["state"], model["error"]) == ("failed", line)

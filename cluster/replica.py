@@ -7,6 +7,7 @@ Thread count before anything else: torch sizes its pool on first use, and replic
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
@@ -51,3 +52,15 @@ class ModelThread:
 
     def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def cancellable(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args, stop)`, where `stop()` turns true when this call is cancelled (Serve cancels
+        a request whose caller gave it up): `fn` then ends at its next check
+        (`engine.interrupt`) and the thread goes on to the next call, instead of finishing work
+        nobody waits for."""
+        cancelled = threading.Event()
+        try:
+            return await self.submit(fn, *args, cancelled.is_set)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise

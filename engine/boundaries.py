@@ -66,9 +66,15 @@ class Boundaries:
             raise ValueError(f"section {section} is not a boundary of this branch: it has {len(line) - 1} sections")
         self._lines.append(line[: section + 1])
         self.branch = len(self._lines) - 1
-        kept = line[section]
-        # A file's state is read afresh; one in memory is copied, so it stays as kept.
-        return torch.load(kept, weights_only=False) if isinstance(kept, Path) else video_state.snapshot(kept)
+        return _copy(line[section])
+
+    def latest(self) -> VideoState:
+        """A copy of the current branch's last boundary: the state the section in the making was
+        planned from, to make that section again (a steer dropped it before it was shown)."""
+        line = self._lines[self.branch]
+        if not line:
+            raise ValueError("no boundary kept yet")
+        return _copy(line[-1])
 
     def close(self) -> None:
         """Delete the files of the snapshots that went to disk."""
@@ -101,3 +107,8 @@ class Boundaries:
         if not 0 <= branch < len(self._lines):
             raise ValueError(f"no branch {branch}: there are {len(self._lines)}")
         return self._lines[branch]
+
+
+def _copy(kept: VideoState | Path) -> VideoState:
+    """A kept state to go on from: a file's is read afresh; one in memory is copied, so it stays as kept."""
+    return torch.load(kept, weights_only=False) if isinstance(kept, Path) else video_state.snapshot(kept)

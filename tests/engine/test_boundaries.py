@@ -42,6 +42,22 @@ def test_branches_share_boundaries_and_rewinds_return_copies(memory_bytes):
     boundaries.close()
 
 
+@pytest.mark.parametrize("memory_bytes", [2**30, 0], ids=["memory", "disk"])
+def test_latest_is_a_copy_of_the_last_boundary_and_starts_no_branch(memory_bytes):
+    """What a steer that drops the section being decoded goes back to."""
+    boundaries = Boundaries(memory_bytes)
+    with pytest.raises(ValueError, match="no boundary"):
+        boundaries.latest()
+    for step in range(2):
+        boundaries.keep(_state(step))
+    latest = boundaries.latest()
+    assert latest.step == 1 and torch.equal(latest.video, _state(1).video)
+    latest.video.add_(100)
+    assert torch.equal(boundaries.latest().video, _state(1).video)
+    assert boundaries.branches == 1 and boundaries.sections(0) == 1
+    boundaries.close()
+
+
 def test_a_replaced_boundary_gives_its_memory_back():
     sizes = [video_state.snapshot_bytes(video_state.snapshot(_state(step))) for step in (0, 1)]
     # Room for boundary 0 and two boundaries 1 (one per branch), not for the restarted attempts.

@@ -85,6 +85,7 @@ def build(
         denoiser.bind(config),
         Decoder.options(ray_actor_options=light).bind(config),
         stream,
+        config.spare_sessions,
     )
     return Ingress.options(**ingress).bind(registry, stream)
 

@@ -51,6 +51,10 @@ class ClusterConfig:
     #: Whether a steer restarts the section being denoised when at most half of it is done
     #: (`stream.backend.worth_restarting`), rather than waiting for the next section boundary.
     restart_steered: bool = True
+    #: Session actors kept started ahead (`session_registry`): that many `start`s in a row answer
+    #: at once instead of waiting seconds for a process; each costs an idle process on the
+    #: registry's node. 0: every session starts its own.
+    spare_sessions: int = 2
     #: Where sessions keep their frames (a directory per session, on the registry's node); None:
     #: the system's temporary directory.
     session_dir: str | None = None

@@ -75,13 +75,21 @@ class SessionStatus:
 
 @ray.remote(num_cpus=0)
 class SessionHost:
-    def __init__(self, request: SessionRequest, stream: StreamSettings, stages: Stages) -> None:
-        self._request, self._stream, self._stages = request, stream, stages
+    """Made before its session (the registry keeps one spare ready: a new actor's process takes
+    seconds to start and import), and given it by `begin`."""
+
+    def __init__(self, stream: StreamSettings, stages: Stages) -> None:
+        self._stream, self._stages = stream, stages
         self.session: Session | None = None
 
-    async def begin(self) -> None:
+    def ready(self) -> None:
+        """Answers once the actor's process is up: a spare is ready for a session."""
+
+    async def begin(self, request: SessionRequest) -> None:
         """Build and start the session on the actor's event loop (its constructor needs the loop)."""
-        request, stream, stages = self._request, self._stream, self._stages
+        if self.session is not None:
+            raise RuntimeError(f"this actor already runs session {self.session.id}")
+        stream, stages = self._stream, self._stages
         self.session = Session(
             session_id=request.session_id,
             token_digest=request.token_digest,
@@ -97,7 +105,6 @@ class SessionHost:
             model=stream.model.source if stream.model is not None else None,
             from_text=request.from_text,
         )
-        self._request = None  # the start image is the session's now; drop this copy
         self.session.start()
 
     async def call(self, method: str, *args):
@@ -110,7 +117,10 @@ class SessionHost:
     def settings(self) -> GenerationSettings:
         return self.session.settings
 
-    def status(self) -> SessionStatus:
+    def status(self) -> SessionStatus | None:
+        """None for a spare: no session yet."""
+        if self.session is None:
+            return None
         idle_since = self.session.presence.idle_since()
         return SessionStatus(
             client=self.session.client,
@@ -119,7 +129,8 @@ class SessionHost:
         )
 
     async def close(self) -> None:
-        await self.session.close()
+        if self.session is not None:
+            await self.session.close()
 
 
 def unwrap_input_error(exc: BaseException) -> InputError | None:

@@ -15,7 +15,7 @@ from ray.serve import Application
 from framepack_live.engine.lora import list_loras
 from framepack_live.stream.access import Access, read_api_keys
 from framepack_live.stream.model_defaults import model_defaults
-from framepack_live.stream.settings import Limits, StreamSettings
+from framepack_live.stream.settings import LIVE_DECODE, Limits, StreamSettings
 
 from .config import ClusterConfig
 from .decoder import Decoder
@@ -36,7 +36,7 @@ def stream_settings(config: ClusterConfig) -> StreamSettings:
     Serve restarts; a new deploy makes a new key, which only ends links less than a minute old.
     """
     # Live by default: every section's frames final when it is decoded (the config may say `blend`).
-    model, generation = model_defaults(config.model, {"decode": "causal", **config.generation})
+    model, generation = model_defaults(config.model, {**LIVE_DECODE, **config.generation})
     if config.lora_dir is not None:
         loras = list_loras(config.lora_dir)
         if not loras:

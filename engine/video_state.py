@@ -249,8 +249,8 @@ def accept_section(state: VideoState, plan: SectionPlan, latents: torch.Tensor) 
         state.video = torch.cat([state.video, latents], dim=2)
         if settings.decode == "causal":
             # The first section decodes with the start frame, all of it new; later ones after the
-            # previous section's latents as context.
-            context = 0 if state.last_frame is None else settings.window
+            # previous section's latents (the newest `decode_context` of them) as context.
+            context = 0 if state.last_frame is None else settings.decode_context or settings.window
             return DecodePlan(
                 forward=True, latents=state.video[:, :, -(context + latents.shape[2]) :] if context else state.video,
                 pending=None, cursor=state.frame_cursor, overlap=0, last=False, causal=True, context=context,

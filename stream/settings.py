@@ -103,6 +103,12 @@ class ModelInfo:
         raise InputError("bad_request", f"no LoRA named {name!r} on this server (allowed: {allowed})")
 
 
+#: How a live server decodes unless its operator says otherwise: each section's frames final when
+#: it is decoded (`causal`), after one latent frame of context: on the toy model seams as smooth as
+#: the blended decode's, in two thirds of the time a whole window of context takes (`bench seams`).
+LIVE_DECODE = {"decode": "causal", "decode_context": 1}
+
+
 @dataclass(frozen=True)
 class StreamSettings:
     """Everything `create_app` needs besides the backend."""
@@ -112,7 +118,7 @@ class StreamSettings:
     #: guidance, seed, sections and transition. Live streaming plays sections as they come, so only
     #: the forward order works (the inverted one makes the end of the video first), and each
     #: section's frames are final when it is decoded (`causal` decoding, nothing held back).
-    generation: GenerationSettings = field(default_factory=lambda: GenerationSettings(decode="causal"))
+    generation: GenerationSettings = field(default_factory=lambda: GenerationSettings(**LIVE_DECODE))
     #: A steer restarts the section being denoised when at most half of it is done
     #: (`backend.worth_restarting`); False applies every steer from the next section boundary.
     restart_steered: bool = True

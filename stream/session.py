@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from framepack_live.engine.errors import InputError
+from framepack_live.engine.images import default_start_image, fit_to_size
 from framepack_live.engine.section import Section
 from framepack_live.engine.settings import GenerationSettings
 
@@ -210,6 +211,7 @@ class Session:
     async def _run(self) -> None:
         source: SectionSource | None = None
         try:
+            self._preview_start()
             self._made_from = await asyncio.to_thread(_made_from, self._image, self._from_text, self.settings)
             source = self._source = await self._backend.open(self._prompt, self._image, self.settings, self._from_text)
             self._image = None
@@ -337,6 +339,17 @@ class Session:
             self._loop.call_soon_threadsafe(self._keep_preview, (section, step, message, jpeg))
 
         return preview
+
+    def _preview_start(self) -> None:
+        """The start image, at the video's size, as the first section's preview at step 0: what
+        that section goes on from, on screen at once while the backend encodes the start (the first
+        step's preview comes only after that). A start from the prompt alone has no image yet."""
+        if self._from_text:
+            return
+        settings = self.settings
+        image = fit_to_size(self._image or default_start_image(), settings.width, settings.height)
+        self._preview_callback(self._made)(0, settings.steps, np.asarray(image.convert("RGB"))[None])
+        self._progress_callback(self._made)(0, settings.steps)
 
     def _keep_preview(self, preview: tuple[int, int, str, bytes]) -> None:
         self._preview = preview

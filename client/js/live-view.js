@@ -176,8 +176,11 @@ export class LiveView {
         this.viewer.dataset.preview = `${section}:${step}`;
         image.hidden = false;
         this.previewBadge.hidden = false;
-        this.previewBadge.textContent = `preview · step ${step}/${steps}`;
-        this.previewBadge.title = `A rough preview of section ${section + 1} while it is made; its frames replace it`;
+        // Step 0 is the start image, shown while the server encodes it.
+        this.previewBadge.textContent = step ? `preview · step ${step}/${steps}` : "preview · start image";
+        this.previewBadge.title = step
+          ? `A rough preview of section ${section + 1} while it is made; its frames replace it`
+          : "The start image the video goes on from; the first section's frames replace it";
         this.placeholder.hidden = true;
       })
       .catch(() => {}); // an undecodable preview is skipped; the next one repairs the picture

@@ -6,16 +6,19 @@ frame after Start, a steer's time to the screen, and how much section seams show
   one (`decode: blend`, most of a section's frames held back until the next is decoded), a steer
   applied from the next section boundary only (`restart_steered: False`), no step previews.
 * `after`: what a new user gets today: the page's defaults from `GET /config` (the model's trained
-  resolution and steps), the causal live decode, a steer restarting the section being denoised
-  when it comes in its first half, a preview after every step.
+  resolution and steps), the causal live decode after one latent frame of context, a steer
+  restarting the section being denoised when it comes in its first half (or the section being
+  decoded, when more of the decode is left than a denoise takes), a preview after every step, the
+  start image previewed at once, session actors started ahead.
 
 Each runs on its own deployment of the whole server (local Ray, Serve), on the default model, after
 a one-section warm-up session (replicas' first calls pay for allocations). One session per side:
 `--sections` sections; a steer sent as soon as section `--steer-after`'s frames are in (as a user
 would, on seeing them). Figures, all from the client's clock:
 
-* time to first preview and first frame: from sending `start` to the first `preview` JPEG, and to
-  the first `section` message with all its frames;
+* time to first preview and first frame: from sending `start` to the first `preview` JPEG (today
+  the start image, sent before the start is encoded), to the first preview of a denoising step,
+  and to the first `section` message with all its frames;
 * section period: the median time between consecutive sections' frames (the steady state the
   other figures are counted in); step period: the median time between consecutive steps'
   `progress` of one section;
@@ -128,10 +131,12 @@ async def session(url: str, start: dict, sections: int, steer_after: int | None 
         raise RuntimeError(f"the session did not come whole: {received.errors or received.gaps()}")
     section_times = [t for m, t in stamps if m["type"] == "section"]
     period = statistics.median(np.diff(section_times)) if len(section_times) > 1 else None
-    previews = [t for m, t in stamps if m["type"] == "preview"]
+    previews = [(m["step"], t) for m, t in stamps if m["type"] == "preview"]
+    step_previews = [t for step, t in previews if step > 0]
     first_frame = section_times[0] - started
     figures = {
-        "first_preview_s": _round(previews[0] - started) if previews else None,
+        "first_preview_s": _round(previews[0][1] - started) if previews else None,
+        "first_step_preview_s": _round(step_previews[0] - started) if step_previews else None,
         "first_frame_s": _round(first_frame),
         "section_period_s": _round(period),
         "step_period_s": _round(step_period(stamps)),

@@ -167,7 +167,9 @@ def assert_previews_before_frames(events: list[dict]) -> None:
     first = next(i for i, event in enumerate(events) if event["kind"] == "section")
     previews = [event for event in events[:first] if event["kind"] == "preview" and event["value"].startswith("0:")]
     assert previews, f"no preview of section 0 drawn before its frames: {events[:first + 1]}"
-    assert all(event["drawn"] and event["badge"].startswith("preview · step ") for event in previews), previews
+    # The start image first (step 0, sent as the session begins), then the steps'.
+    badges = ["preview · start image" if event["value"] == "0:0" else "preview · step " for event in previews]
+    assert all(event["drawn"] and event["badge"].startswith(badge) for event, badge in zip(previews, badges)), previews
     assert any(event["kind"] == "card-preview" and event["section"] == 0 for event in events[:first])
     after = [event for event in events[first:] if event["kind"] in ("preview", "preview-gone")]
     assert after and after[0]["kind"] == "preview-gone", f"the preview stayed over the frames: {events}"

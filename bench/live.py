@@ -4,7 +4,8 @@ frame after Start, a steer's time to the screen, and how much section seams show
 
 * `before`: the old page defaults (256x256, 25 steps), sections decoded by blending with the next
   one (`decode: blend`, most of a section's frames held back until the next is decoded), a steer
-  applied from the next section boundary only (`restart_steered: False`), no step previews.
+  applied from the next section boundary only (`restart_steered: False`), no previews, every
+  session's actor started when it is asked for (`spare_sessions: 0`).
 * `after`: what a new user gets today: the page's defaults from `GET /config` (the model's trained
   resolution and steps), the causal live decode after one latent frame of context, a steer
   restarting the section being denoised when it comes in its first half (or the section being
@@ -73,7 +74,7 @@ def main(argv: list[str]) -> int:
     began = time.monotonic()
     old_page = {"width": args.old_size, "height": args.old_size, "steps": args.old_steps}
     sides = {
-        "before": ClusterConfig(model=args.model, restart_steered=False,
+        "before": ClusterConfig(model=args.model, restart_steered=False, spare_sessions=0,
                                 generation={"decode": "blend", "preview_every": 0}),
         "after": ClusterConfig(model=args.model),
     }

@@ -344,7 +344,7 @@ class Session:
         """The start image, at the video's size, as the first section's preview at step 0: what
         that section goes on from, on screen at once while the backend encodes the start (the first
         step's preview comes only after that). A start from the prompt alone has no image yet."""
-        if self._from_text:
+        if self._from_text or not self.settings.preview_every:
             return
         settings = self.settings
         image = fit_to_size(self._image or default_start_image(), settings.width, settings.height)

@@ -251,14 +251,16 @@ def accept_section(state: VideoState, plan: SectionPlan, latents: torch.Tensor) 
             # The first section decodes with the start frame, all of it new; later ones after the
             # previous section's latents (the newest `decode_context` of them) as context.
             context = 0 if state.last_frame is None else settings.decode_context or settings.window
+            # A copy: a slice would carry the whole history's storage when the plan is pickled for
+            # another process (a Decoder replica).
             return DecodePlan(
-                forward=True, latents=state.video[:, :, -(context + latents.shape[2]) :] if context else state.video,
+                forward=True, latents=state.video[:, :, -(context + latents.shape[2]) :].clone(),
                 pending=None, cursor=state.frame_cursor, overlap=0, last=False, causal=True, context=context,
                 shown=state.last_frame,
             )
         decode_from = state.video[:, :, -2 * settings.window :] if state.pending is not None else state.video
         return DecodePlan(
-            forward=True, latents=decode_from, pending=state.pending, cursor=state.frame_cursor,
+            forward=True, latents=decode_from.clone(), pending=state.pending, cursor=state.frame_cursor,
             overlap=settings.overlap_frames, last=False,
         )
     last = state.finished

@@ -254,7 +254,8 @@ def accept_section(state: VideoState, plan: SectionPlan, latents: torch.Tensor) 
             # A copy: a slice would carry the whole history's storage when the plan is pickled for
             # another process (a Decoder replica).
             return DecodePlan(
-                forward=True, latents=state.video[:, :, -(context + latents.shape[2]) :].clone(),
+                forward=True,
+                latents=(state.video[:, :, -(context + latents.shape[2]) :] if context else state.video).clone(),
                 pending=None, cursor=state.frame_cursor, overlap=0, last=False, causal=True, context=context,
                 shown=state.last_frame,
             )

@@ -140,9 +140,10 @@ class SessionRegistry:
         try:
             await spare[1].ready.remote()
         except RayActorError:
-            log.warning("a spare session actor died before its session; another is started when one is taken")
+            log.warning("a spare session actor died before its session; another in %.0f s", SPARE_AFTER_S)
             if spare in self._spares:
                 self._spares.remove(spare)
+            self._start_spare(SPARE_AFTER_S)
 
     async def active_count(self) -> int:
         return sum(status.active for status in (await self._statuses()).values())

@@ -3,15 +3,21 @@ text-to-video starts and `busy`. (A Denoiser lost mid-session: tests/cluster/tes
 
 from __future__ import annotations
 
+import asyncio
 import io
+import time
 
 import av
 import httpx
 import pytest
+import ray
 
 from framepack_live.cluster.config import ClusterConfig
+from framepack_live.cluster.session_host import NAMESPACE, session_actor_name
 from framepack_live.stream.client import Received, connect, download, expect, receive, rewind, send
 from framepack_live.stream.metadata import read_record
+
+from .conftest import APP
 
 pytestmark = pytest.mark.heavy
 
@@ -86,6 +92,29 @@ async def test_rewind_through_the_session_actor_replays_bit_for_bit(server):
 def _decode(data: bytes) -> list:
     with av.open(io.BytesIO(data)) as container:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+async def test_a_start_takes_a_session_actor_started_before_it(server):
+    """The registry keeps spare session actors (`spare_sessions`, 2 by default), each named for a
+    session to come: a start's session is one of them, not a process started for it."""
+    prefix = session_actor_name(APP, "")
+
+    async def spares() -> set[str]:
+        """Ids of the session actors that have no session yet."""
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                 if a["namespace"] == NAMESPACE and a["name"].startswith(prefix)]
+        actors = [ray.get_actor(name, namespace=NAMESPACE) for name in names]
+        statuses = await asyncio.gather(*(a.status.remote() for a in actors), return_exceptions=True)
+        return {name[len(prefix):] for name, status in zip(names, statuses) if status is None}  # gone: an error
+
+    deadline = time.monotonic() + 120  # the earlier tests' starts took spares; others follow
+    while not (before := await spares()) and time.monotonic() < deadline:
+        await asyncio.sleep(1)
+    async with connect(server.ws_url) as ws:
+        await send(ws, type="start", prompt="a red ball", sections=1)
+        session = await expect(ws, "session")
+        await receive(ws, Received())
+    assert session["session_id"] in before
 
 
 async def test_sessions_beyond_the_limit_are_busy(server):

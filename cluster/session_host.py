@@ -75,7 +75,7 @@ class SessionStatus:
 
 @ray.remote(num_cpus=0)
 class SessionHost:
-    """Made before its session (the registry keeps one spare ready: a new actor's process takes
+    """Made before its session (the registry keeps spares ready: a new actor's process takes
     seconds to start and import), and given it by `begin`."""
 
     def __init__(self, stream: StreamSettings, stages: Stages) -> None:

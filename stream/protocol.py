@@ -119,7 +119,7 @@ def parse_client_message(text: str | bytes, limits: Limits) -> ClientMessage:
         if message.start == "text" and message.image is not None:
             raise InputError("bad_request", "a start from the prompt alone takes no image; drop `image` or `start`")
         if message.video is not None and (message.image is not None or message.start == "text"):
-            raise InputError("bad_request", "a continued video is the start: drop `image` and `start` or `video`")
+            raise InputError("bad_request", "`video` is the start: a continued video takes no `image` and no `start: \"text\"`")
     prompt = getattr(message, "prompt", None)
     if prompt is not None and len(prompt) > limits.max_prompt_chars:
         raise InputError("prompt_too_long", f"prompt of {len(prompt)} characters; at most {limits.max_prompt_chars}")

@@ -27,10 +27,10 @@ import numpy as np
 from PIL import Image
 
 from framepack_live.engine.errors import InputError
-from framepack_live.engine.video_state import first_new_frame
 from framepack_live.engine.images import default_start_image, fit_to_size
 from framepack_live.engine.section import Section
 from framepack_live.engine.settings import GenerationSettings
+from framepack_live.engine.video_state import first_new_frame
 
 from . import fmp4, protocol
 from .backend import PreviewCallback, ProgressCallback, SectionBackend, SectionSource
@@ -223,9 +223,11 @@ class Session:
             source = self._source = await self._backend.open(
                 self._prompt, self._image, self.settings, self._from_text, frames
             )
-            self._image = self._video = None
+            self._image = None
             if frames is not None:
                 await self._store_continued(frames)
+                # On disk now: neither the session nor this coroutine's frame keeps the decoded video.
+                self._video = frames = None
             last = False
             while not last:
                 await self._unpaused.wait()

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import numpy as np
 from PIL import Image
 from ray.exceptions import NodeDiedError, ObjectLostError, RayActorError, RayTaskError, WorkerCrashedError
 from ray.serve.exceptions import BackPressureError, ReplicaUnavailableError
@@ -110,21 +111,33 @@ class RayBackend:
         self.session_id, self.metrics = session_id, metrics
 
     async def open(
-        self, prompt: str, image: Image.Image | None, settings: GenerationSettings, from_text: bool = False
+        self,
+        prompt: str,
+        image: Image.Image | None,
+        settings: GenerationSettings,
+        from_text: bool = False,
+        video: np.ndarray | None = None,
     ) -> RaySource:
         if settings.sampling != "forward":
             raise InputError("bad_request", "the server streams forward sampling only")
         opened = time.monotonic()
-        if from_text:
+        if video is not None:
+            (embeds, negative), (start, history) = await asyncio.gather(
+                self._prompts(prompt, settings),
+                call_stage(self.session_id, "encoder", lambda: self.encoder.encode_history.remote(video, settings)),
+            )
+            state = video_state.begin_after(start, history, settings, prompt)
+        elif from_text:
             embeds, negative = await self._prompts(prompt, settings)
-            start = await self._start_from_text(prompt, embeds, negative, settings)
+            state = video_state.begin(await self._start_from_text(prompt, embeds, negative, settings), settings, prompt)
         else:
             (embeds, negative), start = await asyncio.gather(
                 self._prompts(prompt, settings),
                 call_stage(self.session_id, "encoder", lambda: self.encoder.encode_start.remote(image, settings)),
             )
+            state = video_state.begin(start, settings, prompt)
         log.info("session opened", extra={"session_id": self.session_id, "settings": settings.to_dict()})
-        return RaySource(self, settings, prompt, embeds, negative, video_state.begin(start, settings, prompt), opened)
+        return RaySource(self, settings, prompt, embeds, negative, state, opened)
 
     async def _prompts(self, prompt: str, settings: GenerationSettings) -> tuple[PromptEmbeds, PromptEmbeds | None]:
         """The prompt's embeddings, and the negative prompt's where real CFG uses one."""

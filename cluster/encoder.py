@@ -1,4 +1,5 @@
-"""The `Encoder` deployment: prompts (LLaMA + CLIP) and start images (VAE + SigLIP)."""
+"""The `Encoder` deployment: prompts (LLaMA + CLIP), start images (VAE + SigLIP) and the history
+of a video to continue (VAE)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import torch
 from PIL import Image
 from ray import serve
 
-from framepack_live.engine import text_start
+from framepack_live.engine import extension, text_start
 from framepack_live.engine.conditioning import PromptEmbeds, encode_prompt
 from framepack_live.engine.generator import start_video
 from framepack_live.engine.images import default_start_image
 from framepack_live.engine.settings import GenerationSettings
-from framepack_live.engine.video_state import VideoStart, VideoState
+from framepack_live.engine.video_state import VideoHistory, VideoStart, VideoState
 
 from .config import ClusterConfig
 from .replica import ModelThread, load_model
@@ -46,6 +47,11 @@ class Encoder:
 
     async def encode_start(self, image: Image.Image | None, settings: GenerationSettings) -> VideoStart:
         return await self._model_thread.submit(start_video, self.model, image or default_start_image(), settings)
+
+    async def encode_history(self, frames: np.ndarray, settings: GenerationSettings) -> tuple[VideoStart, VideoHistory]:
+        """The start and VAE-encoded history of a video to continue (`engine.extension`): the
+        start image's encoding, for a video's first frame and its tail."""
+        return await self._model_thread.submit(extension.encode_history, self.model, frames, settings)
 
     async def sketch_state(self, prompt: str, settings: GenerationSettings) -> VideoState:
         """The one-section video a start from the prompt alone is sketched in (`engine.text_start`)."""

@@ -13,6 +13,7 @@ from ray.exceptions import RayTaskError
 from ray.serve.handle import DeploymentHandle
 
 from framepack_live.engine.errors import InputError
+from framepack_live.stream.continued import ContinuedVideo
 from framepack_live.stream.protocol import Start
 from framepack_live.stream.settings import StreamSettings
 
@@ -25,9 +26,11 @@ class RaySessions:
         self._registry = registry
         self._app = app
 
-    async def create(self, client: str, start: Start, image: Image.Image | None) -> tuple[RemoteSession, str]:
+    async def create(
+        self, client: str, start: Start, image: Image.Image | None, video: ContinuedVideo | None = None
+    ) -> tuple[RemoteSession, str]:
         try:
-            session_id, token = await self._registry.create.remote(client, start, image)
+            session_id, token = await self._registry.create.remote(client, start, image, video)
         except RayTaskError as exc:
             raise unwrap_input_error(exc) or exc from None
         return await self.find(session_id), token

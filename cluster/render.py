@@ -149,7 +149,7 @@ def plan(args: argparse.Namespace) -> Plan:
     except ValueError as exc:
         raise InputError("bad_request", str(exc)) from None
     if extend is not None:
-        from ..engine.extension import check_video
+        from ..engine.video_state import check_video
 
         check_video(extend, settings)
     schedule = PromptSchedule.parse(args.prompt, args.prompt_at)
@@ -219,9 +219,10 @@ def plan_from_video(args: argparse.Namespace) -> Plan:
     if record.start.kind == "video":
         from ..stream.mp4 import read_video
 
-        source = args.extend or record.start.name
-        if not Path(source).is_file() or file_sha256(source) != record.start.sha256:
-            raise InputError("bad_request", f"the video was continued from {record.start.name}, which is missing or "
+        source = args.extend or record.start.name  # no name: it was uploaded to a server
+        if source is None or not Path(source).is_file() or file_sha256(source) != record.start.sha256:
+            original = record.start.name or "a video uploaded to the server"
+            raise InputError("bad_request", f"the video was continued from {original}, which is missing or "
                                             "has changed; point --extend at the original")
         extend = read_video(source)[0]
     elif args.extend:

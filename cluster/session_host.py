@@ -23,6 +23,7 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from framepack_live.engine.errors import InputError
 from framepack_live.engine.settings import GenerationSettings
+from framepack_live.stream.continued import ContinuedVideo
 from framepack_live.stream.events import Poll
 from framepack_live.stream.frame_store import FrameStore
 from framepack_live.stream.handle import Attachment, FrameBatch
@@ -61,6 +62,8 @@ class SessionRequest:
     media: str
     #: A start made from the prompt alone (`start: "text"`).
     from_text: bool = False
+    #: A video to continue (`start`'s `video`), decoded by the Ingress.
+    video: ContinuedVideo | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ class SessionHost:
             restart_steered=stream.restart_steered,
             model=stream.model.source if stream.model is not None else None,
             from_text=request.from_text,
+            video=request.video,
         )
         self.session.start()
 

@@ -26,6 +26,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from framepack_live.engine.errors import InputError
 from framepack_live.stream.admission import check_room, generation_settings
+from framepack_live.stream.continued import ContinuedVideo
 from framepack_live.stream.protocol import Start
 from framepack_live.stream.session import token_hash
 from framepack_live.stream.settings import StreamSettings
@@ -75,7 +76,9 @@ class SessionRegistry:
             log.info("adopted %d running sessions", len(sessions))
         return sessions
 
-    async def create(self, client: str, start: Start, image: Image.Image | None) -> tuple[str, str]:
+    async def create(
+        self, client: str, start: Start, image: Image.Image | None, video: ContinuedVideo | None = None
+    ) -> tuple[str, str]:
         """A new, started session for `client`: its id and its secret token."""
         async with self._admitting:
             statuses = await self._statuses()
@@ -95,6 +98,7 @@ class SessionRegistry:
                 image=image,
                 media=start.media,
                 from_text=start.start == "text",
+                video=video,
             )
             try:
                 await actor.begin.remote(request)

@@ -15,27 +15,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .conditioning import encode_image, preprocess_images
-from .errors import InputError
+from . import video_state
+from .conditioning import check_prompt, encode_image, preprocess_images
+from .generator import SectionGenerator
 from .model import FramePackModel
 from .settings import VAE_TEMPORAL_RATIO, GenerationSettings
-from .video_state import VideoHistory, VideoStart, latents_read
-
-
-def check_video(frames: np.ndarray, settings: GenerationSettings) -> None:
-    """Refuse a video the settings cannot continue, before any model work."""
-    count, height, width = frames.shape[:3]
-    if settings.sampling != "forward":
-        raise InputError("bad_request", "a video is continued with forward sampling: the inverted order makes its end first")
-    if width % 16 or height % 16:
-        raise InputError("bad_request", f"the video is {width}x{height}; continuing it needs width and height that "
-                                        "are multiples of 16 (crop or scale it first)")
-    if (width, height) != (settings.width, settings.height):
-        raise InputError("bad_request", f"the video is {width}x{height} and the new sections would be "
-                                        f"{settings.width}x{settings.height}: a continuation keeps the video's size")
-    least = settings.frames_per_section + 1
-    if count < least:
-        raise InputError("bad_request", f"the video has {count} frames; continuing needs at least {least} (one section)")
+from .video_state import VideoHistory, VideoStart, check_video, latents_read
 
 
 @torch.no_grad()
@@ -54,3 +39,12 @@ def encode_history(model: FramePackModel, frames: np.ndarray, settings: Generati
     latents = posterior.sample(generator=generator).float().cpu() * vae.config.scaling_factor
     history = VideoHistory(latents=latents, pending=pixels[:, :, -settings.overlap_frames :].float(), frames=len(frames))
     return VideoStart(start=start.to(torch.device("cpu")), rng_state=generator.get_state()), history
+
+
+def generator_after(model: FramePackModel, frames: np.ndarray, settings: GenerationSettings, prompt: str) -> SectionGenerator:
+    """The generator of a video that continues `frames` with `prompt`, before its first new section
+    (what `render --extend` and the server's in-process backend both start from). The prompt is
+    checked first, so a refused one costs no VAE encode."""
+    check_prompt(model, prompt)
+    start, history = encode_history(model, frames, settings)
+    return SectionGenerator.from_state(model, video_state.begin_after(start, history, settings, prompt))

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from . import video_state
 from .conditioning import check_prompt
 from .download import DownloadProgress
-from .extension import encode_history
+from .extension import generator_after
 from .generator import SectionGenerator
 from .images import decode_image
 from .model import FramePackModel
@@ -64,9 +64,7 @@ def begin(model: FramePackModel, job: RenderJob) -> SectionGenerator:
     """The generator of the job's video, before its first section."""
     settings, prompt = job.settings, job.schedule.prompts[0]
     if job.extend is not None:
-        check_prompt(model, prompt)
-        start, history = encode_history(model, job.extend, settings)
-        return SectionGenerator.from_state(model, video_state.begin_after(start, history, settings, prompt))
+        return generator_after(model, job.extend, settings, prompt)
     if job.text_start:
         check_prompt(model, prompt)
         return SectionGenerator.from_state(model, video_state.begin(start_from_text(model, prompt, settings), settings, prompt))

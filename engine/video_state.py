@@ -26,6 +26,7 @@ import torch
 
 from .conditioning import ImageConditioning, PromptBlend
 from .decoding import Decoded, DecodePlan, to_uint8
+from .errors import InputError
 from .packing import HISTORY_FRAMES, PackedContext, pack_forward, pack_inverted
 from .section import Section, TimelineEntry
 from .settings import VAE_SPATIAL_RATIO, VAE_TEMPORAL_RATIO, GenerationSettings
@@ -149,6 +150,29 @@ def begin(start: VideoStart, settings: GenerationSettings, prompt: str) -> Video
     )
 
 
+def check_video(frames: np.ndarray, settings: GenerationSettings) -> None:
+    """Refuse a video the settings cannot continue, before any model work."""
+    count, height, width = frames.shape[:3]
+    if settings.sampling != "forward":
+        raise InputError("bad_request", "a video is continued with forward sampling: the inverted order makes its end first")
+    if width % 16 or height % 16:
+        raise InputError("bad_request", f"the video is {width}x{height}; continuing it needs width and height that "
+                                        "are multiples of 16 (crop or scale it first)")
+    if (width, height) != (settings.width, settings.height):
+        raise InputError("bad_request", f"the video is {width}x{height} and the new sections would be "
+                                        f"{settings.width}x{settings.height}: a continuation keeps the video's size")
+    least = settings.frames_per_section + 1
+    if count < least:
+        raise InputError("bad_request", f"the video has {count} frames; continuing needs at least {least} (one section)")
+
+
+def first_new_frame(frames: int, settings: GenerationSettings) -> int:
+    """Where the frames of the sections that continue a video of `frames` frames begin: its last
+    `overlap_frames` are pending (`engine.extension` keeps them as pixels), so the first new
+    section brings them again, cross-faded into it. The frames before stay the video's own."""
+    return frames - settings.overlap_frames
+
+
 def begin_after(start: VideoStart, history: VideoHistory, settings: GenerationSettings, prompt: str) -> VideoState:
     """The state of a forward video that continues `history`, before its first new section.
 
@@ -165,7 +189,7 @@ def begin_after(start: VideoStart, history: VideoHistory, settings: GenerationSe
         rng_state=start.rng_state,
         video=history.latents,
         pending=history.pending,
-        frame_cursor=history.frames - history.pending.shape[2],
+        frame_cursor=first_new_frame(history.frames, settings),
     )
 
 

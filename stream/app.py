@@ -117,6 +117,7 @@ def page_config(settings: StreamSettings) -> dict:
             "max_sections": int(limits.max_video_seconds * defaults.fps) // defaults.frames_per_section,
             "max_prompt_chars": limits.max_prompt_chars,
             "max_image_pixels": limits.max_image_pixels,
+            "max_continued_frames": limits.max_continued_frames,
             "max_message_bytes": limits.max_message_bytes,
         },
         "ice_servers": list(settings.ice_servers),

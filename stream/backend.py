@@ -108,12 +108,19 @@ class SectionBackend(Protocol):
     """Makes sections for any number of sessions."""
 
     async def open(
-        self, prompt: str, image: Image.Image | None, settings: GenerationSettings, from_text: bool = False
+        self,
+        prompt: str,
+        image: Image.Image | None,
+        settings: GenerationSettings,
+        from_text: bool = False,
+        video: np.ndarray | None = None,
     ) -> SectionSource:
         """Encode the start (prompt, and the start image or the built-in one when None) of a new video.
         `from_text`: no image; the start is made from the prompt (`engine.text_start`), which
-        costs one section's denoise and decode before the first section.
+        costs one section's denoise and decode before the first section. `video` (uint8
+        [T, H, W, 3], no image): the new video continues these frames (`engine.extension`), its
+        sections counted from 0 and their frames from where the kept frames of `video` end.
 
-        Raises `InputError` for a prompt or image the engine refuses.
+        Raises `InputError` for a prompt, image or video the engine refuses.
         """
         ...

@@ -51,15 +51,16 @@ class Received:
         """The sections received that branch `number` made itself."""
         return [(m, jpegs) for m, jpegs in self.sections if m.get("branch", 0) == number]
 
-    def gaps(self) -> list[str]:
+    def gaps(self, first_frame: int = 0) -> list[str]:
         """Why this is not the whole video, in order and without gaps; empty when it is (a
-        session without rewinds).
+        session without rewinds). `first_frame`: where its first section begins (after the
+        frames of a video it continues, which come as no section).
 
         A client that reads too slowly is skipped ahead (sections are dropped from its live
         view), which shows up here; the MP4 export still has everything.
         """
         problems = []
-        next_frame = 0
+        next_frame = first_frame
         for message, _ in self.sections:
             if message["first_frame"] != next_frame:
                 problems.append(f"section {message['section']} starts at frame {message['first_frame']}, not {next_frame}")

@@ -14,6 +14,7 @@ from PIL import Image
 
 from framepack_live.engine.settings import GenerationSettings
 
+from .continued import ContinuedVideo
 from .events import Poll
 from .protocol import Start
 from .settings import StreamSettings
@@ -99,8 +100,11 @@ class SessionDirectory(Protocol):
 
     settings: StreamSettings
 
-    async def create(self, client: str, start: Start, image: Image.Image | None) -> tuple[SessionHandle, str]:
-        """A new, started session for `client` and its secret token; `busy` over the caps."""
+    async def create(
+        self, client: str, start: Start, image: Image.Image | None, video: ContinuedVideo | None = None
+    ) -> tuple[SessionHandle, str]:
+        """A new, started session for `client` and its secret token; `busy` over the caps. It
+        starts from `image` (None: the built-in one), or continues `video`."""
         ...
 
     async def get(self, session_id: str, token: str) -> SessionHandle:

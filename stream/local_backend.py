@@ -13,12 +13,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+import numpy as np
 from PIL import Image
 
 from framepack_live.engine import video_state
 from framepack_live.engine.boundaries import Boundaries
 from framepack_live.engine.conditioning import check_prompt
 from framepack_live.engine.errors import InputError
+from framepack_live.engine.extension import generator_after
 from framepack_live.engine.generator import SectionGenerator
 from framepack_live.engine.model import FramePackModel
 from framepack_live.engine.section import Section
@@ -42,9 +44,16 @@ class InProcessBackend:
         return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: fn(*args, **kwargs))
 
     async def open(
-        self, prompt: str, image: Image.Image | None, settings: GenerationSettings, from_text: bool = False
+        self,
+        prompt: str,
+        image: Image.Image | None,
+        settings: GenerationSettings,
+        from_text: bool = False,
+        video: np.ndarray | None = None,
     ) -> LocalSource:
-        if from_text:
+        if video is not None:
+            generator = await self.run(generator_after, self.model, video, settings, prompt)
+        elif from_text:
             generator = await self.run(_from_text, self.model, prompt, settings)
         else:
             generator = await self.run(SectionGenerator, self.model, prompt=prompt, image=image, settings=settings)

@@ -16,6 +16,7 @@ from framepack_live.engine.errors import InputError
 
 from .admission import check_room, generation_settings
 from .backend import SectionBackend
+from .continued import ContinuedVideo
 from .frame_store import FrameStore
 from .protocol import Start
 from .session import Session, token_hash
@@ -33,7 +34,9 @@ class SessionManager:
         self._sessions: dict[str, Session] = {}
         self._reaper: asyncio.Task | None = None
 
-    async def create(self, client: str, start: Start, image: Image.Image | None) -> tuple[Session, str]:
+    async def create(
+        self, client: str, start: Start, image: Image.Image | None, video: ContinuedVideo | None = None
+    ) -> tuple[Session, str]:
         check_room(self.settings, (s.client for s in self._sessions.values() if s.active), client)
         session_id, token = secrets.token_hex(8), secrets.token_urlsafe(32)
         store = await asyncio.to_thread(FrameStore, self.settings.session_dir / session_id, self.settings.jpeg_quality)
@@ -51,6 +54,7 @@ class SessionManager:
             restart_steered=self.settings.restart_steered,
             model=self.settings.model.source if self.settings.model is not None else None,
             from_text=start.start == "text",
+            video=video,
         )
         self._sessions[session.id] = session
         if self._reaper is None:  # started here, not in a lifespan hook, so any host app works

@@ -85,11 +85,15 @@ class Mp4Writer:
         self.close()
 
 
-def read_video(source: str | BinaryIO, max_pixels: int | None = None) -> tuple[np.ndarray, float]:
+def read_video(
+    source: str | BinaryIO, max_pixels: int | None = None, max_frames: int | None = None
+) -> tuple[np.ndarray, float]:
     """All frames of a video's first video stream as uint8 `[T, H, W, 3]`, and its frame rate.
 
     Anything PyAV's FFmpeg decodes is accepted; what it cannot read is an `InputError`. With
-    `max_pixels`, a video whose frames are larger is refused before any frame is decoded.
+    `max_pixels`, a video whose frames are larger is refused before any frame is decoded; with
+    `max_frames`, one that has more is refused as soon as decoding passes it (a few MB of H.264
+    can hold far more frames than memory does, and the container's frame count can lie).
     """
     try:
         with av.open(source) as container:
@@ -100,13 +104,18 @@ def read_video(source: str | BinaryIO, max_pixels: int | None = None) -> tuple[n
                 raise InputError("bad_request", f"the video is {stream.width}x{stream.height}; at most {max_pixels} "
                                                 "pixels a frame are accepted")
             rate = float(stream.average_rate or stream.guessed_rate or 0)
-            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+            frames = []
+            for frame in container.decode(stream):
+                if max_frames is not None and len(frames) == max_frames:
+                    raise InputError("bad_request", f"{_name(source)} has more than {max_frames} frames; at most "
+                                                    f"{max_frames} are accepted")
+                frames.append(frame.to_ndarray(format="rgb24"))
     except (av.error.FFmpegError, OSError) as exc:
-        raise InputError("bad_request", f"cannot read the video {_name(source)}: {exc}") from None
+        raise InputError("bad_request", f"cannot read {_name(source)}: {exc}") from None
     if not frames:
         raise InputError("bad_request", f"{_name(source)} has no frames")
     return np.stack(frames), rate
 
 
 def _name(source: str | BinaryIO) -> str:
-    return source if isinstance(source, str) else "the uploaded video"
+    return f"the video {source}" if isinstance(source, str) else "the uploaded video"

@@ -41,6 +41,8 @@ class Start(_Message):
     type: Literal["start"]
     prompt: str
     image: str | None = None
+    #: A video to continue (base64 or a data URL, like `image`), in place of a start image.
+    video: str | None = None
     #: "text": a start made from the prompt alone (`engine.text_start`), with no image.
     start: Literal["image", "text"] = "image"
     seed: int | None = None
@@ -113,8 +115,11 @@ def parse_client_message(text: str | bytes, limits: Limits) -> ClientMessage:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"])
         raise InputError("bad_request", f"{where}: {first['msg']}" if where else first["msg"]) from None
-    if isinstance(message, Start) and message.start == "text" and message.image is not None:
-        raise InputError("bad_request", "a start from the prompt alone takes no image; drop `image` or `start`")
+    if isinstance(message, Start):
+        if message.start == "text" and message.image is not None:
+            raise InputError("bad_request", "a start from the prompt alone takes no image; drop `image` or `start`")
+        if message.video is not None and (message.image is not None or message.start == "text"):
+            raise InputError("bad_request", "`video` is the start: a continued video takes no `image` and no `start: \"text\"`")
     prompt = getattr(message, "prompt", None)
     if prompt is not None and len(prompt) > limits.max_prompt_chars:
         raise InputError("prompt_too_long", f"prompt of {len(prompt)} characters; at most {limits.max_prompt_chars}")
@@ -123,14 +128,23 @@ def parse_client_message(text: str | bytes, limits: Limits) -> ClientMessage:
 
 def image_bytes(image: str) -> bytes:
     """The bytes of a `data:image/...;base64,` URL or of plain base64; the format is sniffed later."""
-    if image.startswith("data:"):
-        header, sep, image = image.partition(",")
+    return _file_bytes(image, "image", "bad_image")
+
+
+def video_bytes(video: str) -> bytes:
+    """The bytes of a `data:video/...;base64,` URL or of plain base64; FFmpeg sniffs the format."""
+    return _file_bytes(video, "video", "bad_request")
+
+
+def _file_bytes(data: str, what: str, code: str) -> bytes:
+    if data.startswith("data:"):
+        header, sep, data = data.partition(",")
         if not sep or not header.endswith(";base64"):
-            raise InputError("bad_image", "the image must be a base64 data URL")
+            raise InputError(code, f"the {what} must be a base64 data URL")
     try:
-        return base64.b64decode(image, validate=True)
+        return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        raise InputError("bad_image", "the image is not valid base64") from None
+        raise InputError(code, f"the {what} is not valid base64") from None
 
 
 def _json(type_: str, **fields) -> str:

@@ -30,9 +30,11 @@ from framepack_live.engine.errors import InputError
 from framepack_live.engine.images import default_start_image, fit_to_size
 from framepack_live.engine.section import Section
 from framepack_live.engine.settings import GenerationSettings
+from framepack_live.engine.video_state import first_new_frame
 
 from . import fmp4, protocol
 from .backend import PreviewCallback, ProgressCallback, SectionBackend, SectionSource
+from .continued import ContinuedVideo
 from .events import EventLog, Poll, SectionRecord, Slot
 from .frame_store import FrameStore
 from .handle import Attachment, FrameBatch
@@ -92,6 +94,7 @@ class Session:
         restart_steered: bool = True,
         model: str | None = None,
         from_text: bool = False,
+        video: ContinuedVideo | None = None,
     ) -> None:
         self.id = session_id
         self.client = client
@@ -104,6 +107,9 @@ class Session:
         self._backend = backend
         self._image = image
         self._from_text = from_text
+        self._video = video
+        #: Export pieces before the first section's: the continued video's frames, if any.
+        self._lead_pieces = 0
         self._media = media
         self._limits = limits
         self._prompt = prompt  # the newest steer: applied when the next section starts
@@ -212,9 +218,16 @@ class Session:
         source: SectionSource | None = None
         try:
             self._preview_start()
-            self._made_from = await asyncio.to_thread(_made_from, self._image, self._from_text, self.settings)
-            source = self._source = await self._backend.open(self._prompt, self._image, self.settings, self._from_text)
+            self._made_from = await asyncio.to_thread(_made_from, self._image, self._from_text, self._video, self.settings)
+            frames = None if self._video is None else self._video.frames
+            source = self._source = await self._backend.open(
+                self._prompt, self._image, self.settings, self._from_text, frames
+            )
             self._image = None
+            if frames is not None:
+                await self._store_continued(frames)
+                # On disk now: neither the session nor this coroutine's frame keeps the decoded video.
+                self._video = frames = None
             last = False
             while not last:
                 await self._unpaused.wait()
@@ -244,6 +257,15 @@ class Session:
             self._source = None
             if source is not None:
                 await source.close()
+
+    async def _store_continued(self, frames: np.ndarray) -> None:
+        """The continued video's frames that stay as they are, stored as the video's first export
+        piece: the export is the whole video, and the new sections' frames follow on. No `section`
+        message for them: sections are what this session makes (the viewer has the video), and a
+        rewind goes back to a boundary of those."""
+        kept = frames[: first_new_frame(len(frames), self.settings)]
+        await asyncio.to_thread(self.store.append, kept, self.settings.fps)
+        self._lead_pieces = 1
 
     @property
     def _made(self) -> int:
@@ -343,11 +365,15 @@ class Session:
     def _preview_start(self) -> None:
         """The start image, at the video's size, as the first section's preview at step 0: what
         that section goes on from, on screen at once while the backend encodes the start (the first
-        step's preview comes only after that). A start from the prompt alone has no image yet."""
+        step's preview comes only after that); for a continued video, its last frame. A start from
+        the prompt alone has no image yet."""
         if self._from_text or not self.settings.preview_every:
             return
         settings = self.settings
-        image = fit_to_size(self._image or default_start_image(), settings.width, settings.height)
+        if self._video is not None:
+            image = Image.fromarray(self._video.frames[-1])
+        else:
+            image = fit_to_size(self._image or default_start_image(), settings.width, settings.height)
         self._preview_callback(self._made)(0, settings.steps, np.asarray(image.convert("RGB"))[None])
         self._progress_callback(self._made)(0, settings.steps)
 
@@ -421,7 +447,8 @@ class Session:
 
     async def live_edge(self) -> int:
         records = self.events.records
-        return records[-1].first_frame if records else 0
+        # Before the first section: its first frame, after a continued video's (not replayed).
+        return records[-1].first_frame if records else self.store.frame_count
 
     async def add_peer(self, peer: str) -> None:
         if len(self.presence.peers()) >= self._limits.max_peers_per_session:
@@ -457,7 +484,8 @@ class Session:
         number = self._branch if branch is None else branch
         start, lora_sha256 = self._made_from
         timeline, seen = [], set()
-        for record in self._path_records(number)[: parts - 1]:  # a piece per record, in order
+        sections = parts - 1 - self._lead_pieces  # the header, the continued video's frames
+        for record in self._path_records(number)[:sections]:  # then a piece per record, in order
             if record.index not in seen:  # a stopped session's held-back tail repeats an index
                 seen.add(record.index)
                 timeline.append({"section": record.index, "prompt": record.prompt, "branch": record.branch})
@@ -485,10 +513,13 @@ class Session:
 
 
 def _made_from(
-    image: Image.Image | None, from_text: bool, settings: GenerationSettings
+    image: Image.Image | None, from_text: bool, video: ContinuedVideo | None, settings: GenerationSettings
 ) -> tuple[Start, list[str]]:
     """The start and LoRA hashes of a video's record (blocking: a LoRA file can be large)."""
-    start = Start("text") if from_text else image_start(image)
+    if video is not None:
+        start = video.record_start()
+    else:
+        start = Start("text") if from_text else image_start(image)
     return start, [file_sha256(path) for path, _ in settings.loras]
 
 

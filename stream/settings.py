@@ -31,6 +31,9 @@ class Limits:
     max_prompt_chars: int = 2000
     #: Pixel count of a start image, checked on its header before any pixel is decoded.
     max_image_pixels: int = 4096 * 4096
+    #: Frames of a video a `start` continues (`video`): all of them are decoded into memory and
+    #: stored with the session. 900 is 30 s at 30 fps.
+    max_continued_frames: int = 900
     #: Largest video a client may ask for (width x height) and most sampler steps.
     max_video_pixels: int = 1280 * 720
     max_steps: int = 50

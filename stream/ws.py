@@ -14,8 +14,11 @@ from fastapi import WebSocket
 
 from framepack_live.engine.errors import InputError
 from framepack_live.engine.images import decode_image
+from framepack_live.engine.video_state import check_video
 
 from . import protocol
+from .admission import generation_settings
+from .continued import ContinuedVideo, read_continued
 from .events import Entry
 from .handle import SessionDirectory, SessionHandle
 from .outbox import Envelope, Outbox
@@ -94,13 +97,27 @@ class Connection:
             raise InputError("busy", f"this connection already drives session {self.session.id}; stop it first")
         self.directory.settings.access.check_api_key(start.api_key)
         start = start.model_copy(update={"api_key": None})  # the key goes no further than its check
-        image = None
+        image = video = None
         if start.image is not None:
             data = protocol.image_bytes(start.image)
             # Off the loop: a large image takes a while to decode, and other clients are waiting.
             image = await asyncio.to_thread(decode_image, data, self.directory.settings.limits.max_image_pixels)
-        session, token = await self.directory.create(self.client, start, image)
+        if start.video is not None:
+            start, video = await self._continued(start)
+        session, token = await self.directory.create(self.client, start, image, video)
         await self._watch(session, token)
+
+    async def _continued(self, start: protocol.Start) -> tuple[protocol.Start, ContinuedVideo]:
+        """Decode a `start`'s video (off the loop, like an image) and check that its settings can
+        continue it, before a session is made for it: a refused video costs no session. The
+        size defaults to the video's, which a continuation keeps; the `video` field itself goes
+        no further (the session gets the decoded frames)."""
+        settings = self.directory.settings
+        video = await asyncio.to_thread(read_continued, protocol.video_bytes(start.video), settings.limits)
+        size = {"width": start.width or video.width, "height": start.height or video.height}
+        start = start.model_copy(update={"video": None, **size})
+        check_video(video.frames, generation_settings(settings, start))
+        return start, video
 
     async def _watch(self, session: SessionHandle, token: str) -> None:
         """Relay `session` from now on (and no other); confirmed by a `session` message."""

@@ -69,7 +69,8 @@ async function toDataUrl(file) {
   return scaledJpegDataUrl(bitmap, Math.min(1, MAX_SIDE / Math.max(bitmap.width, bitmap.height)), 0.92);
 }
 
-function readAsDataUrl(file) {
+/** A file's bytes as a base64 data URL, the form `start` messages carry files in. */
+export function readAsDataUrl(file) {
   return new Promise((resolve, reject) => {
     const reader = new FileReader();
     reader.onload = () => resolve(reader.result);

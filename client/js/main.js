@@ -14,6 +14,7 @@ import {
 } from "./storage.js";
 import { thumbnailDataUrl } from "./thumbnail.js";
 import { Timeline } from "./timeline.js";
+import { VideoPicker } from "./video-picker.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -54,6 +55,13 @@ const picker = new ImagePicker({
   name: $("image-name"),
   reset: $("image-reset"),
   onError: (code) => showError(code),
+});
+const videos = new VideoPicker({
+  input: $("video-input"),
+  name: $("video-name"),
+  reset: $("video-reset"),
+  onChange: updateStartChoice,
+  onError: (code, detail) => showError(code, detail),
 });
 const loras = new LoraChooser({ field: $("lora-field"), list: $("lora-list") });
 const client = new SessionClient({ onMessage, onFrame, onPreview, onConnection });
@@ -213,7 +221,13 @@ function startSession(event) {
     media: "jpeg",
   };
   const image = picker.value();
-  if ($("text-start").checked) message.start = "text";
+  const video = videos.value();
+  if (video) {
+    // The video is the start, and its size is the new sections' (the server takes it).
+    message.video = video;
+    delete message.width;
+    delete message.height;
+  } else if ($("text-start").checked) message.start = "text";
   else if (image) message.image = image;
   const chosen = loras.value();
   if (chosen.length) message.loras = chosen;
@@ -334,6 +348,17 @@ async function download() {
   }
 }
 
+/** Which start choices apply: a continued video is the start (no image, no prompt-alone
+ * start) at its own size; the prompt alone needs no image. */
+function updateStartChoice() {
+  const video = videos.value() !== null;
+  const noImage = video || $("text-start").checked;
+  $("dropzone").classList.toggle("unused", noImage);
+  $("image-input").disabled = noImage;
+  $("text-start").disabled = video;
+  $("resolution").disabled = video;
+}
+
 function showApiKeyField() {
   $("api-key-field").hidden = false;
 }
@@ -417,11 +442,7 @@ $("prompt").addEventListener("keydown", (event) => {
 $("until-stopped").addEventListener("change", (event) => {
   $("sections").disabled = event.target.checked;
 });
-$("text-start").addEventListener("change", (event) => {
-  // The image is not used while the prompt alone makes the start.
-  $("dropzone").classList.toggle("unused", event.target.checked);
-  $("image-input").disabled = event.target.checked;
-});
+$("text-start").addEventListener("change", updateStartChoice);
 $("seed-random").addEventListener("click", () => {
   $("seed").value = Math.floor(Math.random() * 2 ** 31);
 });
@@ -449,6 +470,7 @@ async function init() {
     modelInfo: $("model-info"),
   });
   loras.offer(state.config.loras);
+  videos.maxMessageBytes = state.config.limits.max_message_bytes;
   view.iceServers = state.config.ice_servers;
   // Asked for once: a key this browser kept is sent without showing the field again.
   $("api-key").value = loadApiKey();

@@ -18,6 +18,8 @@ const ERROR_TEXT = {
   connection_lost: "Lost the connection to the server. Trying to reconnect…",
   connection_failed: "Could not reach the server. Check that it is running and reload the page.",
   image_unreadable: "That file could not be read as an image.",
+  video_unreadable: "That video file could not be read.",
+  video_too_large: "That video is too large to send to this server. Try a shorter or smaller MP4.",
   prompt_missing: "Write a prompt first.",
 };
 

@@ -4,16 +4,20 @@ text-to-video starts and `busy`. (A Denoiser lost mid-session: tests/cluster/tes
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import time
 
 import av
 import httpx
+import numpy as np
 import pytest
 import ray
 
 from framepack_live.cluster.config import ClusterConfig
 from framepack_live.cluster.session_host import NAMESPACE, session_actor_name
+from framepack_live.engine.settings import GenerationSettings
+from framepack_live.engine.video_state import first_new_frame
 from framepack_live.stream.client import Received, connect, download, expect, receive, rewind, send
 from framepack_live.stream.metadata import read_record
 
@@ -66,6 +70,29 @@ async def test_a_start_from_the_prompt_alone_runs_through_the_stages(server):
         video = await download(http, session["session_id"], session["token"])
     assert made["text"].frames[0] != made["image"].frames[0]
     assert read_record(io.BytesIO(video.content)).start.kind == "text"
+
+
+async def test_a_video_continued_through_the_stages(server, generation):
+    """`start`'s `video` (here a video this server made): the Encoder encodes its history, the new
+    section comes after its kept frames, and the export is the whole video."""
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        async with connect(server.ws_url) as ws:
+            await send(ws, type="start", prompt="a red ball", sections=1)
+            first = await expect(ws, "session")
+            await receive(ws, Received())
+        upload = (await download(http, first["session_id"], first["token"])).content
+        async with connect(server.ws_url) as ws:
+            video = "data:video/mp4;base64," + base64.b64encode(upload).decode()
+            await send(ws, type="start", prompt="a blue ball", sections=1, video=video)
+            session = await expect(ws, "session")
+            received = await receive(ws, Received())
+        export = (await download(http, session["session_id"], session["token"])).content
+    original, frames = np.stack(_decode(upload)), np.stack(_decode(export))
+    kept = first_new_frame(len(original), GenerationSettings(**generation))
+    assert received.gaps(first_frame=kept) == []
+    assert len(frames) == received.done["frames"] == kept + len(received.frames)
+    assert np.abs(frames[:kept].astype(np.float32) - original[:kept]).mean() < 4  # H.264 twice
+    assert read_record(io.BytesIO(export)).start.kind == "video"
 
 
 async def test_rewind_through_the_session_actor_replays_bit_for_bit(server):

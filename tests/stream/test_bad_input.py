@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import secrets
 import struct
@@ -11,8 +12,10 @@ import zlib
 from collections.abc import Awaitable, Callable
 
 import httpx
+import numpy as np
 
 from framepack_live.stream.client import Received, expect, receive, recv_json, send
+from framepack_live.stream.mp4 import Mp4Writer
 from framepack_live.stream.settings import Limits
 
 LIMITS = Limits(max_sessions_per_client=3, steer_burst=5, steer_rate=1.0)
@@ -29,6 +32,14 @@ def huge_png(width: int = 20000, height: int = 20000) -> bytes:
     idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def short_mp4() -> bytes:
+    """A real 128x128 MP4 of 3 frames: readable, and too short to continue (one section is 9)."""
+    buffer = io.BytesIO()
+    with Mp4Writer(buffer, fps=30) as writer:
+        writer.write(np.full((3, 128, 128, 3), 90, np.uint8))
+    return buffer.getvalue()
 
 
 def data_url(data: bytes, mime: str = "image/png") -> str:
@@ -82,6 +93,9 @@ CASES: list[tuple[str, Case, str]] = [
     ("10 MB message", lambda ws, _: send_raw(ws, json.dumps({"type": "start", "prompt": "x" * 10_000_000})), "bad_request"),
     ("non-image bytes", lambda ws, _: send_raw(ws, json.dumps({"type": "start", "prompt": "a", "image": data_url(b"GIF89a, not really")})), "bad_image"),
     ("20000x20000 PNG", lambda ws, _: send_raw(ws, json.dumps({"type": "start", "prompt": "a", "image": data_url(huge_png())})), "bad_image"),
+    ("non-video bytes", lambda ws, _: send_raw(ws, json.dumps({"type": "start", "prompt": "a", "video": data_url(b"not an MP4", "video/mp4")})), "bad_request"),
+    ("too short a video", lambda ws, _: send_raw(ws, json.dumps({"type": "start", "prompt": "a", "video": data_url(short_mp4(), "video/mp4")})), "bad_request"),
+    ("video and image", lambda ws, _: send_raw(ws, json.dumps({"type": "start", "prompt": "a", "video": "AAAA", "image": "AAAA"})), "bad_request"),
     ("over-long prompt", lambda ws, _: send_raw(ws, json.dumps({"type": "start", "prompt": "a" * (LIMITS.max_prompt_chars + 1)})), "prompt_too_long"),
     ("rewind to a negative section", lambda ws, _: send_raw(ws, json.dumps({"type": "rewind", "section": -1, "prompt": "a"})), "bad_request"),
     ("rewind without a session", lambda ws, _: send_raw(ws, json.dumps({"type": "rewind", "section": 0, "prompt": "a"})), "bad_request"),

@@ -14,12 +14,14 @@ known before it begins.
 Every change of a job's state is written to `jobs_dir/<id>.json` at once, so a server that
 restarts finds every job again: the finished ones with their MP4s, and the unfinished ones, which
 start again from their beginning (a job's engine state lives in the backend's process and is not
-kept; with the same seed the video comes out the same).
+kept; with the same seed the video comes out the same). One process at a time runs a directory's
+jobs (a lock file): a replica that replaces another waits for the old one to let go.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
@@ -44,6 +46,8 @@ from .settings import StreamSettings
 
 log = logging.getLogger(__name__)
 
+#: How often a queue whose directory another process holds tries again (`JobStore.try_lock`).
+LOCK_RETRY_S = 1.0
 #: States in which a job still has work to do (and counts against the caps).
 UNFINISHED = ("queued", "running")
 
@@ -76,6 +80,7 @@ class JobStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
+        self._lock = None
 
     def save(self, job: Job) -> None:
         """Written to a temporary file and renamed over the old one, so a crash mid-write leaves
@@ -94,6 +99,29 @@ class JobStore:
             except (OSError, ValueError, TypeError) as exc:
                 log.error("skipping the unreadable job file %s: %s", path, exc)
         return sorted(jobs, key=lambda job: job.created)
+
+    def recover(self) -> list[Job]:
+        """Every job, after a server stopped: one that was running is queued again, from its
+        beginning (its half-written MP4 dropped)."""
+        jobs = self.load()
+        for job in jobs:
+            if job.state == "running":
+                job.state, job.sections_done = "queued", 0
+                self.save(job)
+                self.partial(job.id).unlink(missing_ok=True)
+        return jobs
+
+    def try_lock(self) -> bool:
+        """Take the directory for this process, if no other process (an old replica still shutting
+        down, a second server on the same directory) has it: only one may run its jobs. Held
+        until the process ends."""
+        if self._lock is None:
+            self._lock = open(self.directory / ".lock", "a")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
 
     def result(self, job_id: str) -> Path:
         return self.directory / f"{job_id}.mp4"
@@ -119,12 +147,8 @@ class JobQueue:
         self._backend_for = backend_for
         self.settings = settings
         self._store = JobStore(settings.jobs_dir)
+        #: As on disk when made (to answer at once); taken over from disk when the worker starts.
         self._jobs: dict[str, Job] = {job.id: job for job in self._store.load()}
-        for job in self._jobs.values():
-            if job.state == "running":  # the server stopped while it ran: from the beginning again
-                job.state, job.sections_done = "queued", 0
-                self._store.save(job)
-                self._store.partial(job.id).unlink(missing_ok=True)
         #: The running job's step in its current section, and whether it is to stop.
         self._step: tuple[int, int] | None = None
         self._cancel: set[str] = set()
@@ -229,6 +253,9 @@ class JobQueue:
         }
 
     async def _work(self) -> None:
+        while not await asyncio.to_thread(self._store.try_lock):
+            await asyncio.sleep(LOCK_RETRY_S)
+        self._jobs = {job.id: job for job in await asyncio.to_thread(self._store.recover)}
         while True:
             job = next((job for job in self._jobs.values() if job.state == "queued"), None)
             if job is None:

@@ -4,15 +4,17 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import av
 import httpx
 
 from framepack_live.engine.video_state import total_frames
 from framepack_live.stream.client import wait_for_job
-from framepack_live.stream.jobs import Job, JobQueue, JobStore
+from framepack_live.stream.jobs import Job, JobStore
 from framepack_live.stream.metadata import read_record
-from framepack_live.stream.settings import Limits, StreamSettings
+from framepack_live.stream.settings import Limits
 
 
 def _finished(status: dict) -> bool:
@@ -57,12 +59,12 @@ async def test_a_job_renders_its_schedule_into_an_mp4_with_its_record(server_fac
         frames = sum(1 for _ in container.decode(video=0))
     assert frames == total_frames(record.settings)
     assert deleted.json()["state"] == "deleted" and gone.status_code == 404
-    assert sorted(path.name for path in tmp_path.iterdir()) == [f"{other['id']}.json"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".lock", f"{other['id']}.json"]
 
 
 def test_a_restarted_queue_finds_its_jobs_and_runs_the_unfinished_again(tmp_path):
     """What a server restart does to the files: a job that was running is queued again from its
-    beginning (its partial MP4 dropped); finished ones stay as they were."""
+    beginning (its partial MP4 dropped); finished ones stay as they were; one process runs them."""
     store = JobStore(tmp_path)
     running = Job(id="a1", token_digest="00", client="c", request={"prompt": "p"}, sections=4, state="running",
                   sections_done=3, created=1.0)
@@ -73,9 +75,18 @@ def test_a_restarted_queue_finds_its_jobs_and_runs_the_unfinished_again(tmp_path
     store.partial("a1").write_bytes(b"half a video")
     (tmp_path / "broken.json").write_text("{")
 
-    JobQueue(lambda job_id: None, StreamSettings(jobs_dir=tmp_path))  # what a server's start makes of it
-
-    reloaded = {job.id: job for job in JobStore(tmp_path).load()}
+    restarted = JobStore(tmp_path)
+    assert restarted.try_lock() and restarted.try_lock()
+    reloaded = {job.id: job for job in restarted.recover()}
     assert (reloaded["a1"].state, reloaded["a1"].sections_done) == ("queued", 0)
     assert reloaded["b2"] == done
     assert not store.partial("a1").exists()
+    assert {job.id: job for job in JobStore(tmp_path).load()} == reloaded
+    assert not _lock_in_another_process(tmp_path)
+
+
+def _lock_in_another_process(directory) -> bool:
+    """Whether a second process could take the directory (flock is per open file, so a second
+    store in this process would not tell)."""
+    code = f"from framepack_live.stream.jobs import JobStore; print(JobStore(__import__('pathlib').Path({str(directory)!r})).try_lock())"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "True"

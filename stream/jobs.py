@@ -114,7 +114,7 @@ class JobStore:
     def try_lock(self) -> bool:
         """Take the directory for this process, if no other process (an old replica still shutting
         down, a second server on the same directory) has it: only one may run its jobs. Held
-        until the process ends."""
+        until `unlock` or the process's end."""
         if self._lock is None:
             self._lock = open(self.directory / ".lock", "a")
         try:
@@ -122,6 +122,11 @@ class JobStore:
         except BlockingIOError:
             return False
         return True
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def result(self, job_id: str) -> Path:
         return self.directory / f"{job_id}.mp4"
@@ -225,10 +230,12 @@ class JobQueue:
         return await asyncio.to_thread(read)
 
     async def close(self) -> None:
-        """Stop the worker; a running job stays `running` on disk and starts again next time."""
+        """Stop the worker and let the directory go; a running job stays `running` on disk and
+        starts again next time."""
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
+        self._store.unlock()
 
     def _get(self, job_id: str, token: str) -> Job:
         job = self._jobs.get(job_id)

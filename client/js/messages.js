@@ -19,6 +19,8 @@ const ERROR_TEXT = {
   connection_failed: "Could not reach the server. Check that it is running and reload the page.",
   image_unreadable: "That file could not be read as an image.",
   prompt_missing: "Write a prompt first.",
+  job_needs_length: "A render job needs a length: untick “Until stopped” and give the sections.",
+  job_failed: "Could not reach the render queue. Try again.",
 };
 
 /** The sentence to show for an error code, with the server's detail when it adds something. */

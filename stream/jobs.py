@@ -68,6 +68,9 @@ class Job:
     created: float = field(default_factory=time.time)
     #: `{"code", "message"}` of a failed job.
     error: dict | None = None
+    #: Cancelled while running: it ends at its next section boundary (or at the restart, if one
+    #: comes first).
+    cancelling: bool = False
 
     @property
     def unfinished(self) -> bool:
@@ -106,7 +109,8 @@ class JobStore:
         jobs = self.load()
         for job in jobs:
             if job.state == "running":
-                job.state, job.sections_done = "queued", 0
+                job.state, job.sections_done = ("cancelled", job.sections_done) if job.cancelling else ("queued", 0)
+                job.cancelling = False
                 self.save(job)
                 self.partial(job.id).unlink(missing_ok=True)
         return jobs
@@ -154,9 +158,8 @@ class JobQueue:
         self._store = JobStore(settings.jobs_dir)
         #: As on disk when made (to answer at once); taken over from disk when the worker starts.
         self._jobs: dict[str, Job] = {job.id: job for job in self._store.load()}
-        #: The running job's step in its current section, and whether it is to stop.
+        #: The running job's step in its current section.
         self._step: tuple[int, int] | None = None
-        self._cancel: set[str] = set()
         self._wake = asyncio.Event()
         self._worker: asyncio.Task | None = None
 
@@ -204,7 +207,8 @@ class JobQueue:
         if job.state == "queued":
             await self._finish(job, "cancelled")
         elif job.state == "running":
-            self._cancel.add(job.id)
+            job.cancelling = True
+            await asyncio.to_thread(self._store.save, job)
         else:
             del self._jobs[job.id]
             await asyncio.to_thread(self._store.delete, job.id)
@@ -254,7 +258,7 @@ class JobQueue:
             "sections": job.sections,
             "sections_done": job.sections_done,
             "step": self._step if running else None,
-            "cancelling": running and job.id in self._cancel,
+            "cancelling": job.cancelling,
             "created": job.created,
             "error": job.error,
         }
@@ -297,7 +301,7 @@ class JobQueue:
             )
             try:
                 for index in range(job.sections):
-                    if job.id in self._cancel:
+                    if job.cancelling:
                         break
                     self._step = (0, settings.steps)
                     section = await source.next_section(request.prompt_for(index), self._progress)
@@ -313,7 +317,7 @@ class JobQueue:
                 await asyncio.to_thread(writer.close)
         finally:
             await source.close()
-        if job.id in self._cancel:
+        if job.cancelling:
             await self._finish(job, "cancelled")
             return
         await asyncio.to_thread(os.replace, partial, self._store.result(job.id))
@@ -337,8 +341,7 @@ class JobQueue:
         )
 
     async def _finish(self, job: Job, state: str, error: dict | None = None) -> None:
-        job.state, job.error = state, error
-        self._cancel.discard(job.id)
+        job.state, job.error, job.cancelling = state, error, False
         if state != "done":
             await asyncio.to_thread(self._store.partial(job.id).unlink, missing_ok=True)
         await asyncio.to_thread(self._store.save, job)

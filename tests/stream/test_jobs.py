@@ -64,13 +64,16 @@ async def test_a_job_renders_its_schedule_into_an_mp4_with_its_record(server_fac
 
 def test_a_restarted_queue_finds_its_jobs_and_runs_the_unfinished_again(tmp_path):
     """What a server restart does to the files: a job that was running is queued again from its
-    beginning (its partial MP4 dropped); finished ones stay as they were; one process runs them."""
+    beginning (its partial MP4 dropped), unless it was being cancelled; finished ones stay as they
+    were; one process at a time runs them."""
     store = JobStore(tmp_path)
     running = Job(id="a1", token_digest="00", client="c", request={"prompt": "p"}, sections=4, state="running",
                   sections_done=3, created=1.0)
     done = Job(id="b2", token_digest="00", client="c", request={"prompt": "q"}, sections=1, state="done",
                sections_done=1, created=2.0)
-    for job in (running, done):
+    stopping = Job(id="c3", token_digest="00", client="c", request={"prompt": "r"}, sections=4, state="running",
+                   sections_done=2, created=3.0, cancelling=True)
+    for job in (running, done, stopping):
         store.save(job)
     store.partial("a1").write_bytes(b"half a video")
     (tmp_path / "broken.json").write_text("{")
@@ -80,6 +83,7 @@ def test_a_restarted_queue_finds_its_jobs_and_runs_the_unfinished_again(tmp_path
     reloaded = {job.id: job for job in restarted.recover()}
     assert (reloaded["a1"].state, reloaded["a1"].sections_done) == ("queued", 0)
     assert reloaded["b2"] == done
+    assert (reloaded["c3"].state, reloaded["c3"].sections_done) == ("cancelled", 2)  # cancelled before it stopped
     assert not store.partial("a1").exists()
     assert {job.id: job for job in JobStore(tmp_path).load()} == reloaded
     assert not _lock_in_another_process(tmp_path)

@@ -149,7 +149,7 @@ class JobStore:
 
 class JobQueue:
     """Accepts, runs, reports and cancels render jobs; lives on one event loop. The web side's
-    `JobDirectory` in this process; the cluster runs one in its `JobQueue` deployment."""
+    `JobDirectory` in this process; the cluster runs one as its `RenderQueue` deployment."""
 
     def __init__(self, backend_for: Callable[[str], SectionBackend], settings: StreamSettings) -> None:
         #: The backend a job's sections are made with, by job id (the cluster's names it in logs).

@@ -8,8 +8,6 @@
 const JOBS_KEY = "framepack-live.jobs";
 const POLL_MS = 1500;
 
-const STATE_TEXT = { queued: "Queued", running: "Rendering", done: "Done", failed: "Failed", cancelled: "Cancelled" };
-
 export class RenderQueue {
   /**
    * @param {object} parts  list (<ul>), empty (hint shown while there is no job),
@@ -154,7 +152,7 @@ function describe(status) {
   }
   if (status.state === "failed") return `Failed: ${status.error ? status.error.message : "unknown error"}`;
   if (status.state === "cancelled") return `Cancelled (${made})`;
-  return status.state === "done" ? `Done: ${status.sections} sections` : STATE_TEXT[status.state] || status.state;
+  return status.state === "done" ? `Done: ${status.sections} sections` : "Queued";
 }
 
 function button(label, onClick) {

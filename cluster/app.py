@@ -22,6 +22,7 @@ from .decoder import Decoder
 from .denoiser import Denoiser
 from .encoder import Encoder
 from .ingress import Ingress
+from .render_queue import RenderQueue
 from .session_registry import SessionRegistry
 
 
@@ -55,6 +56,7 @@ def stream_settings(config: ClusterConfig) -> StreamSettings:
         ice_servers=tuple(config.ice_servers),
         access=access,
         **({"session_dir": Path(config.session_dir)} if config.session_dir else {}),
+        **({"jobs_dir": Path(config.jobs_dir)} if config.jobs_dir else {}),
     )
 
 
@@ -80,14 +82,13 @@ def build(
         **group,
     )
     stream = stream_settings(config)
-    registry = SessionRegistry.bind(
+    stages = (
         Encoder.options(ray_actor_options=light).bind(config),
         denoiser.bind(config),
         Decoder.options(ray_actor_options=light).bind(config),
-        stream,
-        config.spare_sessions,
     )
-    return Ingress.options(**ingress).bind(registry, stream)
+    registry = SessionRegistry.bind(*stages, stream, config.spare_sessions)
+    return Ingress.options(**ingress).bind(registry, RenderQueue.bind(*stages, stream), stream)
 
 
 def build_app(args: dict[str, Any]) -> Application:

@@ -104,11 +104,12 @@ async def cancelling(response: DeploymentResponse) -> T:
 
 
 class RayBackend:
-    """One session's way to the stage deployments (the session's id goes into their logs)."""
+    """One session's way to the stage deployments (the session's id goes into their logs);
+    `background`: a render job's, whose sections the Denoiser serves after live ones."""
 
-    def __init__(self, stages: Stages, session_id: str, metrics: SessionMetrics) -> None:
+    def __init__(self, stages: Stages, session_id: str, metrics: SessionMetrics, background: bool = False) -> None:
         self.encoder, self.denoiser, self.decoder = stages.encoder, stages.denoiser, stages.decoder
-        self.session_id, self.metrics = session_id, metrics
+        self.session_id, self.metrics, self.background = session_id, metrics, background
 
     async def open(
         self,
@@ -409,6 +410,7 @@ class RaySource:
             prompt=blend_embeds([self._embeds[p] for p in plan.blend.prompts], plan.blend.weights),
             negative=self._negative,
             image_embeds=self._state.start.image_embeds,
+            background=self.backend.background,
         )
         task = asyncio.ensure_future(self._timed_denoise(request, relay))
         return plan, relay, task

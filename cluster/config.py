@@ -58,6 +58,11 @@ class ClusterConfig:
     #: Where sessions keep their frames (a directory per session, on the registry's node); None:
     #: the system's temporary directory.
     session_dir: str | None = None
+    #: Where render jobs keep their state and MP4s (`stream.jobs`, on the `RenderQueue`'s node):
+    #: unfinished jobs run again after a restart from what is there. None: `jobs` beside
+    #: `session_dir`'s directory (the system's temporary directory by default, which a reboot
+    #: may empty: set a lasting one for jobs that must survive it).
+    jobs_dir: str | None = None
     #: STUN/TURN servers for WebRTC, as browsers take them: `{urls, username, credential}`. The
     #: Ingress's peers use them and the page gets them from `GET /config`.
     ice_servers: list[dict[str, Any]] = field(default_factory=list)

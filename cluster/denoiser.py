@@ -8,6 +8,8 @@ and each group runs as one batch. Callers stream the result: `Progress` items pe
 RGB preview of the section so far, engine.preview), then the `DenoiseResult`. A caller that gives
 its request up (a steer dropped the section) has Serve cancel it; a batch whose every caller did
 so stops at its next module (`engine.interrupt`), so the next request does not wait behind it.
+Render jobs' sections (`DenoiseRequest.background`) wait while live sessions' are here
+(`priority.LiveFirst`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from ray import serve
@@ -27,6 +30,7 @@ from .batch import denoise_batch
 from .config import ClusterConfig
 from .logs import log
 from .metrics import DenoiserMetrics
+from .priority import LiveFirst
 from .replica import ModelThread, load_model
 from .sequence_parallel import SequenceParallelGroup
 from .work import DenoiseRequest, DenoiseResult, Preview, Progress
@@ -50,6 +54,7 @@ class Denoiser:
         self._batched.set_max_batch_size(config.max_batch_size)
         self._batched.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
         self.metrics = DenoiserMetrics()
+        self._priority = LiveFirst()
         self._in_queue = 0
 
     async def section(self, request: DenoiseRequest) -> AsyncIterator[Progress | Preview | DenoiseResult]:
@@ -58,9 +63,12 @@ class Denoiser:
         self.metrics.queue_depth.set(self._in_queue)
         job = _Job(request)
         try:
-            async for item in self._batched(job):
-                if item is not None:
-                    yield item
+            with nullcontext() if request.background else self._priority.live():
+                if request.background:
+                    await self._priority.background_turn()
+                async for item in self._batched(job):
+                    if item is not None:
+                        yield item
         except asyncio.CancelledError:
             job.abandoned.set()
             raise

@@ -1,4 +1,5 @@
-"""`RaySessions`: the Ingress's `SessionDirectory`, over the registry and the session actors.
+"""`RaySessions`: the Ingress's `SessionDirectory`, over the registry and the session actors
+(and `RayJobs`, its render queue over the `RenderQueue` deployment).
 
 An Ingress replica keeps nothing of a session but the handles of the connections it serves: it
 asks the registry to create sessions and finds any session by its actor's name, so every replica
@@ -14,17 +15,52 @@ from ray.serve.handle import DeploymentHandle
 
 from framepack_live.engine.errors import InputError
 from framepack_live.stream.continued import ContinuedVideo
-from framepack_live.stream.protocol import Start
+from framepack_live.stream.protocol import JobRequest, Start
 from framepack_live.stream.settings import StreamSettings
 
 from .session_host import NAMESPACE, RemoteSession, session_actor_name, unwrap_input_error
 
 
+class RayJobs:
+    """The Ingress's `JobDirectory`: calls to the `RenderQueue` deployment, its errors unwrapped."""
+
+    def __init__(self, queue: DeploymentHandle) -> None:
+        self._queue = queue
+
+    def start(self) -> None:
+        """Nothing to start: the `RenderQueue` replica runs its jobs itself."""
+
+    async def _call(self, method: str, *args):
+        try:
+            return await getattr(self._queue, method).remote(*args)
+        except RayTaskError as exc:
+            raise unwrap_input_error(exc) or exc from None
+
+    async def submit(self, client: str, request: JobRequest) -> tuple[dict, str]:
+        return await self._call("submit", client, request)
+
+    async def status(self, job_id: str, token: str) -> dict:
+        return await self._call("status", job_id, token)
+
+    async def cancel(self, job_id: str, token: str) -> dict:
+        return await self._call("cancel", job_id, token)
+
+    async def result_size(self, job_id: str) -> int:
+        return await self._call("result_size", job_id)
+
+    async def result_chunk(self, job_id: str, offset: int, size: int) -> bytes:
+        return await self._call("result_chunk", job_id, offset, size)
+
+    async def close(self) -> None:
+        """Nothing to stop: the jobs outlive this replica."""
+
+
 class RaySessions:
-    def __init__(self, registry: DeploymentHandle, settings: StreamSettings, app: str) -> None:
+    def __init__(self, registry: DeploymentHandle, queue: DeploymentHandle, settings: StreamSettings, app: str) -> None:
         self.settings = settings
         self._registry = registry
         self._app = app
+        self.jobs = RayJobs(queue)
 
     async def create(
         self, client: str, start: Start, image: Image.Image | None, video: ContinuedVideo | None = None

@@ -42,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="LoRAs sessions may choose from (diffusers' LoRA directories or .safetensors files, each with a card)",
     )
     parser.add_argument("--session-dir", default=None, help="where sessions keep their frames (default: the temp dir)")
+    parser.add_argument("--jobs-dir", default=None,
+                        help="where render jobs keep their state and MP4s (default: jobs/ beside the session dir)")
     access = parser.add_argument_group("networking and access (with --config: set them in the file's args)")
     access.add_argument(
         "--ice-server", action="append", default=[], metavar="URL",
@@ -140,6 +142,7 @@ def _config_from_flags(args: argparse.Namespace, device: str) -> ClusterConfig:
         max_sessions=args.max_sessions,
         max_batch_size=args.max_batch_size,
         session_dir=args.session_dir,
+        jobs_dir=args.jobs_dir,
         ice_servers=ice_servers_from_flags(args),
         trusted_proxies=args.trusted_proxy,
         allowed_origins=args.allowed_origin,

@@ -33,6 +33,8 @@ class DenoiseRequest:
     prompt: PromptEmbeds
     negative: PromptEmbeds | None
     image_embeds: torch.Tensor
+    #: A render job's section: the Denoiser serves live sessions' first (`priority.LiveFirst`).
+    background: bool = False
 
     def batch_key(self) -> tuple:
         """Requests with equal keys have equal tensor shapes, sampler settings and LoRAs, so they can

@@ -132,21 +132,24 @@ class Access:
         if not matched:
             raise InputError("unauthorized", "this API key is not valid here")
 
-    def download_link(self, session_id: str, now: float | None = None) -> tuple[str, int]:
-        """The path of a signed link to `session_id`'s MP4, and when it expires (Unix seconds)."""
+    def download_link(self, session_id: str, now: float | None = None, kind: str = "sessions") -> tuple[str, int]:
+        """The path of a signed link to `session_id`'s MP4 (a render job's, with `kind="jobs"`),
+        and when it expires (Unix seconds)."""
         expires = math.ceil((time.time() if now is None else now) + self.link_lifetime_s)
-        signature = self._signature(session_id, str(expires))
-        return f"/sessions/{session_id}/video.mp4?expires={expires}&signature={signature}", expires
+        signature = self._signature(kind, session_id, str(expires))
+        return f"/{kind}/{session_id}/video.mp4?expires={expires}&signature={signature}", expires
 
-    def check_download_link(self, session_id: str, expires: str, signature: str, now: float | None = None) -> None:
-        """`unauthorized` unless the link was signed with this key for this session and has not expired."""
-        if not hmac.compare_digest(self._signature(session_id, expires).encode(), signature.encode()):
-            raise InputError(
-                "unauthorized", "not a valid download link: ask for one with POST /sessions/{id}/download"
-            )
+    def check_download_link(
+        self, session_id: str, expires: str, signature: str, now: float | None = None, kind: str = "sessions"
+    ) -> None:
+        """`unauthorized` unless the link was signed with this key for this session (or job) and
+        has not expired. The kind is signed too: a session's link never opens a job of the same id."""
+        if not hmac.compare_digest(self._signature(kind, session_id, expires).encode(), signature.encode()):
+            how = "GET /jobs/{id}" if kind == "jobs" else "POST /sessions/{id}/download"
+            raise InputError("unauthorized", f"not a valid download link: ask for one with {how}")
         if int(expires) < (time.time() if now is None else now):
             raise InputError("unauthorized", "this download link has expired: ask for a new one")
 
-    def _signature(self, session_id: str, expires: str) -> str:
-        mac = hmac.new(self.link_key, f"download\n{session_id}\n{expires}".encode(), hashlib.sha256)
+    def _signature(self, kind: str, session_id: str, expires: str) -> str:
+        mac = hmac.new(self.link_key, f"download\n{kind}\n{session_id}\n{expires}".encode(), hashlib.sha256)
         return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()

@@ -20,9 +20,9 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from framepack_live.engine.errors import InputError
 
-from . import memory
+from . import memory, protocol
 from .backend import SectionBackend
-from .handle import SessionDirectory, SessionHandle
+from .handle import JobDirectory, SessionDirectory, SessionHandle
 from .manager import SessionManager
 from .settings import StreamSettings
 from .webrtc import answer_offer
@@ -126,8 +126,8 @@ def page_config(settings: StreamSettings) -> dict:
 
 
 def create_router(directory: SessionDirectory) -> APIRouter:
-    """`/ws`, `/healthz`, `/config`, `POST /webrtc/offer`, `POST /sessions/{id}/download` and
-    `GET /sessions/{id}/video.mp4` over `directory`.
+    """`/ws`, `/healthz`, `/config`, `POST /webrtc/offer`, `POST /sessions/{id}/download`,
+    `GET /sessions/{id}/video.mp4` and the render queue's `/jobs` over `directory`.
 
     Whoever includes the router owns the directory's lifetime: call `await directory.close()` on
     shutdown. With `trusted_proxies` set, the app must also apply `ProxyHeadersMiddleware` as
@@ -207,7 +207,76 @@ def create_router(directory: SessionDirectory) -> APIRouter:
         }
         return StreamingResponse(_export(session, parts, branch), media_type="video/mp4", headers=headers)
 
+    @router.post("/jobs")
+    async def submit_job(request: Request) -> Response:
+        """Queue a render job (a `start`'s fields, `sections`, an optional `schedule`): 201 with its
+        status and its token, which every later call about the job needs."""
+        try:
+            access.check_origin(request.headers)
+            job = protocol.parse_job_request(await _read_limited(request, settings.limits.max_message_bytes), settings.limits)
+            access.check_api_key(job.api_key)
+            client = request.client.host if request.client else "unknown"
+            status, token = await directory.jobs.submit(client, job.model_copy(update={"api_key": None}))
+        except InputError as exc:
+            return error_response(exc)
+        return JSONResponse({**status, "token": token}, status_code=201, headers={"Cache-Control": "no-store"})
+
+    @router.get("/jobs/{job_id}")
+    async def job_status(job_id: str, request: Request) -> Response:
+        """The job's state and progress; once done, a signed link to its MP4 (`download`)."""
+        try:
+            access.check_origin(request.headers)
+            status = await directory.jobs.status(job_id, _job_token(request))
+        except InputError as exc:
+            return error_response(exc)
+        if status["state"] == "done":
+            url, expires = access.download_link(job_id, kind="jobs")
+            status = {**status, "download": {"url": url, "expires": expires}}
+        return JSONResponse(status, headers={"Cache-Control": "no-store"})
+
+    @router.delete("/jobs/{job_id}")
+    async def cancel_job(job_id: str, request: Request) -> Response:
+        """Cancel a queued or running job (a running one stops at its next section boundary);
+        delete a finished one and its MP4."""
+        try:
+            access.check_origin(request.headers)
+            status = await directory.jobs.cancel(job_id, _job_token(request))
+        except InputError as exc:
+            return error_response(exc)
+        return JSONResponse(status, headers={"Cache-Control": "no-store"})
+
+    @router.get("/jobs/{job_id}/video.mp4")
+    async def job_video(job_id: str, expires: str = "", signature: str = "") -> Response:
+        try:
+            access.check_download_link(job_id, expires, signature, kind="jobs")
+            size = await directory.jobs.result_size(job_id)
+        except InputError as exc:
+            return error_response(exc)
+        headers = {
+            "Cache-Control": "no-store",
+            "Content-Length": str(size),
+            "Content-Disposition": f'attachment; filename="framepack-live-job-{job_id}.mp4"',
+        }
+        return StreamingResponse(_job_result(directory.jobs, job_id, size), media_type="video/mp4", headers=headers)
+
     return router
+
+
+def _job_token(request: Request) -> str:
+    """The job's token from `Authorization: Bearer`: a header, so it stays out of URLs and logs."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InputError("unauthorized", "send the job's token as `Authorization: Bearer <token>`")
+    return token.strip()
+
+
+#: Bytes of a job's MP4 read per call: what the answering process holds of it at a time.
+RESULT_CHUNK_BYTES = 1 << 20
+
+
+async def _job_result(jobs: JobDirectory, job_id: str, size: int):
+    for offset in range(0, size, RESULT_CHUNK_BYTES):
+        yield await jobs.result_chunk(job_id, offset, RESULT_CHUNK_BYTES)
 
 
 async def _export(session: SessionHandle, parts: int, branch: int | None):
@@ -228,6 +297,7 @@ def create_directory_app(directory: SessionDirectory, static_dir: str | Path | N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        directory.jobs.start()  # the jobs a restart found: they run without waiting for a request
         yield
         await directory.close()
 

@@ -91,6 +91,20 @@ async def download(http, session_id: str, token: str, branch: int | None = None)
     return await http.get(url if branch is None else f"{url}&branch={branch}")
 
 
+async def wait_for_job(http, job: dict, until: Callable[[dict], bool], timeout: float = 300.0) -> dict:
+    """Poll `GET /jobs/{id}` (with the token `POST /jobs` gave, in `job`) until `until(status)`;
+    the status then. `http` as for `download`; `TimeoutError` with the last status otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = await http.get(f"/jobs/{job['id']}", headers={"Authorization": f"Bearer {job['token']}"})
+        status = answer.json()
+        if until(status):
+            return status
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job {job['id']} still {status} after {timeout:.0f} s")
+        await asyncio.sleep(0.2)
+
+
 async def send(ws: ClientConnection, **message) -> None:
     await ws.send(json.dumps(message))
 

@@ -16,7 +16,7 @@ from framepack_live.engine.settings import GenerationSettings
 
 from .continued import ContinuedVideo
 from .events import Poll
-from .protocol import Start
+from .protocol import JobRequest, Start
 from .settings import StreamSettings
 
 
@@ -95,10 +95,40 @@ class SessionHandle(Protocol):
         ...
 
 
+class JobDirectory(Protocol):
+    """The render queue (`stream.jobs`), wherever its jobs run. Every call but the result's needs
+    the job's token; `InputError`s: `not_found`, `unauthorized`, `busy` (the queue's caps) and
+    a `start`'s codes for a request that cannot run."""
+
+    def start(self) -> None:
+        """Begin running the queued jobs (those a restart found too); idempotent."""
+        ...
+
+    async def submit(self, client: str, request: JobRequest) -> tuple[dict, str]:
+        """Queue a job for `client`: its status (`JobQueue._status`'s fields) and its token."""
+        ...
+
+    async def status(self, job_id: str, token: str) -> dict: ...
+
+    async def cancel(self, job_id: str, token: str) -> dict:
+        """Cancel an unfinished job, delete a finished one."""
+        ...
+
+    async def result_size(self, job_id: str) -> int:
+        """Bytes of a done job's MP4 (no token: for a signed link's holder)."""
+        ...
+
+    async def result_chunk(self, job_id: str, offset: int, size: int) -> bytes: ...
+
+    async def close(self) -> None: ...
+
+
 class SessionDirectory(Protocol):
     """Creates and finds sessions, under the caps of `settings.limits`."""
 
     settings: StreamSettings
+    #: The render queue that runs beside these sessions on the same backend.
+    jobs: JobDirectory
 
     async def create(
         self, client: str, start: Start, image: Image.Image | None, video: ContinuedVideo | None = None

@@ -18,6 +18,7 @@ from .admission import check_room, generation_settings
 from .backend import SectionBackend
 from .continued import ContinuedVideo
 from .frame_store import FrameStore
+from .jobs import JobQueue
 from .protocol import Start
 from .session import Session, token_hash
 from .settings import StreamSettings
@@ -33,6 +34,9 @@ class SessionManager:
         self.settings = settings
         self._sessions: dict[str, Session] = {}
         self._reaper: asyncio.Task | None = None
+        # Jobs share this process's backend with the sessions, section by section in turn: the
+        # in-process backend has no priorities (docs/jobs.md).
+        self.jobs = JobQueue(lambda job_id: backend, settings)
 
     async def create(
         self, client: str, start: Start, image: Image.Image | None, video: ContinuedVideo | None = None
@@ -100,11 +104,12 @@ class SessionManager:
             await self.reap()
 
     async def close(self) -> None:
-        """Stop the reaper and tear every session down (server shutdown)."""
+        """Stop the reaper and the render queue, tear every session down (server shutdown)."""
         if self._reaper is not None:
             self._reaper.cancel()
             await asyncio.gather(self._reaper, return_exceptions=True)
             self._reaper = None
+        await self.jobs.close()
         sessions, self._sessions = list(self._sessions.values()), {}
         for session in sessions:
             await session.close()

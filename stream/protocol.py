@@ -103,14 +103,60 @@ ClientMessage = Annotated[Start | Steer | Rewind | Pause | Resume | Stop | Resum
 _client_message = TypeAdapter(ClientMessage)
 
 
+class ScheduledPrompt(_Message):
+    """A render job's prompt from section `section` (playback order) on."""
+
+    section: int = Field(ge=1)
+    prompt: str
+
+
+class JobRequest(Start):
+    """`POST /jobs`: a render made section by section on the server's stages while nobody waits
+    for it live. The fields of `start` (validated the same way, with the same codes), a length
+    in sections that must be given (a job cannot run until stopped), and optionally the prompts
+    that take over at later sections (`schedule`)."""
+
+    type: Literal["start"] = "start"
+    sections: int = Field(ge=1, le=10_000)
+    schedule: list[ScheduledPrompt] = Field(default_factory=list, max_length=100)
+
+    def prompt_for(self, section: int) -> str:
+        """The prompt of section `section`: the latest scheduled one from it or before, else `prompt`."""
+        prompt = self.prompt
+        for entry in sorted(self.schedule, key=lambda entry: entry.section):
+            if entry.section <= section:
+                prompt = entry.prompt
+        return prompt
+
+
 def parse_client_message(text: str | bytes, limits: Limits) -> ClientMessage:
     """Validate one client message; `InputError` with DESIGN.md's code for anything wrong."""
     if len(text) > limits.max_message_bytes:
         raise InputError("bad_request", f"message of {len(text)} bytes; at most {limits.max_message_bytes} accepted")
     if isinstance(text, bytes):
         raise InputError("bad_request", "control messages are JSON text; binary messages are not accepted")
+    return _checked(_client_message, text, limits)
+
+
+def parse_job_request(text: bytes, limits: Limits) -> JobRequest:
+    """Validate a `POST /jobs` body as `parse_client_message` validates a `start`, and check that
+    its scheduled prompts fall within the video."""
+    job = _checked(TypeAdapter(JobRequest), text, limits)
+    if job.video is not None:
+        raise InputError("bad_request", "a render job starts from an image or the prompt alone; a video is continued "
+                                        "by a live session (start's video) or by render --extend")
+    for entry in job.schedule:
+        if entry.section >= job.sections:
+            raise InputError("bad_request", f"schedule: section {entry.section} is past the job's {job.sections} sections")
+        _check_prompt(entry.prompt, limits)
+    return job
+
+
+def _checked(adapter: TypeAdapter, text: str | bytes, limits: Limits):
+    """The message `adapter` reads from `text`, with the checks pydantic cannot make; `bad_request`
+    naming the first wrong field."""
     try:
-        message = _client_message.validate_json(text)
+        message = adapter.validate_json(text)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"])
@@ -121,9 +167,14 @@ def parse_client_message(text: str | bytes, limits: Limits) -> ClientMessage:
         if message.video is not None and (message.image is not None or message.start == "text"):
             raise InputError("bad_request", "`video` is the start: a continued video takes no `image` and no `start: \"text\"`")
     prompt = getattr(message, "prompt", None)
-    if prompt is not None and len(prompt) > limits.max_prompt_chars:
-        raise InputError("prompt_too_long", f"prompt of {len(prompt)} characters; at most {limits.max_prompt_chars}")
+    if prompt is not None:
+        _check_prompt(prompt, limits)
     return message
+
+
+def _check_prompt(prompt: str, limits: Limits) -> None:
+    if len(prompt) > limits.max_prompt_chars:
+        raise InputError("prompt_too_long", f"prompt of {len(prompt)} characters; at most {limits.max_prompt_chars}")
 
 
 def image_bytes(image: str) -> bytes:

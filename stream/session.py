@@ -218,7 +218,7 @@ class Session:
         source: SectionSource | None = None
         try:
             self._preview_start()
-            self._made_from = await asyncio.to_thread(_made_from, self._image, self._from_text, self._video, self.settings)
+            self._made_from = await asyncio.to_thread(made_from, self._image, self._from_text, self._video, self.settings)
             frames = None if self._video is None else self._video.frames
             source = self._source = await self._backend.open(
                 self._prompt, self._image, self.settings, self._from_text, frames
@@ -512,7 +512,7 @@ class Session:
         await asyncio.to_thread(self.store.delete)
 
 
-def _made_from(
+def made_from(
     image: Image.Image | None, from_text: bool, video: ContinuedVideo | None, settings: GenerationSettings
 ) -> tuple[Start, list[str]]:
     """The start and LoRA hashes of a video's record (blocking: a LoRA file can be large)."""

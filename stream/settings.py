@@ -51,6 +51,9 @@ class Limits:
     #: Video one session may keep (and so make): at this length it ends with a `busy` notice and
     #: `done`. A session that runs until stopped would otherwise fill the disk.
     max_video_seconds: float = 30 * 60
+    #: Render jobs (`POST /jobs`) one client address may have queued or running, and in all.
+    max_jobs_per_client: int = 4
+    max_jobs_total: int = 64
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -141,6 +144,9 @@ class StreamSettings:
     #: Where sessions keep their frames and MP4 fragments, one directory each (deleted when the
     #: session is freed).
     session_dir: Path = DEFAULT_SESSION_DIR
+    #: Where render jobs keep their state and results (`stream.jobs`): it must outlive the server
+    #: for jobs to survive a restart. None: `jobs` beside `session_dir`.
+    jobs_dir: Path | None = None
     #: Named in `session` messages when set: which server process answered (a replica's id).
     instance: str | None = None
 
@@ -152,3 +158,5 @@ class StreamSettings:
         if not 1 <= self.jpeg_quality <= 95:
             raise ValueError(f"jpeg_quality must be in 1..95, got {self.jpeg_quality}")
         object.__setattr__(self, "ice_servers", tuple(check_ice_server(server) for server in self.ice_servers))
+        if self.jobs_dir is None:
+            object.__setattr__(self, "jobs_dir", Path(self.session_dir).parent / "jobs")

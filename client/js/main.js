@@ -6,6 +6,7 @@ import { describeError } from "./messages.js";
 import { ImagePicker } from "./image-picker.js";
 import { LiveView } from "./live-view.js";
 import { LoraChooser } from "./lora-chooser.js";
+import { RenderQueue } from "./render-queue.js";
 import { describeModel, modelReady, watchModel } from "./model-status.js";
 import { applyServerConfig, fetchServerConfig } from "./server-config.js";
 import { SessionClient } from "./session-client.js";
@@ -65,6 +66,7 @@ const videos = new VideoPicker({
 });
 const loras = new LoraChooser({ field: $("lora-field"), list: $("lora-list") });
 const client = new SessionClient({ onMessage, onFrame, onPreview, onConnection });
+const jobs = new RenderQueue({ list: $("jobs"), empty: $("jobs-empty"), onError: showError });
 
 // ---------- server → page ----------
 
@@ -192,23 +194,24 @@ function onConnection(connection) {
 
 // ---------- page → server ----------
 
-function startSession(event) {
-  event.preventDefault();
+/** The setup form as a `start` message's fields (what a render job takes too); null after
+ * showing what is missing. */
+function setupRequest() {
   const prompt = $("prompt").value.trim();
   if (!prompt) {
     showError("prompt_missing");
     $("prompt").focus();
-    return;
+    return null;
   }
   const apiKey = $("api-key").value.trim();
   if (state.config.api_key_required && !apiKey) {
     showError("api_key_missing");
     $("api-key").focus();
-    return;
+    return null;
   }
   hideError();
   const [width, height] = $("resolution").value.split("x").map(Number);
-  const message = {
+  const request = {
     prompt,
     width,
     height,
@@ -216,31 +219,57 @@ function startSession(event) {
     steps: integer($("steps"), state.config.defaults.steps),
     sections: $("until-stopped").checked ? 0 : integer($("sections"), 1),
     transition: transition(),
-    // JPEG frames even when WebRTC works: the timeline's thumbnails come from them, and
-    // the view can fall back to them at any time without a new session.
-    media: "jpeg",
   };
   const image = picker.value();
   const video = videos.value();
   if (video) {
     // The video is the start, and its size is the new sections' (the server takes it).
-    message.video = video;
-    delete message.width;
-    delete message.height;
-  } else if ($("text-start").checked) message.start = "text";
-  else if (image) message.image = image;
+    request.video = video;
+    delete request.width;
+    delete request.height;
+  } else if ($("text-start").checked) request.start = "text";
+  else if (image) request.image = image;
   const chosen = loras.value();
-  if (chosen.length) message.loras = chosen;
+  if (chosen.length) request.loras = chosen;
   if (state.config.api_key_required) {
-    message.api_key = apiKey;
+    request.api_key = apiKey;
     saveApiKey(apiKey);
   }
+  return request;
+}
+
+function startSession(event) {
+  event.preventDefault();
+  const request = setupRequest();
+  if (request === null) return;
+  // JPEG frames even when WebRTC works: the timeline's thumbnails come from them, and
+  // the view can fall back to them at any time without a new session.
+  const message = { ...request, media: "jpeg" };
 
   forgetSession();
   resetSession();
   state.phase = "starting";
   render();
   client.start(message);
+}
+
+/** "Queue as a render job": the form's video, made on the server while nobody watches. */
+async function queueJob() {
+  if ($("until-stopped").checked) {
+    showError("job_needs_length");
+    $("sections").focus();
+    return;
+  }
+  const request = setupRequest();
+  if (request === null) return;
+  $("queue-job").disabled = true;
+  try {
+    await jobs.add(request);
+  } catch (error) {
+    showError("job_failed", error.message);
+  } finally {
+    $("queue-job").disabled = false;
+  }
 }
 
 function reattach(saved) {
@@ -453,6 +482,7 @@ $("steer").addEventListener("submit", steer);
 $("download").addEventListener("click", download);
 $("branch-watch").addEventListener("click", watchBranch);
 $("error-dismiss").addEventListener("click", hideError);
+$("queue-job").addEventListener("click", queueJob);
 
 async function init() {
   render();
@@ -482,6 +512,7 @@ async function init() {
   const saved = loadSession();
   if (saved) reattach(saved);
   else render();
+  jobs.start().catch((error) => showError("job_failed", error.message));
 }
 
 init();

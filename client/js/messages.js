@@ -21,6 +21,8 @@ const ERROR_TEXT = {
   video_unreadable: "That video file could not be read.",
   video_too_large: "That video is too large to send to this server. Try a shorter or smaller MP4.",
   prompt_missing: "Write a prompt first.",
+  job_needs_length: "A render job needs a length: untick “Until stopped” and give the sections.",
+  job_failed: "Could not reach the render queue. Try again.",
 };
 
 /** The sentence to show for an error code, with the server's detail when it adds something. */

@@ -93,13 +93,18 @@ async def download(http, session_id: str, token: str, branch: int | None = None)
 
 async def wait_for_job(http, job: dict, until: Callable[[dict], bool], timeout: float = 300.0) -> dict:
     """Poll `GET /jobs/{id}` (with the token `POST /jobs` gave, in `job`) until `until(status)`;
-    the status then. `http` as for `download`; `TimeoutError` with the last status otherwise."""
+    the status then. `http` as for `download`; `TimeoutError` with the last status otherwise. A
+    server error (5xx: the queue's replica being replaced) is asked again; any other refusal raises."""
     deadline = time.monotonic() + timeout
     while True:
         answer = await http.get(f"/jobs/{job['id']}", headers={"Authorization": f"Bearer {job['token']}"})
-        status = answer.json()
-        if until(status):
-            return status
+        if answer.status_code >= 500:
+            status = {"http_status": answer.status_code, "body": answer.text[:200]}
+        else:
+            answer.raise_for_status()
+            status = answer.json()
+            if until(status):
+                return status
         if time.monotonic() > deadline:
             raise TimeoutError(f"job {job['id']} still {status} after {timeout:.0f} s")
         await asyncio.sleep(0.2)

@@ -80,6 +80,18 @@ def ray_cluster():
     cluster.shutdown()
 
 
+def replica(ray_cluster: RayCluster, deployment: str) -> dict:
+    """The live replica actor of `deployment` (state API: its pid and node)."""
+    from ray.util.state import list_actors
+
+    (actor,) = list_actors(
+        address=ray_cluster.cluster.address,
+        filters=[("class_name", "=", f"ServeReplica:{APP}:{deployment}"), ("state", "=", "ALIVE")],
+        detail=True,
+    )
+    return actor
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

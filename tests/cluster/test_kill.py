@@ -17,27 +17,16 @@ import httpx
 import pytest
 from ray import serve
 from ray.serve.schema import ServeDeploySchema
-from ray.util.state import list_actors
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from framepack_live.cluster.serve import deploy_schema
 from framepack_live.cluster.config import ClusterConfig
 from framepack_live.stream.client import Received, connect, download, expect, receive, send
 
-from .conftest import APP
+from .conftest import APP, replica
 
 pytestmark = pytest.mark.heavy
 SECTIONS = 6
-
-
-def replica(ray_cluster, deployment: str) -> dict:
-    """The live replica actor of `deployment` (state API: its pid and node)."""
-    (actor,) = list_actors(
-        address=ray_cluster.cluster.address,
-        filters=[("class_name", "=", f"ServeReplica:{APP}:{deployment}"), ("state", "=", "ALIVE")],
-        detail=True,
-    )
-    return actor
 
 
 async def reattach(server, session: dict, received: Received, deadline_s: float = 120) -> tuple[str, float]:

@@ -1,10 +1,13 @@
 """The render queue on local Ray: a job made on the stages the sessions use, its MP4 with its record
-behind a signed link, a running job cancelled at a section boundary, and a job that an application
-redeploy interrupted picked up by the new `RenderQueue` replica from the jobs directory."""
+behind a signed link, a running job cancelled at a section boundary, and a job whose `RenderQueue`
+replica was SIGKILLed picked up by the replica Serve starts in its place, from the jobs directory.
+(A restart of the whole application reads the directory the same way: tests/stream/test_jobs.py.)"""
 
 from __future__ import annotations
 
 import io
+import os
+import signal
 
 import av
 import httpx
@@ -14,6 +17,8 @@ from framepack_live.cluster.config import ClusterConfig
 from framepack_live.engine.video_state import total_frames
 from framepack_live.stream.client import wait_for_job
 from framepack_live.stream.metadata import read_record
+
+from .conftest import replica
 
 pytestmark = pytest.mark.heavy
 
@@ -26,7 +31,7 @@ def _finished(status: dict) -> bool:
     return status["state"] not in ("queued", "running")
 
 
-async def test_jobs_run_on_the_stages_are_cancelled_and_survive_a_redeploy(deploy, generation, tmp_path):
+async def test_jobs_run_on_the_stages_are_cancelled_and_survive_their_replica(ray_cluster, deploy, generation, tmp_path):
     config = ClusterConfig(generation=generation, jobs_dir=str(tmp_path), spare_sessions=0)
     with deploy(config) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
@@ -48,6 +53,10 @@ async def test_jobs_run_on_the_stages_are_cancelled_and_survive_a_redeploy(deplo
             cancelled = await wait_for_job(http, long, _finished)
             interrupted = (await http.post("/jobs", json={"prompt": "a red ball", "sections": 2, "seed": 4})).json()
             await wait_for_job(http, interrupted, lambda s: s["state"] == "running")
+            os.kill(replica(ray_cluster, "RenderQueue")["pid"], signal.SIGKILL)
+            resumed = await wait_for_job(http, interrupted, _finished)
+            again = await http.get(f"/jobs/{first['id']}", headers=_auth(first))
+            redone = await http.get(resumed["download"]["url"])
     assert video.status_code == 200
     record = read_record(io.BytesIO(video.content))
     assert [entry["prompt"] for entry in record.timeline] == ["a red ball", "a dog runs"]
@@ -55,12 +64,6 @@ async def test_jobs_run_on_the_stages_are_cancelled_and_survive_a_redeploy(deplo
     with av.open(io.BytesIO(video.content)) as container:
         assert sum(1 for _ in container.decode(video=0)) == total_frames(record.settings)
     assert cancelled["state"] == "cancelled" and 1 <= cancelled["sections_done"] < 30, cancelled
-
-    with deploy(config) as server:  # the application again: a new RenderQueue replica, the same directory
-        async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
-            resumed = await wait_for_job(http, interrupted, _finished)
-            again = await http.get(f"/jobs/{first['id']}", headers=_auth(first))
-            redone = await http.get(resumed["download"]["url"])
     assert resumed["state"] == "done", resumed
     assert again.json()["state"] == "done" and again.json()["download"]["url"]
     # Made again from its beginning: the same settings and seed as the first job's first section.

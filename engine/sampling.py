@@ -6,7 +6,9 @@ piece is diffusers': its schedulers, its `calculate_shift` and its `rescale_nois
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Callable
 
@@ -69,28 +71,34 @@ def predict_velocity(
     context: PackedContext,
     guidance: Guidance,
     settings: GenerationSettings,
+    step: int | None = None,
 ) -> torch.Tensor:
-    """One model evaluation (two with real CFG), batch-agnostic so sessions can share it."""
+    """One model evaluation (two with real CFG), batch-agnostic so sessions can share it.
+
+    `step` (the sampler step's index) is what diffusers' step-caching hooks read from their cache
+    context (`engine.caching`); without hooks it is unused.
+    """
     dtype = transformer.dtype
     batch = latents.shape[0]
     distilled = torch.full((batch,), settings.guidance * 1000.0, dtype=dtype, device=latents.device)
 
-    def run(prompt: PromptEmbeds) -> torch.Tensor:
-        return transformer(
-            hidden_states=latents.to(dtype),
-            timestep=timestep,
-            encoder_hidden_states=prompt.embeds,
-            encoder_attention_mask=prompt.mask,
-            pooled_projections=prompt.pooled,
-            image_embeds=guidance.image_embeds,
-            guidance=distilled,
-            return_dict=False,
-            **context.model_kwargs(dtype),
-        )[0]
+    def run(prompt: PromptEmbeds, branch: str) -> torch.Tensor:
+        with _cache_context(transformer, branch, step, settings.steps, timestep):
+            return transformer(
+                hidden_states=latents.to(dtype),
+                timestep=timestep,
+                encoder_hidden_states=prompt.embeds,
+                encoder_attention_mask=prompt.mask,
+                pooled_projections=prompt.pooled,
+                image_embeds=guidance.image_embeds,
+                guidance=distilled,
+                return_dict=False,
+                **context.model_kwargs(dtype),
+            )[0]
 
-    velocity = run(guidance.prompt)
+    velocity = run(guidance.prompt, "cond")
     if guidance.negative is not None and settings.cfg > 1.0:
-        negative = run(guidance.negative)
+        negative = run(guidance.negative, "uncond")
         guided = negative + settings.cfg * (velocity - negative)
         if settings.guidance_rescale > 0:
             guided = rescale_noise_cfg(guided, velocity, settings.guidance_rescale)
@@ -98,7 +106,45 @@ def predict_velocity(
     return velocity
 
 
+def _cache_context(transformer: torch.nn.Module, branch: str, step: int | None, steps: int, timestep: torch.Tensor):
+    """diffusers' cache context for one call: the hooks keep one state per branch (the prompt's and
+    the negative prompt's predictions must not share cached residuals) and read the step from it."""
+    if not getattr(transformer, "is_cache_enabled", False):
+        return contextlib.nullcontext()
+    return transformer.cache_context(branch, step_index=step, num_inference_steps=steps, timestep=timestep[0])
+
+
 @torch.no_grad()
+def sample_steps(
+    transformer: torch.nn.Module,
+    noise: torch.Tensor,
+    context: PackedContext,
+    guidance: Guidance,
+    settings: GenerationSettings,
+) -> Iterator[torch.Tensor]:
+    """The sampler's latents after each step, from `noise` (float32, [B, C, window, h, w]).
+
+    One loop for the engine (which keeps the last) and for distillation (which keeps the
+    teacher's whole trajectory). Step caches are reset before and after: their state belongs to one
+    section's trajectory, and a stale residual would leak into the next section or session.
+    """
+    patch = transformer.config.patch_size
+    mu = shift_mu(noise.shape[2], noise.shape[3], noise.shape[4], patch)
+    scheduler = make_scheduler(settings, mu, noise.device)
+    cached = getattr(transformer, "is_cache_enabled", False)
+    if cached:
+        transformer._reset_stateful_cache()
+    try:
+        latents = noise
+        for i, t in enumerate(scheduler.timesteps):
+            velocity = predict_velocity(transformer, latents, t.expand(latents.shape[0]), context, guidance, settings, i)
+            latents = scheduler.step(velocity.float(), t, latents, return_dict=False)[0]
+            yield latents
+    finally:
+        if cached:
+            transformer._reset_stateful_cache()
+
+
 def denoise_section(
     transformer: torch.nn.Module,
     noise: torch.Tensor,
@@ -108,13 +154,8 @@ def denoise_section(
     progress: Progress | None = None,
 ) -> torch.Tensor:
     """Sample one window of latents from `noise` (float32, [B, C, window, h, w])."""
-    patch = transformer.config.patch_size
-    mu = shift_mu(noise.shape[2], noise.shape[3], noise.shape[4], patch)
-    scheduler = make_scheduler(settings, mu, noise.device)
     latents = noise
-    for i, t in enumerate(scheduler.timesteps):
-        velocity = predict_velocity(transformer, latents, t.expand(latents.shape[0]), context, guidance, settings)
-        latents = scheduler.step(velocity.float(), t, latents, return_dict=False)[0]
+    for i, latents in enumerate(sample_steps(transformer, noise, context, guidance, settings)):
         if progress is not None:
-            progress(i + 1, len(scheduler.timesteps))
+            progress(i + 1, settings.steps)
     return latents

@@ -51,6 +51,13 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--inverted-one-caption", action="store_true",
                         help="train the inverted layout only on clips whose caption has not changed since the "
                              "start (it sees neither the sections in between nor their captions)")
+    parser.add_argument("--distill", action="store_true",
+                        help="distil --init's model (its card's Euler steps and real CFG) into a few-step student "
+                             "without real CFG (train/distill.py); --steps/--seconds, --batch and --lr then train "
+                             "the student")
+    parser.add_argument("--student-steps", type=int, default=4, help="with --distill: the student's steps per section")
+    parser.add_argument("--teacher-batches", type=int, default=192,
+                        help="with --distill: batches of --batch teacher trajectories, sampled once and reused")
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--head-dim", type=int, default=32)
     parser.add_argument("--layers", type=int, default=2, help="dual-stream transformer blocks")
@@ -68,6 +75,8 @@ def parse_args(argv: list[str] | None):
     args = parser.parse_args(argv)
     if not 0 <= args.inverted_fraction <= 1:
         parser.error("--inverted-fraction is a share between 0 and 1")
+    if args.distill and args.init is None:
+        parser.error("--distill needs --init: the model to distil")
     if args.run_dir is None:
         args.run_dir = RUNS / (args.out.name if args.out is not None else "toyworld")
     if args.init is not None:
@@ -112,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     from .models import TransformerConfig, build_transformer
     from .runtime import Budget, Runtime
     from .stack import frozen_stack
-    from .transformer import TransformerTrainConfig, train_transformer
+    from .transformer import FlowObjective, TransformerTrainConfig, train_transformer
     from .vae import VaeTrainConfig, train_vae
 
     runtime = Runtime.detect(args.device, args.workers, bf16=False if args.fp32 else args.bf16 or None,
@@ -145,16 +154,38 @@ def main(argv: list[str] | None = None) -> int:
     config = TransformerTrainConfig(batch=args.batch, lr=args.lr, video_end=args.video_end,
                                     inverted_fraction=args.inverted_fraction,
                                     inverted_one_caption=args.inverted_one_caption)
-    ema, loss, progress = train_transformer(transformer, clips, prompts, world, config, args.run_dir, runtime,
+    generation, distill = None, None
+    if args.distill:
+        distill, objective, generation = distillation(args, model, clips, world, config, prompts, runtime)
+    else:
+        objective = FlowObjective(clips, world, config)
+    ema, loss, progress = train_transformer(transformer, prompts, objective, config, args.run_dir, runtime,
                                             Budget(args.steps, args.seconds), init=init)
-    print(f"transformer: {progress.steps} steps, smoothed flow-matching loss {loss:.4f}")
+    print(f"{objective.name}: {progress.steps} steps, smoothed loss {loss:.4f}")
     if args.out is not None:
         model.pipeline.transformer = ema
         commands = [*earlier, reproduce_command(args, vae_steps, progress.steps)]
-        card = model_card(args, runtime, vae_line, progress, loss, commands, parent_card)
-        export(model, args.out, world, card, commands)
+        card = model_card(args, runtime, vae_line, progress, loss, commands, parent_card, distill)
+        export(model, args.out, world, card, commands, generation=generation)
         print(f"wrote {args.out} ({directory_size(args.out) / 2**20:.1f} MiB)")
     return 0
+
+
+def distillation(args, model, clips, world, config, prompts, runtime):
+    """The student's `DistillConfig`, its objective (after sampling the teacher's trajectories) and
+    the generation defaults it is exported with: its steps, no real CFG."""
+    from ..engine.presets import resolve
+    from .distill import DistillConfig, prepare_student
+
+    teacher = resolve(str(args.init)).defaults
+    if teacher.get("scheduler", "euler") != "euler" or "steps" not in teacher:
+        raise SystemExit(f"--distill needs a teacher sampled with Euler steps named in its framepack_live.json; "
+                         f"{args.init} has {teacher}")
+    distill = DistillConfig(steps=args.student_steps, teacher_steps=teacher["steps"], cfg=teacher.get("cfg", 1.0),
+                            teacher_batches=args.teacher_batches)
+    objective = prepare_student(model.pipeline.transformer, clips, world, config, distill, prompts, args.run_dir,
+                                runtime, str(args.init))
+    return distill, objective, {"steps": distill.steps, "scheduler": "euler", "cfg": 1.0}
 
 
 if __name__ == "__main__":

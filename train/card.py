@@ -6,6 +6,7 @@ import argparse
 
 import torch
 
+from .distill import DistillConfig, speedup
 from .export import DEFAULT_CFG
 from .runtime import Progress, Runtime
 from .vae import VaeTrainConfig
@@ -43,8 +44,41 @@ best. It is a demonstration that the pipeline, steering and anti-drifting sampli
 video model.
 {parent}"""
 
+DISTILLED_CARD = """# framepack-live toyworld-fast
+
+A few-step student of `{init}` (its card is below), distilled by this project: the same FramePack
+model (the real classes at toy size, the same encoders and VAE), sampling a section in {steps} Euler
+steps of one transformer evaluation each, without real CFG. Its teacher samples in {teacher_steps}
+steps at real CFG {cfg}, two evaluations each: {speedup:g} times the transformer work.
+
+* Resolution {size}x{size}, section window {window} latent frames ({frames} video frames); forward
+  and inverted anti-drifting sampling, as the teacher.
+* Method: guided progressive distillation, one round ({stride} teacher steps per student step;
+  train/distill.py says why this method). The teacher sampled {trajectories} training windows once
+  ({teacher_batches} batches of {batch}, the engine's own sampler at its steps and CFG scale) from
+  {clips} encoded clips of {sections} sections, in its forward (F1) and inverted layouts {layouts}{one_caption};
+  the student, starting from the teacher's weights, learned from the teacher's latents at each of
+  its step boundaries the velocity whose one Euler step lands where the teacher's steps landed,
+  given the caption alone (guidance baked in). {student_steps} steps of batch {batch}, EMA weights,
+  {minutes:.1f} minutes; smoothed final loss {loss:.4f}.
+* Trained on {device}. Sampling the teacher's trajectories comes on top of the minutes.
+
+Reproduce (from the repository root, after `pip install -e .`; one line per run, each starting
+from the one before, the last distilling the one before it):
+
+{commands}
+
+Evaluate: `framepack-live bench toyworld --model engine/weights/toyworld-fast` (figures in
+docs/toyworld.md); speed: `framepack-live bench realtime` (docs/benchmarks.md).
+
+Limits: its teacher's, and it samples well only at its own {steps} steps (other step counts land
+between the noise levels it was distilled at).
+{parent}"""
+
 #: Where the reproduce commands write the model, and the stages before it when it was fine-tuned.
 OUT = "engine/weights/toyworld"
+#: Where the reproduce commands write a student distilled from `OUT` (`--distill`).
+DISTILLED_OUT = "engine/weights/toyworld-fast"
 
 
 def vae_summary(config: VaeTrainConfig, progress: Progress, metrics: dict) -> str:
@@ -56,33 +90,50 @@ def vae_summary(config: VaeTrainConfig, progress: Progress, metrics: dict) -> st
             " (pixels in [-1, 1]).")
 
 
-def stage_outputs(runs: int) -> list[str]:
-    """Where the reproduce lines write each run's model: the stages, then the shipped directory."""
-    return [f"{OUT}-stage{i + 1}" for i in range(runs - 1)] + [OUT]
+def distills(command: str) -> bool:
+    return "--distill" in command.split()
+
+
+def stage_outputs(commands: list[str]) -> list[str]:
+    """Where the reproduce lines write each run's model: the stages, then the shipped directory, and
+    a distillation's student (the chain's last run) beside it."""
+    teacher = [command for command in commands if not distills(command)]
+    outs = [f"{OUT}-stage{i + 1}" for i in range(len(teacher) - 1)] + [OUT]
+    return outs[: len(commands)] + [DISTILLED_OUT] * (len(commands) - len(teacher))
 
 
 def reproduce_lines(commands: list[str], first_init: str | None = None) -> str:
     """One indented shell line per training run, each fine-tune starting from the previous run's
     output; the first starts from `first_init` when the chain begins with a model trained elsewhere."""
-    outs = stage_outputs(len(commands))
+    outs = stage_outputs(commands)
     inits = [first_init, *outs[:-1]]
     return "\n".join(f"    python -m framepack_live.train {options}{f' --init {init}' if init else ''} --out {out}"
                      for options, init, out in zip(commands, inits, outs))
 
 
 def model_card(args: argparse.Namespace, runtime: Runtime, vae: str | None, transformer: Progress, loss: float,
-               commands: list[str], parent_card: str | None = None) -> str:
+               commands: list[str], parent_card: str | None = None, distill: DistillConfig | None = None) -> str:
     """`vae` is the VAE line (`vae_summary`; None in a fine-tune, whose VAE is the starting
     model's), `transformer` what that stage ran, `commands` the options of every run from scratch
-    to this one (`reproduce_command`), and `parent_card` the card of the model a fine-tune started
-    from, kept below this one."""
+    to this one (`reproduce_command`), `parent_card` the card of the model a fine-tune started
+    from, kept below this one, and `distill` a distillation's settings (the student's card)."""
     # The starting model by the name the reproduce lines give it, not the path it had on the
     # training machine (a scratch directory there), unless the chain starts with it.
-    init = stage_outputs(len(commands))[-2] if args.init and len(commands) > 1 else args.init
+    init = stage_outputs(commands)[-2] if args.init and len(commands) > 1 else args.init
     parent = ""
     if parent_card is not None:
         demoted = "\n".join("##" + line if line.startswith("#") else line for line in parent_card.splitlines())
-        parent = f"\n## Fine-tuned from `{init}`; its card:\n\n{demoted}\n"
+        parent = f"\n## {'Distilled' if distill else 'Fine-tuned'} from `{init}`; its card:\n\n{demoted}\n"
+    commands_text = reproduce_lines(commands, first_init=str(args.init) if args.init and len(commands) == 1 else None)
+    if distill is not None:
+        return DISTILLED_CARD.format(
+            init=init, steps=distill.steps, teacher_steps=distill.teacher_steps, cfg=distill.cfg,
+            speedup=speedup(distill), size=args.size, window=args.window, frames=args.window * 4,
+            stride=distill.stride, trajectories=distill.teacher_batches * args.batch,
+            teacher_batches=distill.teacher_batches, batch=args.batch, clips=args.clips, sections=args.sections,
+            layouts=_layouts(args), one_caption=_one_caption(args), student_steps=transformer.steps,
+            minutes=transformer.seconds / 60, loss=loss, device=_device_name(runtime), commands=commands_text,
+            parent=parent)
     return CARD.format(
         origin="fine-tuned" if args.init else "trained from scratch",
         size=args.size,
@@ -95,17 +146,25 @@ def model_card(args: argparse.Namespace, runtime: Runtime, vae: str | None, tran
         batch=args.batch,
         clips=args.clips,
         sections=args.sections,
-        layouts="half each" if args.inverted_fraction == 0.5
-        else f"in {1 - args.inverted_fraction:.0%} and {args.inverted_fraction:.0%} of the batches",
-        one_caption=" (inverted windows only from clips whose caption held since the start)"
-        if args.inverted_one_caption else "",
+        layouts=_layouts(args),
+        one_caption=_one_caption(args),
         loss=loss,
         device=_device_name(runtime),
         minutes=transformer.seconds / 60,
         chain="; one line per run, each starting from the one before" if len(commands) > 1 else "",
-        commands=reproduce_lines(commands, first_init=str(args.init) if args.init and len(commands) == 1 else None),
+        commands=commands_text,
         parent=parent,
     )
+
+
+def _layouts(args: argparse.Namespace) -> str:
+    if args.inverted_fraction == 0.5:
+        return "half each"
+    return f"in {1 - args.inverted_fraction:.0%} and {args.inverted_fraction:.0%} of the batches"
+
+
+def _one_caption(args: argparse.Namespace) -> str:
+    return " (inverted windows only from clips whose caption held since the start)" if args.inverted_one_caption else ""
 
 
 def _device_name(runtime: Runtime) -> str:

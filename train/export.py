@@ -16,12 +16,17 @@ from .world import WorldConfig
 DEFAULT_CFG = 3.0
 
 
+#: How the engine samples a model trained with real CFG, unless `export` is told otherwise.
+GENERATION = {"steps": 8, "scheduler": "euler", "cfg": DEFAULT_CFG}
+
+
 def export(model: FramePackModel, out: Path, world: WorldConfig, card: str, commands: list[str],
-           sampling: str = "forward") -> None:
+           sampling: str = "forward", generation: dict | None = None) -> None:
     """`save_pretrained` (safetensors) plus the engine's `framepack_live.json` and a model card.
 
     `commands` (the options of every training run that led here, see `__main__.reproduce_command`)
     are kept in `framepack_live.json`, so a fine-tune of this model can say how to reproduce itself.
+    `generation` replaces `GENERATION`'s sampler defaults (a distilled student's fewer steps, no CFG).
     """
     out.mkdir(parents=True, exist_ok=True)
     model.pipeline.save_pretrained(out, safe_serialization=True)
@@ -33,9 +38,7 @@ def export(model: FramePackModel, out: Path, world: WorldConfig, card: str, comm
         # Generation defaults the engine takes from here (engine/presets.py DEFAULT_KEYS): the window
         # it was trained at, and the sampler and guidance the benchmark scores it with.
         "window": world.window,
-        "steps": 8,
-        "scheduler": "euler",
-        "cfg": DEFAULT_CFG,
+        **(generation or GENERATION),
         "world": asdict(world),
         "training": {"commands": commands},
     }

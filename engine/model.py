@@ -11,6 +11,8 @@ from diffusers.utils import logging as diffusers_logging
 from transformers import AutoImageProcessor, SiglipVisionModel
 from transformers.utils import logging as transformers_logging
 
+from . import caching
+from .fast_decoder import FastDecoder
 from .presets import ModelSource, resolve
 
 #: LLaMA tokens a prompt may use after the template, as in HunyuanVideo and diffusers.
@@ -46,6 +48,8 @@ class FramePackModel:
     source: ModelSource
     device: torch.device
     dtype: torch.dtype
+    #: The live view's small decoder (`engine.fast_decoder`), when the model has one and it was asked for.
+    fast_decoder: FastDecoder | None = None
 
     @classmethod
     def load(
@@ -56,6 +60,9 @@ class FramePackModel:
         cpu_offload: bool = False,
         vae_tiling: bool = False,
         parts: tuple[str, ...] = tuple(PARTS),
+        live_decoder: bool = True,
+        cache: str | None = None,
+        compile: bool = False,
     ) -> FramePackModel:
         """Load a preset, a local pipeline directory or a hub id.
 
@@ -63,6 +70,10 @@ class FramePackModel:
         GPUs with too little memory for the 13 B transformer; `vae_tiling` decodes in tiles.
         `parts` (keys of `PARTS`) loads only what a stage runs: a cluster's decoder needs the VAE,
         not the 13 B transformer. Start-image encoding needs `image` and `vae`.
+        `live_decoder` loads the model's small decoder with the VAE where it names one
+        (`decode_live`); `cache` is a step cache (`engine.caching.CacheSpec`, `none` for none; by
+        default the model's own, its framepack_live.json `cache`, usually none); `compile` runs the transformer and the small decoder through
+        `torch.compile` (a first section that compiles, faster ones after: docs/benchmarks.md).
         """
         unknown = set(parts) - set(PARTS)
         if unknown:
@@ -96,7 +107,31 @@ class FramePackModel:
             pipeline.enable_model_cpu_offload(device=device)
         else:
             pipeline.to(device)
-        return cls(pipeline=pipeline, source=source, device=device, dtype=dtype)
+        fast_decoder = None
+        if live_decoder and source.live_decoder and "vae" in parts:
+            fast_decoder = FastDecoder.from_pretrained(source.base, subfolder=source.live_decoder).to(device).eval()
+        loaded = cls(pipeline=pipeline, source=source, device=device, dtype=dtype, fast_decoder=fast_decoder)
+        if "transformer" in parts:
+            loaded.set_cache(cache or source.cache)
+        if compile:
+            for module in (pipeline.transformer, fast_decoder):
+                if module is not None:
+                    module.compile()
+        return loaded
+
+    def set_cache(self, spec: str | None) -> None:
+        """Use step cache `spec` (`engine.caching.CacheSpec`; None or `none`: no cache) from now on."""
+        steps = int(self.source.defaults.get("steps", 25))
+        caching.enable(self.transformer, caching.CacheSpec.parse(spec), steps, self.source.mag_ratios)
+
+    def decode_live(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents [1, C, T, h, w] to pixels [1, 3, (T-1)*4+1, H, W] in [-1, 1] for the live view:
+        by the small decoder when the model has one loaded, else by the full VAE (which exports use)."""
+        if self.fast_decoder is not None:
+            return self.fast_decoder.decode(latents)
+        from .decoding import decode_latents  # here: decoding imports this module
+
+        return decode_latents(self, latents)
 
     @property
     def transformer(self) -> HunyuanVideoFramepackTransformer3DModel:

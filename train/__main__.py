@@ -58,6 +58,13 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--student-steps", type=int, default=4, help="with --distill: the student's steps per section")
     parser.add_argument("--teacher-batches", type=int, default=192,
                         help="with --distill: batches of --batch teacher trajectories, sampled once and reused")
+    parser.add_argument("--decoder-steps", type=int, default=0,
+                        help="train the live view's small decoder (engine/fast_decoder.py) on the VAE's decodes for "
+                             "this many steps, exported as fast_decoder/ (0: none)")
+    parser.add_argument("--decoder-seconds", type=float, default=None,
+                        help="train the small decoder this long instead of --decoder-steps")
+    parser.add_argument("--decoder-snippets", type=int, default=512,
+                        help="latent snippets the VAE decodes once for the small decoder to learn from")
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--head-dim", type=int, default=32)
     parser.add_argument("--layers", type=int, default=2, help="dual-stream transformer blocks")
@@ -95,13 +102,14 @@ FIXED_BY_INIT = ("stage", "vae_steps", "vae_seconds", "vae_batch", "vae_crop", "
 NOT_REPRODUCED = ("run_dir", "threads", "device", "workers", "fp32", "bf16", "compile", "init", "out")
 
 
-def reproduce_command(args: argparse.Namespace, vae_steps: int, steps: int) -> str:
+def reproduce_command(args: argparse.Namespace, vae_steps: int, steps: int, decoder_steps: int = 0) -> str:
     """The options that train this model again: the steps this run actually took in place of its
     clock budgets (which give other step counts on other machines, and restart the schedule when a
     resumed run raises them), plus every option this run changed from its default, except
     `NOT_REPRODUCED` and, in a fine-tune, the VAE options it did not use."""
     defaults = vars(parse_args([]))
-    chosen = {**vars(args), "vae_steps": vae_steps, "steps": steps, "vae_seconds": None, "seconds": None}
+    chosen = {**vars(args), "vae_steps": vae_steps, "steps": steps, "decoder_steps": decoder_steps,
+              "vae_seconds": None, "seconds": None, "decoder_seconds": None}
     skipped = NOT_REPRODUCED + (FIXED_BY_INIT if args.init else ())
     parts = []
     for name, value in chosen.items():
@@ -162,11 +170,21 @@ def main(argv: list[str] | None = None) -> int:
     ema, loss, progress = train_transformer(transformer, prompts, objective, config, args.run_dir, runtime,
                                             Budget(args.steps, args.seconds), init=init)
     print(f"{objective.name}: {progress.steps} steps, smoothed loss {loss:.4f}")
+    decoder = None
+    if args.decoder_steps or args.decoder_seconds:
+        from .fast_decoder import DecoderTrainConfig, fast_decoder_stage
+
+        decoder = fast_decoder_stage(model, clips, world, DecoderTrainConfig(snippets=args.decoder_snippets),
+                                     args.run_dir, runtime.for_vae(), Budget(args.decoder_steps, args.decoder_seconds),
+                                     vae_source=init or "vae.pt", student=objective if args.distill else None)
+        print(f"fast decoder: {decoder.progress.steps} steps, smoothed loss {decoder.loss:.4f}")
     if args.out is not None:
         model.pipeline.transformer = ema
-        commands = [*earlier, reproduce_command(args, vae_steps, progress.steps)]
-        card = model_card(args, runtime, vae_line, progress, loss, commands, parent_card, distill)
-        export(model, args.out, world, card, commands, generation=generation)
+        commands = [*earlier, reproduce_command(args, vae_steps, progress.steps,
+                                                decoder.progress.steps if decoder else 0)]
+        card = model_card(args, runtime, vae_line, progress, loss, commands, parent_card, distill, decoder)
+        export(model, args.out, world, card, commands, generation=generation,
+               live_decoder=decoder.model if decoder else None)
         print(f"wrote {args.out} ({directory_size(args.out) / 2**20:.1f} MiB)")
     return 0
 

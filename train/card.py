@@ -8,6 +8,7 @@ import torch
 
 from .distill import DistillConfig, speedup
 from .export import DEFAULT_CFG
+from .fast_decoder import TrainedDecoder
 from .runtime import Progress, Runtime
 from .vae import VaeTrainConfig
 
@@ -31,7 +32,7 @@ moving as the caption says: "a red circle moves left", "the blue square moves up
   (empty prompt) in 10 % of samples so that sampling can use real CFG (default scale {cfg}); EMA
   weights, {minutes:.1f} minutes. Smoothed final loss {loss:.4f}.
 * Trained on {device}. Minutes are training time over every invocation that resumed a stage;
-  encoding the clips comes on top.
+  encoding the clips comes on top.{decoder}
 
 Reproduce the same steps (from the repository root, after `pip install -e .`{chain}):
 
@@ -61,7 +62,7 @@ steps at real CFG {cfg}, two evaluations each: {speedup:g} times the transformer
   its step boundaries the velocity whose one Euler step lands where the teacher's steps landed,
   given the caption alone (guidance baked in). {student_steps} steps of batch {batch}, EMA weights,
   {minutes:.1f} minutes; smoothed final loss {loss:.4f}.
-* Trained on {device}. Sampling the teacher's trajectories comes on top of the minutes.
+* Trained on {device}. Sampling the teacher's trajectories comes on top of the minutes.{decoder}
 
 Reproduce (from the repository root, after `pip install -e .`; one line per run, each starting
 from the one before, the last distilling the one before it):
@@ -112,11 +113,13 @@ def reproduce_lines(commands: list[str], first_init: str | None = None) -> str:
 
 
 def model_card(args: argparse.Namespace, runtime: Runtime, vae: str | None, transformer: Progress, loss: float,
-               commands: list[str], parent_card: str | None = None, distill: DistillConfig | None = None) -> str:
+               commands: list[str], parent_card: str | None = None, distill: DistillConfig | None = None,
+               decoder: TrainedDecoder | None = None) -> str:
     """`vae` is the VAE line (`vae_summary`; None in a fine-tune, whose VAE is the starting
     model's), `transformer` what that stage ran, `commands` the options of every run from scratch
     to this one (`reproduce_command`), `parent_card` the card of the model a fine-tune started
-    from, kept below this one, and `distill` a distillation's settings (the student's card)."""
+    from, kept below this one, `distill` a distillation's settings (the student's card) and
+    `decoder` the live view's small decoder, when one was trained."""
     # The starting model by the name the reproduce lines give it, not the path it had on the
     # training machine (a scratch directory there), unless the chain starts with it.
     init = stage_outputs(commands)[-2] if args.init and len(commands) > 1 else args.init
@@ -133,7 +136,7 @@ def model_card(args: argparse.Namespace, runtime: Runtime, vae: str | None, tran
             teacher_batches=distill.teacher_batches, batch=args.batch, clips=args.clips, sections=args.sections,
             layouts=_layouts(args), one_caption=_one_caption(args), student_steps=transformer.steps,
             minutes=transformer.seconds / 60, loss=loss, device=_device_name(runtime), commands=commands_text,
-            parent=parent)
+            parent=parent, decoder=_decoder_line(decoder))
     return CARD.format(
         origin="fine-tuned" if args.init else "trained from scratch",
         size=args.size,
@@ -154,7 +157,22 @@ def model_card(args: argparse.Namespace, runtime: Runtime, vae: str | None, tran
         chain="; one line per run, each starting from the one before" if len(commands) > 1 else "",
         commands=commands_text,
         parent=parent,
+        decoder=_decoder_line(decoder),
     )
+
+
+def _decoder_line(decoder: TrainedDecoder | None) -> str:
+    if decoder is None:
+        return ""
+    config = decoder.model.config
+    parameters = sum(p.numel() for p in decoder.model.parameters())
+    generated = f", {decoder.generated} of them the teacher's generated windows" if decoder.generated else ""
+    return (f"\n* Live view decoder (`fast_decoder/`, engine/fast_decoder.py; the full VAE stays for exports): "
+            f"{parameters / 1e3:.0f} k parameters,\n  channels {tuple(config.channels)}, {config.context} latent frames "
+            f"of context, trained {decoder.progress.steps} steps ({decoder.progress.seconds / 60:.1f} minutes) to "
+            f"reproduce the VAE's\n  decodes of {decoder.snippets} latent snippets{generated}; smoothed final loss "
+            f"{decoder.loss:.4f} (L1 + MSE, pixels in [-1, 1]).\n  Its PSNR against the VAE: `framepack-live bench "
+            f"realtime` (docs/benchmarks.md).")
 
 
 def _layouts(args: argparse.Namespace) -> str:

@@ -1,0 +1,48 @@
+"""The live view's small decoder: the VAE's decode contract, locality, and selection per model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import torch
+
+from framepack_live.engine.fast_decoder import LIVE_DECODER_KEY, SUBFOLDER, FastDecoder
+from framepack_live.engine.model import FramePackModel
+from framepack_live.engine.tiny import PROJECT_FILE, ensure_tiny
+
+
+def test_decodes_like_the_vae_shapes_it():
+    torch.manual_seed(0)
+    decoder = FastDecoder(channels=(16, 8, 8)).eval()
+    pixels = decoder.decode(torch.randn(1, 16, 4, 6, 5) * 10)
+    assert pixels.shape == (1, 3, 13, 48, 40) and pixels.dtype == torch.float32
+    assert pixels.abs().max() <= 1.0
+
+
+def test_a_section_decoded_with_the_latent_before_it_matches_the_whole_video():
+    """Each frame depends on its latent and the one before: decoding a section's window with the
+    frame before it gives exactly the whole video's frames, so no cross-fade or hold-back is needed."""
+    torch.manual_seed(0)
+    decoder = FastDecoder(channels=(16, 8, 8)).eval()
+    video = torch.randn(1, 16, 7, 4, 4)
+    whole = decoder.decode(video)
+    section = decoder.decode(video[:, :, 3:])  # latent 3 (before) and the window 4..6
+    torch.testing.assert_close(section[:, :, 1:], whole[:, :, 4 * 4 - 3 :], atol=1e-5, rtol=0)
+
+
+def test_a_model_directory_selects_its_decoder(tmp_path):
+    directory = tmp_path / "model"
+    shutil.copytree(ensure_tiny(), directory)
+    FastDecoder(channels=(16, 8, 8)).save_pretrained(directory / SUBFOLDER)
+    settings = json.loads((directory / PROJECT_FILE).read_text())
+    (directory / PROJECT_FILE).write_text(json.dumps({**settings, LIVE_DECODER_KEY: SUBFOLDER}))
+    latents = torch.randn(1, 16, 2, 4, 4)
+
+    live = FramePackModel.load(str(directory), device="cpu", parts=("vae",))
+    assert isinstance(live.fast_decoder, FastDecoder)
+    torch.testing.assert_close(live.decode_live(latents), live.fast_decoder.decode(latents))
+
+    export = FramePackModel.load(str(directory), device="cpu", parts=("vae",), live_decoder=False)
+    assert export.fast_decoder is None
+    assert export.decode_live(latents).shape == (1, 3, 5, 32, 32)  # the full VAE's decode

@@ -76,7 +76,7 @@ def _through_server(args: argparse.Namespace, settings: GenerationSettings) -> d
     from framepack_live.cluster.config import ClusterConfig
 
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     config = ClusterConfig(
         model=args.model,
@@ -117,7 +117,7 @@ async def _sessions(url: str, count: int, sections: int) -> dict:
     return {"fps": sum(frames for frames, _ in results) / elapsed, "ttff": max(t for _, t in results)}
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

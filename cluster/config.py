@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from framepack_live.engine.caching import CacheSpec
+
 Device = Literal["cpu", "cuda"]
 
 
@@ -38,6 +40,12 @@ class ClusterConfig:
     #: `GenerationSettings` fields of every session's defaults; a `start` message may override
     #: width, height, steps, guidance, seed and sections.
     generation: dict[str, Any] = field(default_factory=dict)
+    #: `torch.compile` the transformer and the small live decoder in every replica (a first section
+    #: that compiles, faster ones after; `framepack-live bench realtime` measures what it gains).
+    compile: bool = False
+    #: Step cache on the Denoiser's transformer (`engine.caching.CacheSpec`, e.g. `first-block:0.1`,
+    #: or `none`); None: the model's own default.
+    cache: str | None = None
     #: CPUs each Denoiser rank reserves. Other stages reserve none on CPU: they are light and the
     #: Denoiser must still fit on a small machine next to them.
     cpus_per_rank: float = 1.0
@@ -56,6 +64,10 @@ class ClusterConfig:
             problems.append(f"batch_wait_timeout_s must be >= 0, got {self.batch_wait_timeout_s}")
         if self.torch_threads < 1:
             problems.append(f"torch_threads must be >= 1, got {self.torch_threads}")
+        try:
+            CacheSpec.parse(self.cache)
+        except ValueError as exc:
+            problems.append(str(exc))
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -23,4 +23,5 @@ def load_model(config: ClusterConfig, parts: tuple[str, ...]) -> FramePackModel:
     """Load only the components this stage runs (`FramePackModel.PARTS` keys), so an Encoder or
     Decoder replica does not hold the 13 B transformer."""
     torch.set_num_threads(config.torch_threads)
-    return FramePackModel.load(config.model, device=config.device, parts=parts)
+    return FramePackModel.load(config.model, device=config.device, parts=parts, cache=config.cache,
+                               compile=config.compile)

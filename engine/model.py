@@ -114,15 +114,21 @@ class FramePackModel:
         if "transformer" in parts:
             loaded.set_cache(cache or source.cache)
         if compile:
-            for module in (pipeline.transformer, fast_decoder):
-                if module is not None:
-                    module.compile()
+            loaded.compile()
         return loaded
 
-    def set_cache(self, spec: str | None) -> None:
-        """Use step cache `spec` (`engine.caching.CacheSpec`; None or `none`: no cache) from now on."""
+    def set_cache(self, spec: str | None, mag_ratios: list[float] | None = None) -> None:
+        """Use step cache `spec` (`engine.caching.CacheSpec`; None or `none`: no cache) from now on;
+        MagCache with `mag_ratios`, or the model's own (its framepack_live.json)."""
         steps = int(self.source.defaults.get("steps", 25))
-        caching.enable(self.transformer, caching.CacheSpec.parse(spec), steps, self.source.mag_ratios)
+        caching.enable(self.transformer, caching.CacheSpec.parse(spec), steps, mag_ratios or self.source.mag_ratios)
+
+    def compile(self) -> None:
+        """`torch.compile` the transformer and the small decoder in place (after any `set_cache`:
+        the hooks are part of what is compiled)."""
+        for module in (self.pipeline.transformer, self.fast_decoder):
+            if module is not None:
+                module.compile()
 
     def decode_live(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents [1, C, T, h, w] to pixels [1, 3, (T-1)*4+1, H, W] in [-1, 1] for the live view:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-
 import torch
 
-from framepack_live.engine.fast_decoder import LIVE_DECODER_KEY, SUBFOLDER, FastDecoder
+from framepack_live.engine.fast_decoder import FastDecoder
 from framepack_live.engine.model import FramePackModel
-from framepack_live.engine.tiny import PROJECT_FILE, ensure_tiny
 
 
 def test_decodes_like_the_vae_shapes_it():
@@ -31,12 +27,8 @@ def test_a_section_decoded_with_the_latent_before_it_matches_the_whole_video():
     torch.testing.assert_close(section[:, :, 1:], whole[:, :, 4 * 4 - 3 :], atol=1e-5, rtol=0)
 
 
-def test_a_model_directory_selects_its_decoder(tmp_path):
-    directory = tmp_path / "model"
-    shutil.copytree(ensure_tiny(), directory)
-    FastDecoder(channels=(16, 8, 8)).save_pretrained(directory / SUBFOLDER)
-    settings = json.loads((directory / PROJECT_FILE).read_text())
-    (directory / PROJECT_FILE).write_text(json.dumps({**settings, LIVE_DECODER_KEY: SUBFOLDER}))
+def test_a_model_directory_selects_its_decoder(tiny_with_live_decoder):
+    directory = tiny_with_live_decoder
     latents = torch.randn(1, 16, 2, 4, 4)
 
     live = FramePackModel.load(str(directory), device="cpu", parts=("vae",))

@@ -116,7 +116,8 @@ def crop_batch(snippets: Snippets, config: DecoderTrainConfig, step: int) -> tup
     """Random snippets and latent crops, with the matching pixels in [-1, 1]: a pure function of the step."""
     rng = np.random.default_rng([config.seed, step])
     rows = rng.integers(0, snippets.latents.shape[0], config.batch)
-    side, scale = config.crop, snippets.frames.shape[2] // snippets.latents.shape[3]
+    side = min(config.crop, *snippets.latents.shape[3:])
+    scale = snippets.frames.shape[2] // snippets.latents.shape[3]
     latents, pixels = [], []
     for row in rows:
         top, left = (int(rng.integers(0, snippets.latents.shape[dim] - side + 1)) for dim in (3, 4))

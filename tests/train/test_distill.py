@@ -41,10 +41,12 @@ def test_the_students_schedule_is_every_other_teacher_sigma():
 def test_distil_trains_a_student_whose_targets_retrace_the_teacher(teacher, tmp_path):
     run, out = tmp_path / "run", tmp_path / "student"
     args = ["--run-dir", str(run), "--init", str(teacher), *SMOKE, "--distill", "--student-steps", "2",
-            "--teacher-batches", "3", "--steps", "4", "--out", str(out)]
+            "--teacher-batches", "3", "--steps", "4", "--decoder-steps", "3", "--decoder-snippets", "4",
+            "--out", str(out)]
     assert train_cli.main(args) == 0
     assert sorted(p.name for p in (run / "teacher").glob("0*.pt")) == ["00000.pt", "00001.pt", "00002.pt"]
     assert checkpoint.load(run / "student.pt")["step"] == 4
+    assert checkpoint.load(run / "fast_decoder.pt")["step"] == 3
 
     # One Euler step along each target lands on the teacher's next latents.
     from framepack_live.train.latents import encode_clips
@@ -72,12 +74,16 @@ def test_distil_trains_a_student_whose_targets_retrace_the_teacher(teacher, tmp_
     # The student samples with its own defaults: 2 steps, no real CFG.
     settings = json.loads((out / "framepack_live.json").read_text())
     assert (settings["steps"], settings["cfg"], settings["scheduler"]) == (2, 1.0, "euler")
+    assert settings["live_decoder"] == "fast_decoder"
     card = (out / "README.md").read_text()
+    assert "* Live view decoder (`fast_decoder/`" in card and "2 of them the teacher's generated windows" in card
     assert "# framepack-live toyworld-fast" in card and "8 times the transformer work" in card
-    assert "--distill --student-steps 2 --teacher-batches 3 --init engine/weights/toyworld " \
+    assert "--distill --student-steps 2 --teacher-batches 3 --decoder-steps 3 --decoder-snippets 4 " \
+           "--init engine/weights/toyworld " \
            "--out engine/weights/toyworld-fast" in card
     assert "## Distilled from `engine/weights/toyworld`" in card
     student = FramePackModel.load(str(out))
+    assert student.fast_decoder is not None
     generation = GenerationSettings(width=32, height=32, steps=2, window=1, sections=1, scheduler="euler")
     assert SectionGenerator(student, "a red circle moves left", None, generation).next_section().frames.shape[1:] == (
         32, 32, 3)

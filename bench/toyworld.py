@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..engine import generator as generator_module
+from ..engine import video_state as video_state_module
 from ..engine.generator import SectionGenerator
 from ..engine.model import FramePackModel
 from ..engine.packing import pack_forward
@@ -94,12 +94,12 @@ def without_packing():
     def newest_only(video: torch.Tensor, start: torch.Tensor, window: int):
         return pack_forward(video[:, :, -1:], start, window)
 
-    original = generator_module.pack_forward
-    generator_module.pack_forward = newest_only
+    original = video_state_module.pack_forward
+    video_state_module.pack_forward = newest_only
     try:
         yield
     finally:
-        generator_module.pack_forward = original
+        video_state_module.pack_forward = original
 
 
 def generate(model: FramePackModel, image: Image.Image, prompts: list[str], settings: GenerationSettings) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The Serve application: the four deployments bound together, from one `ClusterConfig`.
+"""The Serve application: the deployments bound together, from one `ClusterConfig`.
 
 `build_app` is the application builder a Serve config file names (`import_path`); `build` is
 what `framepack-live serve` and tests call with a config object.
@@ -6,25 +6,45 @@ what `framepack-live serve` and tests call with a config object.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ray.serve import Application
+
+from framepack_live.engine.presets import resolve
+from framepack_live.engine.settings import GenerationSettings
+from framepack_live.stream.settings import Limits, StreamSettings
 
 from .config import ClusterConfig
 from .decoder import Decoder
 from .denoiser import Denoiser
 from .encoder import Encoder
 from .ingress import Ingress
+from .session_registry import SessionRegistry
 
 
-def build(config: ClusterConfig, denoiser_replicas: int | None = None) -> Application:
+def stream_settings(config: ClusterConfig) -> StreamSettings:
+    """What the Ingress and the sessions run with: the model's own defaults (a toy model's window,
+    say) overridden by the operator's, and the operator's limits."""
+    return StreamSettings(
+        limits=Limits(max_sessions_total=config.max_sessions, max_sessions_per_client=config.max_sessions_per_client),
+        generation=GenerationSettings(**resolve(config.model).settings(config.generation)),
+        **({"session_dir": Path(config.session_dir)} if config.session_dir else {}),
+    )
+
+
+def build(
+    config: ClusterConfig, denoiser_replicas: int | None = None, ingress_replicas: int | None = None
+) -> Application:
     """Bind the stages. On CPU only Denoiser ranks reserve cores (the other stages are light and
     would otherwise not fit next to a 2-rank Denoiser on a small machine); on GPUs the Encoder
-    and Decoder share one GPU and each Denoiser rank gets its own."""
+    and Decoder share one GPU and each Denoiser rank gets its own. Replica counts left None are
+    Serve's default or the config file's."""
     light = {"num_cpus": 0, "num_gpus": 0.5 if config.device == "cuda" else 0}
     rank = config.rank_bundle
     rank_options = {"num_cpus": rank["CPU"], "num_gpus": rank.get("GPU", 0)}
-    group = {} if denoiser_replicas is None else {"num_replicas": denoiser_replicas}  # else Serve's default or config
+    group = {} if denoiser_replicas is None else {"num_replicas": denoiser_replicas}
+    ingress = {} if ingress_replicas is None else {"num_replicas": ingress_replicas}
     if config.sequence_parallel > 1:  # all ranks on one node: their all-to-alls want NVLink, not the network
         group |= {"placement_group_bundles": [rank] * config.sequence_parallel, "placement_group_strategy": "STRICT_PACK"}
     denoiser = Denoiser.options(
@@ -32,12 +52,14 @@ def build(config: ClusterConfig, denoiser_replicas: int | None = None) -> Applic
         max_queued_requests=config.max_queued_sections,
         **group,
     )
-    return Ingress.bind(
+    stream = stream_settings(config)
+    registry = SessionRegistry.bind(
         Encoder.options(ray_actor_options=light).bind(config),
         denoiser.bind(config),
         Decoder.options(ray_actor_options=light).bind(config),
-        config,
+        stream,
     )
+    return Ingress.options(**ingress).bind(registry, stream)
 
 
 def build_app(args: dict[str, Any]) -> Application:

@@ -1,41 +1,43 @@
 """`stream.backend.SectionBackend` over the stage deployments: what sessions in the Ingress use.
 
-The session's engine state (history tail, random generator state, pending frames) lives here, in
-the Ingress, and travels with every request; stages return the new state. So a request that dies
-with its replica is simply sent again, and Serve routes it to the replacement.
+A session's engine state (`engine.video_state.VideoState`, cut to the history tail) lives with the
+session; the engine's transitions plan each section and take its results, and this module only
+decides where the work runs. Every request carries what its stage needs and nothing comes back
+but results, so a request that dies with its replica is simply sent again, and Serve routes it to
+the replacement.
 
 Decoding section k overlaps denoising section k+1: as soon as section k is denoised, section k+1
-is started with the same prompt while k decodes. If the next call brings a different prompt (a
-steer), that speculative section is cancelled and redone with the new prompt; either way the
-result is what a sequential run would give, since all state is explicit.
+is planned with the same prompt and started while k decodes. If the next call brings a different
+prompt (a steer), that speculative section is cancelled and planned again with the new prompt;
+either way the result is what a sequential run would give, since planning reads only the state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
-import torch
 from PIL import Image
 from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 from ray.serve.exceptions import BackPressureError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
+from framepack_live.engine import video_state
 from framepack_live.engine.conditioning import PromptEmbeds
-from framepack_live.engine.decoding import Decoded, to_uint8
+from framepack_live.engine.decoding import Decoded
 from framepack_live.engine.errors import InputError
-from framepack_live.engine.generator import VideoStart
 from framepack_live.engine.section import Section
 from framepack_live.engine.settings import GenerationSettings
+from framepack_live.engine.video_state import SectionPlan, VideoStart
 from framepack_live.stream.backend import ProgressCallback
 
 from .denoiser import Progress
-from .metrics import IngressMetrics
+from .metrics import SessionMetrics
 from .replica import log
-from .work import DecodeRequest, DenoiseRequest, DenoiseResult, history_tail
+from .work import DenoiseRequest, DenoiseResult
 
 T = TypeVar("T")
 
@@ -85,35 +87,35 @@ async def call_stage(session_id: str, stage: str, attempt: Callable[[], Awaitabl
 
 
 class RayBackend:
-    """Opens sessions' sources; holds the handles and the Ingress's metrics."""
+    """One session's way to the stage deployments (the session's id goes into their logs)."""
 
-    def __init__(
-        self, encoder: DeploymentHandle, denoiser: DeploymentHandle, decoder: DeploymentHandle, metrics: IngressMetrics
-    ) -> None:
-        self.encoder, self.denoiser, self.decoder, self.metrics = encoder, denoiser, decoder, metrics
-        self._active = 0
+    def __init__(self, stages: Stages, session_id: str, metrics: SessionMetrics) -> None:
+        self.encoder, self.denoiser, self.decoder = stages.encoder, stages.denoiser, stages.decoder
+        self.session_id, self.metrics = session_id, metrics
 
     async def open(self, prompt: str, image: Image.Image | None, settings: GenerationSettings) -> RaySource:
         if settings.sampling != "forward":
             raise InputError("bad_request", "the server streams forward sampling only")
-        session_id = uuid.uuid4().hex[:12]
         opened = time.monotonic()
         embeds, start = await asyncio.gather(
-            self.encode_prompt(session_id, prompt),
-            call_stage(session_id, "encoder", lambda: self.encoder.encode_start.remote(image, settings)),
+            self.encode_prompt(prompt),
+            call_stage(self.session_id, "encoder", lambda: self.encoder.encode_start.remote(image, settings)),
         )
-        negative = await self.encode_prompt(session_id, settings.negative_prompt) if settings.cfg > 1.0 else None
-        self._active += 1
-        self.metrics.active_sessions.set(self._active)
-        log.info("session opened", extra={"session_id": session_id, "settings": settings.to_dict()})
-        return RaySource(self, session_id, settings, prompt, embeds, negative, start, opened)
+        negative = await self.encode_prompt(settings.negative_prompt) if settings.cfg > 1.0 else None
+        log.info("session opened", extra={"session_id": self.session_id, "settings": settings.to_dict()})
+        return RaySource(self, settings, prompt, embeds, negative, start, opened)
 
-    async def encode_prompt(self, session_id: str, prompt: str) -> PromptEmbeds:
-        return await call_stage(session_id, "encoder", lambda: self.encoder.encode_prompt.remote(prompt))
+    async def encode_prompt(self, prompt: str) -> PromptEmbeds:
+        return await call_stage(self.session_id, "encoder", lambda: self.encoder.encode_prompt.remote(prompt))
 
-    def closed(self) -> None:
-        self._active -= 1
-        self.metrics.active_sessions.set(self._active)
+
+@dataclass(frozen=True)
+class Stages:
+    """Handles of the stage deployments a session's sections run on."""
+
+    encoder: DeploymentHandle
+    denoiser: DeploymentHandle
+    decoder: DeploymentHandle
 
 
 class _Relay:
@@ -134,13 +136,16 @@ class _Relay:
             target(*self.last)
 
 
+#: A section in denoising: its plan, where its progress goes, the task that returns its latents.
+_Ahead = tuple[SectionPlan, _Relay, "asyncio.Task[DenoiseResult]"]
+
+
 class RaySource:
     """One video: its engine state, and at most one speculative denoise of its next section."""
 
     def __init__(
         self,
         backend: RayBackend,
-        session_id: str,
         settings: GenerationSettings,
         prompt: str,
         embeds: PromptEmbeds,
@@ -148,100 +153,71 @@ class RaySource:
         start: VideoStart,
         opened: float,
     ) -> None:
-        self.backend, self.session_id, self.settings = backend, session_id, settings
-        self._prompt, self._embeds, self._negative = prompt, embeds, negative
-        self._start = start.start
-        self._rng_state = start.rng_state
-        self._video = start.start.image_latents
-        self._pending: torch.Tensor | None = None
-        self._cursor = 0
-        self._step = 0
-        self._last_prompt = prompt
+        self.backend, self.session_id, self.settings = backend, backend.session_id, settings
+        self._embeds, self._negative = embeds, negative
+        self._state = video_state.begin(start, settings, prompt)
         self._opened: float | None = opened
-        self._ahead: tuple[str, _Relay, asyncio.Task[DenoiseResult]] | None = None
-        self._closed = False
+        self._ahead: _Ahead | None = None
 
     async def next_section(self, prompt: str, progress: ProgressCallback) -> Section:
-        if prompt != self._prompt:
-            self._embeds = await self.backend.encode_prompt(self.session_id, prompt)  # refuses before changing
-            self._prompt = prompt
-        task = self._take_ahead(prompt, progress) or self._start_denoise(_Relay(progress))
+        state = self._state
+        if prompt != state.prompt:
+            self._embeds = await self.backend.encode_prompt(prompt)  # refuses before changing
+            state.prompt = prompt
+        plan, _, task = self._take_ahead(progress) or self._start_denoise(_Relay(progress))
         result = await task
-        self._rng_state = result.rng_state
-        self._video = history_tail(torch.cat([self._video, result.latents], dim=2), self.settings.window)
-        self._step += 1
-        request = DecodeRequest(
-            session_id=self.session_id,
-            latents=self._video[:, :, -2 * self.settings.window :] if self._pending is not None else self._video,
-            pending=self._pending,
-            frame_cursor=self._cursor,
-            overlap=self.settings.overlap_frames,
-        )
-        if not self.settings.sections or self._step < self.settings.sections:
-            relay = _Relay()
-            self._ahead = (prompt, relay, self._start_denoise(relay))
+        decode = video_state.accept_section(state, plan, result.latents)
+        video_state.compact(state)
+        if not state.finished:
+            self._ahead = self._start_denoise(_Relay())
         decoded: Decoded = await call_stage(
-            self.session_id, "decoder", lambda: self.backend.decoder.decode.remote(request)
+            self.session_id, "decoder", lambda: self.backend.decoder.decode.remote(decode)
         )
-        self._pending = decoded.pending
-        self._cursor += decoded.frames.shape[0]
-        section = Section(
-            index=self._step - 1, prompt=prompt, first_frame=decoded.first_frame, frames=decoded.frames,
-            fps=self.settings.fps,
-        )
+        section = video_state.finish_section(state, plan, decoded)
         self._delivered(section)
         return section
 
     async def flush(self) -> Section | None:
         self._cancel_ahead()
-        if self._pending is None or self._pending.shape[2] == 0:
-            return None
-        frames = to_uint8(self._pending)
-        section = Section(
-            index=self._step - 1, prompt=self._prompt, first_frame=self._cursor, frames=frames, fps=self.settings.fps
-        )
-        self._cursor += frames.shape[0]
-        self._pending = None
-        self._delivered(section)
+        section = video_state.flush(self._state)
+        if section is not None:
+            self._delivered(section)
         return section
 
     async def close(self) -> None:
         self._cancel_ahead()
-        if not self._closed:
-            self._closed = True
-            self.backend.closed()
-            log.info("session closed", extra={"session_id": self.session_id, "sections": self._step})
+        log.info("session closed", extra={"session_id": self.session_id, "sections": self._state.step})
 
-    def _take_ahead(self, prompt: str, progress: ProgressCallback) -> asyncio.Task | None:
-        """The speculative denoise of this section, if it was started with this prompt."""
-        if self._ahead is None:
+    def _take_ahead(self, progress: ProgressCallback) -> _Ahead | None:
+        """The speculative denoise of the next section, if it was planned with the current prompt."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
             return None
-        ahead_prompt, relay, task = self._ahead
-        self._ahead = None
-        if ahead_prompt != prompt:
+        plan, relay, task = ahead
+        if plan.prompt != self._state.prompt:
             task.cancel()
             return None
         relay.attach(progress)
-        return task
+        return ahead
 
     def _cancel_ahead(self) -> None:
         if self._ahead is not None:
             self._ahead[2].cancel()
             self._ahead = None
 
-    def _start_denoise(self, relay: _Relay) -> asyncio.Task[DenoiseResult]:
-        """Denoise the next section from the state as it is now (the request is built before returning)."""
+    def _start_denoise(self, relay: _Relay) -> _Ahead:
+        """Plan the next section from the state as it is now and start denoising it."""
+        plan = video_state.plan_section(self._state)
         request = DenoiseRequest(
             session_id=self.session_id,
             settings=self.settings,
+            plan=plan,
             prompt=self._embeds,
             negative=self._negative,
-            image_embeds=self._start.image_embeds,
-            start_latents=self._start.image_latents,
-            history=self._video,
-            rng_state=self._rng_state,
+            image_embeds=self._state.start.image_embeds,
         )
-        return asyncio.ensure_future(call_stage(self.session_id, "denoiser", lambda: self._stream(request, relay)))
+        task = asyncio.ensure_future(call_stage(self.session_id, "denoiser", lambda: self._stream(request, relay)))
+        return plan, relay, task
 
     async def _stream(self, request: DenoiseRequest, relay: _Relay) -> DenoiseResult:
         async for item in self.backend.denoiser.options(stream=True).section.remote(request):

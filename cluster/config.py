@@ -49,6 +49,9 @@ class ClusterConfig:
     #: CPUs each Denoiser rank reserves. Other stages reserve none on CPU: they are light and the
     #: Denoiser must still fit on a small machine next to them.
     cpus_per_rank: float = 1.0
+    #: Where sessions keep their frames (a directory per session, on the registry's node); None:
+    #: the system's temporary directory.
+    session_dir: str | None = None
 
     def __post_init__(self) -> None:
         problems = []

@@ -9,7 +9,8 @@ from PIL import Image
 from ray import serve
 
 from framepack_live.engine.conditioning import PromptEmbeds, encode_prompt
-from framepack_live.engine.generator import VideoStart, start_video
+from framepack_live.engine.generator import start_video
+from framepack_live.engine.video_state import VideoStart
 from framepack_live.engine.images import default_start_image
 from framepack_live.engine.settings import GenerationSettings
 

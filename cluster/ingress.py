@@ -1,26 +1,25 @@
-"""The `Ingress` deployment: the `stream/` FastAPI app over the Ray-backed `SectionBackend`.
+"""The `Ingress` deployment: the `stream/` FastAPI app over sessions that live in their own actors.
 
-The app is built per replica (`__serve_build_asgi_app__`), after the stage handles arrive, because
-the stream's app factory takes its backend as an argument. One replica: sessions live in its
-memory, so a re-attaching client must reach the same process.
+The app is built per replica (`__serve_build_asgi_app__`), after the registry's handle arrives,
+because the stream's app factory takes its session directory as an argument. Replicas hold no
+session state (`RaySessions`), so there can be several and a client may reach any of them.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from pathlib import Path
 
+import ray
 from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from framepack_live.stream.app import create_app
-from framepack_live.engine.presets import resolve
-from framepack_live.engine.settings import GenerationSettings
-from framepack_live.stream.settings import Limits, StreamSettings
+from framepack_live.stream.app import create_directory_app
+from framepack_live.stream.settings import StreamSettings
 
-from .backend import RayBackend
-from .config import ClusterConfig
-from .metrics import IngressMetrics
+from .ray_sessions import RaySessions
 
 #: The browser client, served at `/` (present in a checkout and an editable install).
 CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
@@ -29,17 +28,12 @@ CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
 @serve.deployment(name="Ingress", num_replicas=1, ray_actor_options={"num_cpus": 0})
 @serve.ingress()
 class Ingress:
-    def __init__(
-        self, encoder: DeploymentHandle, denoiser: DeploymentHandle, decoder: DeploymentHandle, config: ClusterConfig
-    ) -> None:
-        self.backend = RayBackend(encoder, denoiser, decoder, IngressMetrics())
-        self.settings = StreamSettings(
-            limits=Limits(
-                max_sessions_total=config.max_sessions, max_sessions_per_client=config.max_sessions_per_client
-            ),
-            # The model's own defaults (a toy model's window, say), then the operator's settings.
-            generation=GenerationSettings(**resolve(config.model).settings(config.generation)),
-        )
+    def __init__(self, registry: DeploymentHandle, stream: StreamSettings) -> None:
+        # Which process answered, in every `session` message: for operators reading logs, and
+        # for tests that kill the replica serving a session.
+        instance = f"{ray.get_runtime_context().get_actor_name()} pid={os.getpid()}"
+        settings = replace(stream, instance=instance)
+        self.directory = RaySessions(registry, settings, serve.get_replica_context().app_name)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self.backend, self.settings, static_dir=CLIENT_DIR if CLIENT_DIR.is_dir() else None)
+        return create_directory_app(self.directory, static_dir=CLIENT_DIR if CLIENT_DIR.is_dir() else None)

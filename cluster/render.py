@@ -1,63 +1,23 @@
-"""`framepack-live render`: one video from the command line, section by section.
+"""`framepack-live render`: the command line of one video render, checked before any weights load.
 
-It runs the same `SectionGenerator` as the server, on this machine, optionally across N local
-processes with sequence parallelism.
+The render itself is the engine's (`engine.rendering`); this module parses and validates the
+flags, starts N local processes for sequence parallelism, and writes the MP4.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from tqdm import tqdm
 
-from ..engine.conditioning import check_prompt
 from ..engine.errors import InputError
-from ..engine.generator import SectionGenerator
 from ..engine.images import bucket_for, default_start_image, load_image_file
-from ..engine.model import FramePackModel
 from ..engine.presets import ModelSource, resolve
+from ..engine.prompt_schedule import PromptSchedule
+from ..engine.rendering import RenderJob, generate, generate_on_rank
 from ..engine.settings import VAE_TEMPORAL_RATIO, GenerationSettings
-
-
-@dataclass(frozen=True)
-class PromptSchedule:
-    """`--prompt` from 0 s, then each `--prompt-at SECONDS=TEXT` from its time on."""
-
-    entries: tuple[tuple[float, str], ...]
-
-    @classmethod
-    def parse(cls, prompt: str, prompt_at: list[str]) -> PromptSchedule:
-        entries = [(0.0, prompt)]
-        for item in prompt_at:
-            seconds, sep, text = item.partition("=")
-            try:
-                start = float(seconds)
-            except ValueError:
-                start = math.nan
-            if not sep or not text or math.isnan(start) or start < 0:
-                raise InputError("bad_request", f"--prompt-at wants SECONDS=TEXT, got {item!r}")
-            entries.append((start, text))
-        return cls(tuple(sorted(entries, key=lambda entry: entry[0])))
-
-    def prompt_at(self, seconds: float) -> str:
-        current = self.entries[0][1]
-        for start, prompt in self.entries:
-            if start <= seconds:
-                current = prompt
-        return current
-
-    def check_within(self, duration: float) -> None:
-        """A prompt that starts after the video ends would be silently ignored: refuse it."""
-        for start, prompt in self.entries:
-            if start >= duration:
-                raise InputError(
-                    "bad_request", f"--prompt-at {start:g}s is outside the video, which is {duration:.2f}s long"
-                )
+from ..engine.video_state import total_frames
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,20 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latents-out", default=None, help="save the video latents with torch.save")
 
 
-@dataclass(frozen=True)
-class RenderJob:
-    """A validated render request: what every rank needs, picklable for spawned processes."""
-
-    model: str | None
-    settings: GenerationSettings
-    schedule: PromptSchedule
-    image_path: str | None
-    end_image_path: str | None
-    device: str | None
-    cpu_offload: bool
-    vae_tiling: bool
-
-
 def plan(args: argparse.Namespace) -> RenderJob:
     """Check everything that can be checked before loading weights, so mistakes fail in a second."""
     source = resolve(args.model)
@@ -142,7 +88,7 @@ def plan(args: argparse.Namespace) -> RenderJob:
     except ValueError as exc:
         raise InputError("bad_request", str(exc)) from None
     schedule = PromptSchedule.parse(args.prompt, args.prompt_at)
-    schedule.check_within(SectionGenerator.total_frames(settings) / settings.fps)
+    schedule.check_within(total_frames(settings) / settings.fps)
     if args.sequence_parallel > 1:
         _check_parallel_degree(source, args.sequence_parallel)
     return RenderJob(
@@ -171,58 +117,6 @@ def _check_parallel_degree(source: ModelSource, degree: int) -> None:
         check_degree(config["num_attention_heads"], degree)
     except ValueError as exc:
         raise InputError("bad_request", str(exc)) from None
-
-
-def generate(job: RenderJob, device: torch.device | None = None, parallel: bool = False, show: bool = True):
-    """Make the whole video; returns (frames [T, H, W, 3] uint8, latents). Runs on every rank."""
-    model = FramePackModel.load(
-        job.model, device=device or job.device, cpu_offload=job.cpu_offload, vae_tiling=job.vae_tiling
-    )
-    if parallel:
-        from ..engine.parallel import enable_sequence_parallel
-
-        enable_sequence_parallel(model.transformer)
-    settings = job.settings
-    image = load_image_file(job.image_path) if job.image_path else None
-    end_image = load_image_file(job.end_image_path) if job.end_image_path else None
-    for _, prompt in job.schedule.entries[1:]:  # every --prompt-at now, not when its section comes
-        check_prompt(model, prompt)  # (SectionGenerator checks the first)
-    # The loop sets each section's prompt from the schedule before making it.
-    generator = SectionGenerator(model, job.schedule.entries[0][1], image, settings, end_image=end_image)
-    video = np.zeros((SectionGenerator.total_frames(settings), settings.height, settings.width, 3), np.uint8)
-    sections_bar = tqdm(total=settings.sections, desc="sections", unit="section", disable=not show)
-    steps_bar = tqdm(total=settings.steps, desc="steps", unit="step", leave=False, disable=not show)
-
-    def on_step(step: int, steps: int) -> None:
-        steps_bar.n = step
-        steps_bar.refresh()
-
-    while not generator.finished:
-        steps_bar.reset()
-        generator.set_prompt(job.schedule.prompt_at(_section_start(settings, generator.next_index)))
-        section = generator.next_section(on_step)
-        video[section.first_frame : section.first_frame + section.num_frames] = section.frames
-        sections_bar.update(1)
-    tail = generator.flush()
-    if tail is not None:
-        video[tail.first_frame : tail.first_frame + tail.num_frames] = tail.frames
-    steps_bar.close()
-    sections_bar.close()
-    return video, generator.video_latents()
-
-
-def _section_start(settings: GenerationSettings, index: int) -> float:
-    """Playback time of a section's first frame, which decides the prompt it gets."""
-    return index * settings.frames_per_section / settings.fps
-
-
-def generate_on_rank(job: RenderJob):
-    """`generate` as one rank of a sequence-parallel group (what `run_parallel` starts N times)."""
-    import torch.distributed as dist
-
-    from ..engine.parallel import rank_device
-
-    return generate(job, device=rank_device(), parallel=True, show=dist.get_rank() == 0)
 
 
 def run(args: argparse.Namespace) -> int:

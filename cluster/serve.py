@@ -4,6 +4,7 @@ Ctrl-C, then shut Serve and the local Ray down so no replica outlives the comman
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -33,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="step cache on the transformer: none, first-block:T, mag:T or taylorseer:N "
                              "(default: the model's own; docs/benchmarks.md has the speed/quality table)")
     parser.add_argument("--denoisers", type=int, default=None, metavar="R", help="Denoiser replicas (default 1)")
+    parser.add_argument(
+        "--ingress-replicas", type=int, default=None, metavar="R",
+        help="Ingress replicas: any of them serves any session (default 2 where there are 2 or more CPUs, else 1)",
+    )
+    parser.add_argument("--session-dir", default=None, help="where sessions keep their frames (default: the temp dir)")
     parser.add_argument(
         "--address", default=None, help="join this Ray cluster (e.g. 'auto') instead of starting a local one"
     )
@@ -78,14 +84,15 @@ def _application_from_flags(args: argparse.Namespace, ray):
         max_batch_size=args.max_batch_size,
         compile=args.compile,
         cache=args.cache,
+        session_dir=args.session_dir,
     )
-    return build(config, denoiser_replicas=args.denoisers)
+    ingress = args.ingress_replicas or (2 if (os.cpu_count() or 1) >= 2 else 1)
+    return build(config, denoiser_replicas=args.denoisers, ingress_replicas=ingress)
 
 
 def _deploy_config_file(args: argparse.Namespace) -> tuple[str, int]:
     """Deploy a Serve config the way `serve run FILE` does: validated by Serve's schema, applied by
     Serve's controller, so the file means the same here as with `serve deploy`."""
-    from ray import serve
     from ray.serve._private.api import serve_start
     from ray.serve.schema import ServeDeploySchema
 
@@ -95,14 +102,23 @@ def _deploy_config_file(args: argparse.Namespace) -> tuple[str, int]:
         http["host"] = args.host
     if args.port:
         http["port"] = args.port
-    client = serve_start(http_options=http, proxy_location=config.proxy_location)
-    client.deploy_apps(config)
-    # No deadline: replicas of a real model download and load for minutes.
+    serve_start(http_options=http, proxy_location=config.proxy_location)
+    deploy_schema(config)
+    return http["host"], http["port"]
+
+
+def deploy_schema(config) -> None:
+    """Apply a validated `ServeDeploySchema` on the running Serve and wait until its applications
+    run (no deadline: replicas of a real model download and load for minutes)."""
+    from ray import serve
+    from ray.serve.context import _get_global_client
+
+    _get_global_client().deploy_apps(config)
     while True:
         statuses = {app.name: serve.status().applications.get(app.name) for app in config.applications}
         states = {name: status.status if status else "NOT_STARTED" for name, status in statuses.items()}
         if all(state == "RUNNING" for state in states.values()):
-            return http["host"], http["port"]
+            return
         failed = {name: statuses[name].message for name, state in states.items() if state == "DEPLOY_FAILED"}
         if failed:
             raise RuntimeError(f"deploying failed: {failed}")

@@ -28,6 +28,11 @@ class PromptEmbeds:
     def to(self, device: torch.device, dtype: torch.dtype | None = None) -> PromptEmbeds:
         return PromptEmbeds(**{f.name: _move(getattr(self, f.name), device, dtype) for f in fields(self)})
 
+    @classmethod
+    def cat(cls, embeds: list[PromptEmbeds]) -> PromptEmbeds:
+        """Several prompts on the batch axis (equal lengths: the encoder pads to a fixed length)."""
+        return cls(**{f.name: torch.cat([getattr(e, f.name) for e in embeds]) for f in fields(cls)})
+
 
 @dataclass
 class ImageConditioning:

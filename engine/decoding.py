@@ -25,6 +25,29 @@ class Decoded:
     pending: torch.Tensor
 
 
+@dataclass
+class DecodePlan:
+    """One section's decode: its latents with the context the VAE needs, and the frames to blend.
+
+    Plain data (CPU tensors), so it can be decoded by another process.
+    """
+
+    forward: bool
+    latents: torch.Tensor
+    pending: torch.Tensor | None
+    #: Forward: frames final before this decode. Inverted: where the pending frames end.
+    cursor: int
+    overlap: int
+    #: Inverted only: the decode that reaches the start of the video, after which all is final.
+    last: bool
+
+
+def decode_section(model: FramePackModel, plan: DecodePlan) -> Decoded:
+    if plan.forward:
+        return decode_forward(model, plan.latents, plan.pending, plan.cursor, plan.overlap)
+    return decode_inverted(model, plan.latents, plan.pending, plan.cursor, plan.overlap, plan.last)
+
+
 @torch.no_grad()
 def decode_latents(model: FramePackModel, latents: torch.Tensor) -> torch.Tensor:
     """Latents [1, C, T, h, w] to pixels [1, 3, (T-1)*4+1, H, W] in [-1, 1], float32 on the CPU."""

@@ -14,3 +14,8 @@ class InputError(ValueError):
         super().__init__(message)
         self.code = code
         self.message = message
+
+    def __reduce__(self):
+        # Pickled with both arguments: a stage or a session in another process raises it, and
+        # the default (the message alone) could not be unpickled there.
+        return type(self), (self.code, self.message)

@@ -59,6 +59,17 @@ class PackedContext:
     def to(self, device: torch.device | str) -> PackedContext:
         return PackedContext(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
+    @classmethod
+    def cat(cls, contexts: list[PackedContext]) -> PackedContext:
+        """Contexts of equal layout on the batch axis: latents stacked, frame indices shared."""
+        first = contexts[0]
+        return cls(
+            **{
+                f.name: torch.cat([getattr(c, f.name) for c in contexts]) if f.name.startswith("latents") else getattr(first, f.name)
+                for f in fields(cls)
+            }
+        )
+
     def model_kwargs(self, dtype: torch.dtype) -> dict:
         return {
             "indices_latents": self.indices_latents,

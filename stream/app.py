@@ -1,7 +1,8 @@
 """The HTTP/WebSocket surface: a FastAPI router over a `SessionManager`, and an app factory.
 
-The cluster's ingress either serves `create_app(...)` as it is or includes `create_router(...)`
-in its own app; either way `stream/` never learns how sections are made.
+`create_app` serves sessions that live in this process; the cluster's ingress serves
+`create_directory_app` over sessions that live elsewhere. Either way `stream/` never learns how
+sections are made or where sessions run.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from typing import Literal
 
 from aiortc import RTCSessionDescription
 from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from framepack_live.engine.errors import InputError
 
+from . import memory
 from .backend import SectionBackend
+from .handle import SessionDirectory, SessionHandle
 from .manager import SessionManager
 from .settings import StreamSettings
 from .webrtc import answer_offer
@@ -65,21 +68,29 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def create_router(manager: SessionManager) -> APIRouter:
-    """`/ws`, `/healthz`, `POST /webrtc/offer` and `GET /sessions/{id}/video.mp4` over `manager`.
+def create_router(directory: SessionDirectory) -> APIRouter:
+    """`/ws`, `/healthz`, `POST /webrtc/offer` and `GET /sessions/{id}/video.mp4` over `directory`.
 
-    Whoever includes the router owns the manager's lifetime: call `await manager.close()` on shutdown.
+    Whoever includes the router owns the directory's lifetime: call `await directory.close()` on shutdown.
     """
     router = APIRouter()
-    settings = manager.settings
+    settings = directory.settings
 
     @router.websocket("/ws")
     async def websocket(websocket: WebSocket) -> None:
-        await Connection(websocket, manager).serve()
+        client = websocket.client.host if websocket.client else "unknown"
+        await Connection(websocket, directory, client).serve()
 
     @router.get("/healthz")
     async def healthz() -> dict:
-        return {"status": "ok", "sessions": manager.active_count()}
+        """Liveness, running sessions, and what the answering process holds of their video."""
+        return {
+            "status": "ok",
+            "sessions": await directory.active_count(),
+            "instance": settings.instance,
+            "held_frame_bytes": memory.held_frame_bytes(),
+            "rss_bytes": memory.rss_bytes(),
+        }
 
     @router.post("/webrtc/offer")
     async def webrtc_offer(request: Request) -> Response:
@@ -89,7 +100,7 @@ def create_router(manager: SessionManager) -> APIRouter:
                 offer = Offer.model_validate_json(body)
             except ValidationError as exc:
                 raise InputError("bad_request", str(exc.errors(include_url=False)[0]["msg"])) from None
-            session = manager.get(offer.session_id, offer.token)
+            session = await directory.get(offer.session_id, offer.token)
             answer = await answer_offer(session, RTCSessionDescription(offer.sdp, offer.type), settings.ice_servers)
         except InputError as exc:
             return error_response(exc)
@@ -98,27 +109,43 @@ def create_router(manager: SessionManager) -> APIRouter:
     @router.get("/sessions/{session_id}/video.mp4")
     async def video(session_id: str, token: str = "") -> Response:
         try:
-            data = await manager.get(session_id, token).export_mp4()
+            session = await directory.get(session_id, token)
+            parts = await session.export_parts()
+            if not parts:
+                raise InputError("not_found", "the session has no frames yet")
         except InputError as exc:
             return error_response(exc)
-        return Response(data, media_type="video/mp4", headers={"Cache-Control": "no-store"})
+        return StreamingResponse(
+            _export(session, parts), media_type="video/mp4", headers={"Cache-Control": "no-store"}
+        )
 
     return router
 
 
+async def _export(session: SessionHandle, parts: int):
+    """The MP4 of the frames made when the download began, a part (a section) at a time: the
+    server holds one part of it, however long the video."""
+    for index in range(parts):
+        yield await session.export_part(index)
+
+
 def create_app(backend: SectionBackend, settings: StreamSettings | None = None, static_dir: str | Path | None = None) -> FastAPI:
-    """A complete server: the router, session shutdown with the app, and the browser client at `/`
-    when `static_dir` is given (the cluster passes the `client/` folder)."""
-    manager = SessionManager(backend, settings or StreamSettings())
+    """A complete server with this process's sessions over `backend`: the router, session shutdown
+    with the app, and the browser client at `/` when `static_dir` is given."""
+    return create_directory_app(SessionManager(backend, settings or StreamSettings()), static_dir)
+
+
+def create_directory_app(directory: SessionDirectory, static_dir: str | Path | None = None) -> FastAPI:
+    """The same over any session directory (the cluster's sessions live in other processes)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        await manager.close()
+        await directory.close()
 
     app = FastAPI(title="framepack-live", lifespan=lifespan)
-    app.state.manager = manager
-    app.include_router(create_router(manager))
+    app.state.directory = directory
+    app.include_router(create_router(directory))
     if static_dir is not None:
         app.mount("/", StaticFiles(directory=static_dir, html=True), name="client")
     return app

@@ -33,6 +33,9 @@ class Received:
     progress: list[dict] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
     done: dict | None = None
+    #: Sections received a second time: after a re-attach the server re-sends what it could not
+    #: know was delivered (at least once), and a client drops the repeat, as the page does.
+    resent: int = 0
 
     @property
     def frames(self) -> list[bytes]:
@@ -58,6 +61,10 @@ class Received:
         elif (self.done["frames"], self.done["sections"]) != (next_frame, len(set(indices))):
             problems.append(f"`done` says {self.done}, received {len(set(indices))} sections, {next_frame} frames")
         return problems
+
+
+def _same_piece(a: dict, b: dict) -> bool:
+    return (a["section"], a["first_frame"]) == (b["section"], b["first_frame"])
 
 
 async def send(ws: ClientConnection, **message) -> None:
@@ -96,7 +103,10 @@ async def receive(
             frames = [await asyncio.wait_for(ws.recv(), timeout) for _ in range(message["frames"])] if media else []
             if not all(isinstance(frame, bytes) for frame in frames):
                 raise ProtocolViolation(f"section {message['section']}: a JSON message among its frames")
-            into.sections.append((message, frames))
+            if any(_same_piece(message, seen) for seen, _ in into.sections):
+                into.resent += 1
+            else:
+                into.sections.append((message, frames))
         elif kind == "progress":
             into.progress.append(message)
         elif kind == "done":

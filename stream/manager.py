@@ -1,9 +1,11 @@
-"""All sessions of this process: creation under the caps, token checks, reaping idle ones."""
+"""The sessions of this process: creation under the caps, token checks, reaping idle ones.
+
+The in-process `SessionDirectory`; the cluster has its own, over sessions that live in actors.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import secrets
 import time
@@ -11,11 +13,12 @@ import time
 from PIL import Image
 
 from framepack_live.engine.errors import InputError
-from framepack_live.engine.settings import GenerationSettings
 
+from .admission import check_room, generation_settings
 from .backend import SectionBackend
+from .frame_store import FrameStore
 from .protocol import Start
-from .session import Session
+from .session import Session, token_hash
 from .settings import StreamSettings
 
 log = logging.getLogger(__name__)
@@ -30,71 +33,51 @@ class SessionManager:
         self._sessions: dict[str, Session] = {}
         self._reaper: asyncio.Task | None = None
 
-    def create(self, client: str, start: Start, image: Image.Image | None) -> Session:
-        """A new session for `client` (its address), not started yet; `busy` over the caps."""
-        limits = self.settings.limits
-        active = [s for s in self._sessions.values() if s.active]
-        if len(active) >= limits.max_sessions_total:
-            raise InputError("busy", "the server runs as many sessions as it can; try again later")
-        if sum(s.client == client for s in active) >= limits.max_sessions_per_client:
-            raise InputError("busy", f"at most {limits.max_sessions_per_client} running sessions per client")
+    async def create(self, client: str, start: Start, image: Image.Image | None) -> tuple[Session, str]:
+        check_room(self.settings, (s.client for s in self._sessions.values() if s.active), client)
+        session_id, token = secrets.token_hex(8), secrets.token_urlsafe(32)
+        store = await asyncio.to_thread(FrameStore, self.settings.session_dir / session_id, self.settings.jpeg_quality)
         session = Session(
-            session_id=secrets.token_hex(8),
-            token=secrets.token_urlsafe(32),
+            session_id=session_id,
+            token_digest=token_hash(token),
             client=client,
             backend=self.backend,
-            settings=self.generation_settings(start),
+            settings=generation_settings(self.settings, start),
             prompt=start.prompt,
             image=image,
             media=start.media,
-            limits=limits,
-            jpeg_quality=self.settings.jpeg_quality,
+            limits=self.settings.limits,
+            store=store,
         )
         self._sessions[session.id] = session
         if self._reaper is None:  # started here, not in a lifespan hook, so any host app works
             self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
-        return session
+        session.start()
+        return session, token
 
-    def generation_settings(self, start: Start) -> GenerationSettings:
-        """The server's defaults with what the client may override; `bad_request` when out of range."""
-        limits = self.settings.limits
-        overrides = {
-            name: getattr(start, name)
-            for name in ("seed", "width", "height", "steps", "guidance")
-            if getattr(start, name) is not None
-        }
-        if start.sections is not None:
-            overrides["sections"] = start.sections or None  # 0: until stopped
-        try:
-            settings = dataclasses.replace(self.settings.generation, **overrides)
-        except ValueError as exc:
-            raise InputError("bad_request", str(exc)) from None
-        if settings.width * settings.height > limits.max_video_pixels:
-            raise InputError("bad_request", f"at most {limits.max_video_pixels} pixels per frame")
-        if settings.steps > limits.max_steps:
-            raise InputError("bad_request", f"at most {limits.max_steps} steps")
-        return settings
-
-    def active_count(self) -> int:
+    async def active_count(self) -> int:
         return sum(s.active for s in self._sessions.values())
 
-    def get(self, session_id: str, token: str) -> Session:
-        """The session, if `token` is its token: `not_found` or `unauthorized` otherwise."""
+    async def get(self, session_id: str, token: str) -> Session:
         session = self._sessions.get(session_id)
         if session is None:
             raise InputError("not_found", "no such session (it may have been freed after being idle)")
-        if not secrets.compare_digest(session.token.encode(), token.encode()):
-            raise InputError("unauthorized", "wrong token for this session")
+        session.check_token(token)
         return session
 
     async def reap(self) -> None:
-        """Free the sessions nobody has watched for `idle_timeout_s`."""
+        """Free the sessions nobody has watched for `idle_timeout_s`; one that fails to close is
+        still forgotten (and logged), and the others are still reaped."""
         now = time.monotonic()
         for session in list(self._sessions.values()):
-            if session.idle_since is not None and now - session.idle_since > self.settings.idle_timeout_s:
-                log.info("freeing session %s, idle for %.0f s", session.id, now - session.idle_since)
+            idle_since = session.presence.idle_since()
+            if idle_since is not None and now - idle_since > self.settings.idle_timeout_s:
+                log.info("freeing session %s, idle for %.0f s", session.id, now - idle_since)
                 del self._sessions[session.id]
-                await session.close()
+                try:
+                    await session.close()
+                except Exception:
+                    log.exception("closing idle session %s failed", session.id)
 
     async def _reap_forever(self) -> None:
         while True:

@@ -25,11 +25,14 @@ class Mp4Writer:
     """Appends uint8 RGB frames to an H.264 MP4 (yuv420p, so every player takes it).
 
     The size is taken from the first frame; `crf` sets x264's quality (lower is better, 18 is
-    visually lossless, 23 its default); `preset` trades encoding speed for size.
+    visually lossless, 23 its default); `preset` trades encoding speed for size; `options` are
+    the MP4 muxer's (e.g. `movflags`).
     """
 
-    def __init__(self, target: str | BinaryIO, fps: int, crf: int = 18, preset: str = "medium") -> None:
-        self._container = av.open(target, mode="w", format="mp4")
+    def __init__(
+        self, target: str | BinaryIO, fps: int, crf: int = 18, preset: str = "medium", options: dict | None = None
+    ) -> None:
+        self._container = av.open(target, mode="w", format="mp4", options=options or {})
         self._fps = fps
         self._options = {"crf": str(crf), "preset": preset}
         self._stream = None

@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from . import memory
+
 Message = str | bytes
 
 
@@ -51,6 +53,11 @@ class Outbox:
         self._bytes = 0
         self._ready = asyncio.Event()
         self.dropped = 0
+        memory.register(self)
+
+    @property
+    def held_bytes(self) -> int:
+        return self._bytes
 
     def put(self, envelope: Envelope) -> None:
         if envelope.replaceable and self._queue and self._queue[-1].replaceable:

@@ -98,8 +98,10 @@ def _json(type_: str, **fields) -> str:
     return json.dumps({"type": type_, **fields}, separators=(",", ":"))
 
 
-def session_message(session_id: str, token: str) -> str:
-    return _json("session", session_id=session_id, token=token)
+def session_message(session_id: str, token: str, instance: str | None = None) -> str:
+    """`instance` (optional) names the server process that answered, for operators and tests."""
+    extra = {"instance": instance} if instance is not None else {}
+    return _json("session", session_id=session_id, token=token, **extra)
 
 
 def progress_message(section: int, step: int, steps: int) -> str:

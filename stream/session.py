@@ -1,22 +1,23 @@
-"""One live video: its state machine, steering, timeline, kept frames and who is watching.
+"""One live video: its lifecycle, steering and generation loop.
 
     created ──start──► generating ◄──pause/resume──► paused
                           │                             │
                           └──── stop / last section ────┴──► stopped     (any error ──► failed)
 
-The session drives its `SectionSource` one section at a time. Viewers never hold it back: a
-WebSocket client gets messages through its own bounded `Outbox`, a WebRTC track reads the kept
-frames at its own pace. Every frame is kept as JPEG, for export and for clients that re-attach.
+The session drives its `SectionSource` one section at a time. What it makes goes to its
+`FrameStore` (disk) and its `EventLog`, from which viewers pull at their own pace, so no viewer
+ever holds it back; `Presence` says whether anybody still watches. A `Session` is a
+`SessionHandle`: the web side talks to it the same way whether it runs in this process or in
+another one (the cluster wraps it in an actor).
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import logging
-import time
-from dataclasses import dataclass
-from typing import Protocol
+import secrets
 
 import numpy as np
 from PIL import Image
@@ -27,13 +28,17 @@ from framepack_live.engine.settings import GenerationSettings
 
 from . import protocol
 from .backend import ProgressCallback, SectionBackend, SectionSource
-from .export import encode_mp4
-from .media import encode_jpegs
-from .outbox import Envelope, Outbox
+from .events import EventLog, Poll, SectionRecord, Slot
+from .frame_store import FrameStore
+from .handle import Attachment, FrameBatch
+from .presence import Presence
 from .ratelimit import TokenBucket
 from .settings import Limits
 
 log = logging.getLogger(__name__)
+
+#: Sections one poll hands out at most, so that what a viewer's process holds stays bounded.
+SECTIONS_PER_POLL = 2
 
 
 class SessionState(str, enum.Enum):
@@ -44,28 +49,9 @@ class SessionState(str, enum.Enum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True)
-class SectionRecord:
-    """One `section` message as sent; `seq` is its position in `Session.records`.
-
-    A section index can appear twice: when a session is stopped between sections, the frames the
-    engine held back for blending follow as a second record with the same index.
-    """
-
-    seq: int
-    index: int
-    prompt: str
-    first_frame: int
-    frames: int
-    fps: int
-    width: int
-    height: int
-
-
-class Peer(Protocol):
-    """A WebRTC peer connection as far as the session cares: it must be closed with the session."""
-
-    async def close(self) -> None: ...
+def token_hash(token: str) -> bytes:
+    """What a session keeps of its token: enough to check one, useless to whoever reads it."""
+    return hashlib.sha256(token.encode()).digest()
 
 
 class Session:
@@ -74,7 +60,7 @@ class Session:
     def __init__(
         self,
         session_id: str,
-        token: str,
+        token_digest: bytes,
         client: str,
         backend: SectionBackend,
         settings: GenerationSettings,
@@ -82,42 +68,37 @@ class Session:
         image: Image.Image | None,
         media: str,
         limits: Limits,
-        jpeg_quality: int,
+        store: FrameStore,
     ) -> None:
         self.id = session_id
-        self.token = token
         self.client = client
         self.settings = settings
         self.state = SessionState.CREATED
-        #: The timeline: every `section` message sent, with the prompt that made it.
-        self.records: list[SectionRecord] = []
-        #: Every frame of the video so far, one JPEG each, in playback order.
-        self.frames: list[bytes] = []
-        #: Monotonic time since which nobody watches, None while somebody does.
-        self.idle_since: float | None = time.monotonic()
+        self.events = EventLog()
+        self.store = store
+        self.presence = Presence()
+        self._token_digest = token_digest
         self._backend = backend
         self._image = image
         self._media = media
         self._limits = limits
-        self._jpeg_quality = jpeg_quality
         self._prompt = prompt  # the newest steer: applied when the next section starts
         self._good_prompt = prompt  # the last prompt the engine accepted
         self._made = 0
         self._stop_requested = False
         self._unpaused = asyncio.Event()
         self._unpaused.set()
-        self._changed = asyncio.Event()
         self._steers = TokenBucket(limits.steer_burst, limits.steer_rate)
-        self._viewer: Outbox | None = None
-        self._delivered = -1  # highest record seq the attached viewers have been sent
-        self._final: str | None = None  # the `done` or `error` message that ended the session
-        self._peers: set[Peer] = set()
+        self._delivered = -1  # the last log entry the current viewer's socket took
         self._task: asyncio.Task | None = None
         self._loop = asyncio.get_running_loop()
-        self._export_lock = asyncio.Lock()
-        self._export: tuple[int, bytes] = (0, b"")
+        self._frame_cap = int(limits.max_video_seconds * settings.fps)
 
-    # -- state -----------------------------------------------------------------------------
+    def check_token(self, token: str) -> None:
+        if not secrets.compare_digest(self._token_digest, token_hash(token)):
+            raise InputError("unauthorized", "wrong token for this session")
+
+    # -- commands --------------------------------------------------------------------------
 
     @property
     def active(self) -> bool:
@@ -128,7 +109,7 @@ class Session:
         self.state = SessionState.GENERATING
         self._task = asyncio.create_task(self._run(), name=f"session-{self.id}")
 
-    def steer(self, prompt: str) -> None:
+    async def steer(self, prompt: str) -> None:
         """Queue a prompt for the next section boundary; a newer steer replaces a waiting one."""
         self._require_active()
         if not self._steers.take():
@@ -137,20 +118,20 @@ class Session:
             )
         self._prompt = prompt
 
-    def pause(self) -> None:
+    async def pause(self) -> None:
         """Stop after the current section; idempotent."""
         self._require_active()
         if self.state == SessionState.GENERATING:
             self.state = SessionState.PAUSED
             self._unpaused.clear()
 
-    def resume(self) -> None:
+    async def resume(self) -> None:
         self._require_active()
         if self.state == SessionState.PAUSED:
             self.state = SessionState.GENERATING
             self._unpaused.set()
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         """End after the current section (its frames and the held-back tail are still sent); idempotent."""
         self._stop_requested = True
         self._unpaused.set()
@@ -169,7 +150,7 @@ class Session:
             last = False
             while not last:
                 await self._unpaused.wait()
-                if self._stop_requested:
+                if self._stop_requested or self._capped():
                     if self._made:  # stopped between sections: the held-back tail follows on its own
                         await self._deliver(await source.flush())
                     break
@@ -181,7 +162,7 @@ class Session:
                     section = _join(section, await source.flush())
                 await self._deliver(section)
             self.state = SessionState.STOPPED
-            self._finish(protocol.done_message(self._made, len(self.frames)))
+            self.events.finish(protocol.done_message(self._made, self.store.frame_count))
         except InputError as exc:
             self._fail(exc.code, exc.message)
         except Exception:
@@ -190,7 +171,16 @@ class Session:
         finally:
             if source is not None:
                 await source.close()
-            self._notify()
+
+    def _capped(self) -> bool:
+        """The kept video reached `Limits.max_video_seconds`: say so, and end the session."""
+        if self.store.frame_count < self._frame_cap:
+            return False
+        minutes = self._limits.max_video_seconds / 60
+        self.events.add_notice(protocol.error_message(
+            "busy", f"this video reached the server's limit of {minutes:g} minutes; download it or start a new one"
+        ))
+        return True
 
     async def _next_section(self, source: SectionSource) -> Section | None:
         """The next section, or None when the engine refused a steered prompt (then reported)."""
@@ -200,7 +190,7 @@ class Session:
         except InputError as exc:
             if prompt == self._good_prompt:
                 raise
-            self._send(Envelope([protocol.error_message(exc.code, exc.message)]))
+            self.events.add_notice(protocol.error_message(exc.code, exc.message))
             if self._prompt == prompt:  # unless a newer steer came meanwhile
                 self._prompt = self._good_prompt
             return None
@@ -210,129 +200,102 @@ class Session:
 
     def _progress_callback(self, section: int) -> ProgressCallback:
         def progress(step: int, steps: int) -> None:
-            self._loop.call_soon_threadsafe(self._send_progress, section, step, steps)
+            message = protocol.progress_message(section, step, steps)
+            self._loop.call_soon_threadsafe(self.events.set_progress, message)
 
         return progress
-
-    def _send_progress(self, section: int, step: int, steps: int) -> None:
-        self._send(Envelope([protocol.progress_message(section, step, steps)], replaceable=True))
 
     async def _deliver(self, section: Section | None) -> None:
         if section is None:
             return
-        if section.first_frame != len(self.frames):
-            raise RuntimeError(f"section {section.index} starts at frame {section.first_frame}, expected {len(self.frames)}")
-        jpegs = await asyncio.to_thread(encode_jpegs, section.frames, self._jpeg_quality)
+        if section.first_frame != self.store.frame_count:
+            raise RuntimeError(
+                f"section {section.index} starts at frame {section.first_frame}, expected {self.store.frame_count}"
+            )
+        await asyncio.to_thread(self.store.append, section.frames, section.fps)
         _, height, width, _ = section.frames.shape
-        record = SectionRecord(
-            len(self.records), section.index, section.prompt, section.first_frame, len(jpegs), section.fps, width, height
+        self.events.add_section(
+            index=section.index, prompt=section.prompt, first_frame=section.first_frame,
+            frames=section.num_frames, fps=section.fps, width=width, height=height,
         )
-        self.records.append(record)
-        self.frames.extend(jpegs)
-        self._notify()
-        self._send(self._section_envelope(record))
-
-    def _section_envelope(self, record: SectionRecord) -> Envelope:
-        message = protocol.section_message(
-            record.index, record.prompt, record.frames, record.fps, record.width, record.height, record.first_frame
-        )
-        frames = self.frames[record.first_frame : record.first_frame + record.frames] if self._media == "jpeg" else []
-        viewer = self._viewer
-        return Envelope([message, *frames], on_sent=lambda: self._mark_delivered(viewer, record.seq))
-
-    def _mark_delivered(self, viewer: Outbox | None, seq: int) -> None:
-        if viewer is self._viewer:
-            self._delivered = max(self._delivered, seq)
 
     def _fail(self, code: str, message: str) -> None:
         self.state = SessionState.FAILED
-        self._finish(protocol.error_message(code, message))
+        self.events.finish(protocol.error_message(code, message))
 
-    def _finish(self, message: str) -> None:
-        self._final = message
-        self._send(Envelope([message], droppable=False))
+    # -- viewers ---------------------------------------------------------------------------
 
-    def _send(self, envelope: Envelope) -> None:
-        if self._viewer is not None:
-            self._viewer.put(envelope)
+    async def attach(self) -> Attachment:
+        return Attachment(viewer=self.presence.attach(), cursor=self._delivered)
 
-    def _notify(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+    async def poll(self, viewer: int, after: int, progress_version: int, timeout: float) -> Poll:
+        if viewer != self.presence.viewer:
+            return Poll(replaced=True)
+        self.presence.poll_started()
+        try:
+            await self.events.wait(after, progress_version, timeout)
+        finally:
+            self.presence.poll_ended()
+        if viewer != self.presence.viewer:
+            return Poll(replaced=True)
+        entries = self.events.entries[after + 1 :]
+        handed = entries[:SECTIONS_PER_POLL]
+        progress = self.events.progress
+        return Poll(
+            entries=[(entry, await self._jpegs_of(entry)) for entry in handed],
+            progress=Slot(progress.version, progress.messages) if progress.version != progress_version else None,
+            final=self.events.final if len(handed) == len(entries) else None,
+        )
 
-    # -- watchers --------------------------------------------------------------------------
+    async def _jpegs_of(self, entry) -> list[bytes]:
+        if self._media != "jpeg" or not isinstance(entry, SectionRecord):
+            return []
+        return await asyncio.to_thread(self.store.read_frames, entry.first_frame, entry.frames)
 
-    def attach(self, viewer: Outbox, resend: bool) -> None:
-        """Make `viewer` the WebSocket client of this session, replacing any previous one.
+    def delivered(self, viewer: int, seq: int) -> None:
+        if viewer == self.presence.viewer:
+            self._delivered = max(self._delivered, seq)
 
-        With `resend` (a `resume_session`), the sections the previous viewers were not sent
-        follow, and the `done` or `error` that ended the session if it has ended.
-        """
-        self._viewer = viewer
-        self._update_idle()
-        if resend:
-            for record in self.records[self._delivered + 1 :]:
-                viewer.put(self._section_envelope(record))
-            if self._final is not None:
-                viewer.put(Envelope([self._final], droppable=False))
+    async def frames(self, first: int, count: int, wait_s: float, peer: str | None = None) -> FrameBatch:
+        if peer is not None:
+            self.presence.peer_seen(peer)
+        if first >= self.store.frame_count and self.active:
+            await self.events.wait(len(self.events.entries) - 1, self.events.progress.version, wait_s)
+        jpegs = await asyncio.to_thread(self.store.read_frames, first, count)
+        return FrameBatch(jpegs=jpegs, ended=not self.active and first + len(jpegs) >= self.store.frame_count)
 
-    def detach(self, viewer: Outbox) -> None:
-        if self._viewer is viewer:
-            self._viewer = None
-            self._update_idle()
+    async def live_edge(self) -> int:
+        records = self.events.records
+        return records[-1].first_frame if records else 0
 
-    def add_peer(self, peer: Peer) -> None:
-        if len(self._peers) >= self._limits.max_peers_per_session:
+    async def add_peer(self, peer: str) -> None:
+        if len(self.presence.peers()) >= self._limits.max_peers_per_session:
             raise InputError("busy", f"at most {self._limits.max_peers_per_session} WebRTC viewers per session")
-        self._peers.add(peer)
-        self._update_idle()
+        self.presence.peer_seen(peer)
 
-    def remove_peer(self, peer: Peer) -> None:
-        self._peers.discard(peer)
-        self._update_idle()
+    async def remove_peer(self, peer: str) -> None:
+        self.presence.peer_gone(peer)
 
-    @property
-    def peer_count(self) -> int:
-        return len(self._peers)
+    async def peer_count(self) -> int:
+        return len(self.presence.peers())
 
-    def _update_idle(self) -> None:
-        if self._viewer is not None or self._peers:
-            self.idle_since = None
-        elif self.idle_since is None:
-            self.idle_since = time.monotonic()
+    async def export_parts(self) -> int:
+        return len(self.store.export_parts())
 
-    async def frame(self, index: int) -> bytes | None:
-        """JPEG frame `index` once it exists; None when the session ended without making it."""
-        while index >= len(self.frames):
-            if not self.active:
-                return None
-            await self._changed.wait()
-        return self.frames[index]
+    async def export_part(self, index: int) -> bytes:
+        return await asyncio.to_thread(self.store.export_parts()[index].read_bytes)
 
-    async def export_mp4(self) -> bytes:
-        """Every frame so far as MP4; encoded again only when frames were added since last time."""
-        async with self._export_lock:
-            count = len(self.frames)
-            if count == 0:
-                raise InputError("not_found", "the session has no frames yet")
-            if self._export[0] != count:
-                fps = self.records[0].fps
-                self._export = (count, await asyncio.to_thread(encode_mp4, self.frames[:count], fps))
-            return self._export[1]
+    # -- end -------------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Tear down now (idle reaping, shutdown): cancel generation, close peers, free frames."""
+        """Tear down now (idle reaping, shutdown): cancel generation, delete the stored video."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self.active:
             self.state = SessionState.STOPPED
-        for peer in list(self._peers):
-            await peer.close()
-        self._peers.clear()
-        self._viewer = None
-        self.frames = []
-        self._notify()
+        self.events.notify()
+        await asyncio.to_thread(self.store.delete)
 
 
 def _join(section: Section, tail: Section | None) -> Section:

@@ -6,9 +6,14 @@ tasks, so nothing may change under it.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from framepack_live.engine.settings import GenerationSettings
+
+#: Where sessions keep their frames unless told otherwise.
+DEFAULT_SESSION_DIR = Path(tempfile.gettempdir()) / "framepack-live" / "sessions"
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,9 @@ class Limits:
     #: Bytes waiting for one WebSocket client. Above it the oldest waiting messages are dropped
     #: (a section goes with all its frames): live viewing skips ahead, the export keeps all.
     send_buffer_bytes: int = 4 * 1024 * 1024
+    #: Video one session may keep (and so make): at this length it ends with a `busy` notice and
+    #: `done`. A session that runs until stopped would otherwise fill the disk.
+    max_video_seconds: float = 30 * 60
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -59,6 +67,11 @@ class StreamSettings:
     #: ICE servers for WebRTC, as `RTCIceServer` fields: `{"urls": "stun:...", "username": ..., "credential": ...}`.
     #: None are needed when browser and server share a host or a network.
     ice_servers: tuple[dict, ...] = ()
+    #: Where sessions keep their frames and MP4 fragments, one directory each (deleted when the
+    #: session is freed).
+    session_dir: Path = DEFAULT_SESSION_DIR
+    #: Named in `session` messages when set: which server process answered (a replica's id).
+    instance: str | None = None
 
     def __post_init__(self) -> None:
         if self.generation.sampling != "forward":

@@ -7,7 +7,10 @@ answer follows the offer's order, so Chromium gets VP8); this module only feeds 
 from __future__ import annotations
 
 import asyncio
+import logging
+import secrets
 import time
+from collections import deque
 
 import av
 import numpy as np
@@ -16,14 +19,69 @@ from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamEr
 
 from framepack_live.engine.errors import InputError
 
+from . import memory
+from .handle import SessionHandle
 from .media import decode_jpeg
-from .session import Session
+
+log = logging.getLogger(__name__)
 
 #: A peer that has not connected this long after the answer (it gave up, or offered no video)
 #: is closed, so that it neither holds a viewer slot nor keeps its session from being freed.
 CONNECT_TIMEOUT_S = 30.0
 
 _timers: set[asyncio.Task] = set()  # asyncio keeps only weak references to tasks
+
+
+#: Frames a track fetches from its session at once, and how many it keeps ahead of playback:
+#: what one WebRTC viewer holds of a session's video.
+FETCH_FRAMES = 36
+BUFFER_FRAMES = 2 * FETCH_FRAMES
+#: Longest wait for frames in one fetch; a fetch also renews the peer's presence lease.
+FETCH_WAIT_S = 1.0
+
+
+class FrameFeed:
+    """Keeps a few of a session's JPEG frames ahead of playback, fetched in the background."""
+
+    def __init__(self, session: SessionHandle, peer: str, first: int) -> None:
+        self._session, self._peer, self._next = session, peer, first
+        self.buffer: deque[bytes] = deque()
+        self.ended = False
+        self._arrived = asyncio.Event()
+        self._task = asyncio.create_task(self._fetch())
+        memory.register(self)
+
+    @property
+    def held_bytes(self) -> int:
+        return sum(len(jpeg) for jpeg in self.buffer)
+
+    async def _fetch(self) -> None:
+        try:
+            while not self.ended:
+                if len(self.buffer) >= BUFFER_FRAMES:
+                    await asyncio.sleep(FETCH_WAIT_S / 2)  # playback is behind; still renew the lease
+                    count = 0
+                else:
+                    count = FETCH_FRAMES
+                batch = await self._session.frames(self._next, count, FETCH_WAIT_S, self._peer)
+                self.buffer.extend(batch.jpegs)
+                self._next += len(batch.jpegs)
+                self.ended = batch.ended
+                self._arrived.set()
+        except Exception:  # the session is gone (freed, or its process lost): the video ends here
+            log.warning("a WebRTC track lost its session's frames", exc_info=True)
+            self.ended = True
+            self._arrived.set()
+
+    async def first(self) -> bytes | None:
+        """The first frame, however long it takes; None when the session ended without one."""
+        while not self.buffer and not self.ended:
+            self._arrived.clear()
+            await self._arrived.wait()
+        return self.buffer.popleft() if self.buffer else None
+
+    def stop(self) -> None:
+        self._task.cancel()
 
 
 class SessionTrack(VideoStreamTrack):
@@ -34,11 +92,10 @@ class SessionTrack(VideoStreamTrack):
     that has ended.
     """
 
-    def __init__(self, session: Session, first: int = 0) -> None:
+    def __init__(self, session: SessionHandle, peer: str, first: int = 0) -> None:
         super().__init__()
-        self._session = session
         self._ticks = VIDEO_CLOCK_RATE // session.settings.fps  # integer: no drift from rounding
-        self._next = first
+        self._feed = FrameFeed(session, peer, first)
         self._last: np.ndarray | None = None
 
     async def next_timestamp(self) -> tuple[int, object]:
@@ -55,15 +112,15 @@ class SessionTrack(VideoStreamTrack):
 
     async def recv(self) -> av.VideoFrame:
         if self._last is None:  # the clock starts with the first frame, however long it takes
-            jpeg = await self._session.frame(self._next)
+            jpeg = await self._feed.first()
             if jpeg is None:
                 self._end()
             self._take(jpeg)
         pts, time_base = await self.next_timestamp()
         if pts:  # the first frame was taken above
-            if self._next < len(self._session.frames):
-                self._take(self._session.frames[self._next])
-            elif not self._session.active:
+            if self._feed.buffer:
+                self._take(self._feed.buffer.popleft())
+            elif self._feed.ended:
                 self._end()
         frame = av.VideoFrame.from_ndarray(self._last, format="rgb24")
         frame.pts, frame.time_base = pts, time_base
@@ -72,29 +129,53 @@ class SessionTrack(VideoStreamTrack):
     def _take(self, jpeg: bytes) -> None:
         # Decoded on the loop: a frame of FramePack's sizes takes about a millisecond.
         self._last = decode_jpeg(jpeg)
-        self._next += 1
 
     def _end(self) -> None:
         self.stop()
         raise MediaStreamError
 
+    def stop(self) -> None:
+        self._feed.stop()
+        super().stop()
 
-async def answer_offer(session: Session, offer: RTCSessionDescription, ice_servers: tuple[dict, ...]) -> RTCSessionDescription:
+
+async def answer_offer(
+    session: SessionHandle, offer: RTCSessionDescription, ice_servers: tuple[dict, ...]
+) -> RTCSessionDescription:
     """Answer a browser's offer with a peer connection that sends `session`'s video.
 
-    The connection is closed when the peer goes away (ICE fails or it hangs up) or the session
-    is freed.
+    The connection is closed when the peer goes away (ICE fails or it hangs up), when it has not
+    connected within `CONNECT_TIMEOUT_S`, and at once when answering fails for any reason or the
+    offer's request is cancelled, so no half-made peer keeps a viewer slot or its session alive.
     """
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(**server) for server in ice_servers]))
-    try:
-        session.add_peer(pc)
-    except InputError:
-        await pc.close()
-        raise
+    peer = secrets.token_hex(8)
+    tracks: list[SessionTrack] = []
+    closed = False
 
     async def close() -> None:
-        session.remove_peer(pc)
-        await pc.close()
+        nonlocal closed
+        if not closed:
+            closed = True
+            for track in tracks:
+                track.stop()
+            await pc.close()
+            await session.remove_peer(peer)
+
+    try:
+        await session.add_peer(peer)
+        # A viewer that joins (or re-joins after a reload, or through another server process) a
+        # running session starts at its newest section, the live edge, rather than replaying the
+        # video from the start; the whole video stays available as the MP4 export.
+        tracks.append(SessionTrack(session, peer, first=await session.live_edge()))
+        pc.addTrack(tracks[0])
+        await pc.setRemoteDescription(offer)
+        await pc.setLocalDescription(await pc.createAnswer())
+    except BaseException as exc:
+        await asyncio.shield(close())
+        if isinstance(exc, ValueError) and not isinstance(exc, InputError):  # aiortc's error for SDP it cannot answer
+            raise InputError("bad_request", f"cannot answer this offer: {exc}") from None
+        raise
 
     @pc.on("connectionstatechange")
     async def on_state() -> None:
@@ -106,16 +187,6 @@ async def answer_offer(session: Session, offer: RTCSessionDescription, ice_serve
         if pc.connectionState != "connected":
             await close()
 
-    # A viewer that joins (or re-joins after a reload) a running session starts at its newest
-    # section, the live edge, rather than replaying the video from the start; the whole video
-    # stays available as the MP4 export.
-    pc.addTrack(SessionTrack(session, first=session.records[-1].first_frame if session.records else 0))
-    try:
-        await pc.setRemoteDescription(offer)
-        await pc.setLocalDescription(await pc.createAnswer())
-    except ValueError as exc:  # aiortc's error for SDP it cannot parse or answer
-        await close()
-        raise InputError("bad_request", f"cannot answer this offer: {exc}") from None
     timer = asyncio.create_task(close_unless_connected())
     _timers.add(timer)
     timer.add_done_callback(_timers.discard)

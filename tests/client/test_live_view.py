@@ -181,3 +181,44 @@ def test_falls_back_when_webrtc_fails(server_url, new_page, console_errors):
     page.click("#stop")
     expect(page.locator("#status")).to_contain_text("Finished", timeout=SECTION_TIMEOUT_MS)
     assert console_errors == []
+
+
+def close_server_peers() -> int:
+    """Close every WebRTC peer of the in-process server, as if the process holding them had died.
+
+    The server runs on its own event loop in another thread; its peers are found through their
+    tracks (whose frame feed runs on that loop)."""
+    import asyncio
+    import gc
+
+    from aiortc import RTCPeerConnection
+
+    from framepack_live.stream.webrtc import SessionTrack
+
+    loops = {o._feed._task.get_loop() for o in gc.get_objects() if isinstance(o, SessionTrack)}
+    peers = [o for o in gc.get_objects() if isinstance(o, RTCPeerConnection) and o.connectionState != "closed"]
+    for loop in loops:
+        for peer in peers:
+            asyncio.run_coroutine_threadsafe(peer.close(), loop).result(timeout=30)
+    return len(peers)
+
+
+@pytest.mark.heavy
+def test_re_offers_when_the_servers_peer_goes(server_url, new_page, console_errors):
+    """A peer lives in one server process; when it goes, the page shows the WebSocket frames and
+    offers again (in a cluster, through whichever Ingress replica answers), back to WebRTC."""
+    page = new_page()
+    offers = []
+    page.on("request", lambda request: request.url.endswith("/webrtc/offer") and offers.append(request))
+    page.goto(server_url + "/")
+    start_session(page)
+    badge = page.locator("#transport")
+    expect(badge).to_have_attribute("data-kind", "webrtc", timeout=SECTION_TIMEOUT_MS)
+    assert close_server_peers() >= 1
+    expect(badge).not_to_have_attribute("data-kind", "webrtc", timeout=60_000)
+    expect(badge).to_have_attribute("data-kind", "webrtc", timeout=SECTION_TIMEOUT_MS)
+    assert len(offers) >= 2
+    assert_frames_change(page, "#video")
+    page.click("#stop")
+    expect(page.locator("#status")).to_contain_text("Finished", timeout=SECTION_TIMEOUT_MS)
+    assert console_errors == []

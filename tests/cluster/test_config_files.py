@@ -60,7 +60,8 @@ def test_serve_config_loads_with_serves_schema_and_builds_the_app():
     assert app.import_path == "framepack_live.cluster.app:build_app"
     assert isinstance(build_app(app.args), Application)
     # Serve refuses overrides of deployments the application does not have, only at deploy time.
-    assert {d.name for d in app.deployments} <= {"Ingress", "Encoder", "Denoiser", "Decoder"}
+    assert {d.name for d in app.deployments} <= {"Ingress", "SessionRegistry", "Encoder", "Denoiser", "Decoder"}
+    assert next(d for d in app.deployments if d.name == "Ingress").num_replicas >= 2
 
 
 def test_serve_config_args_are_checked():

@@ -9,13 +9,14 @@ import shutil
 import pytest
 
 from framepack_live.cluster import render
+from framepack_live.engine.rendering import RenderJob
 
 
 @pytest.fixture
 def render_job():
     """`render.plan` of a small command line, so tests run render's own code path."""
 
-    def make(sampling: str, sections: int, scheduler: str = "euler") -> render.RenderJob:
+    def make(sampling: str, sections: int, scheduler: str = "euler") -> RenderJob:
         parser = argparse.ArgumentParser()
         render.add_arguments(parser)
         args = parser.parse_args(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from framepack_live.cluster import render
+from framepack_live.engine import rendering
 from framepack_live.engine.generator import SectionGenerator
 from framepack_live.engine.images import default_start_image, fit_to_size
 from framepack_live.engine.settings import GenerationSettings
@@ -18,7 +18,7 @@ SMALL = dict(width=64, height=64, steps=2, window=3, seed=7)
 @pytest.mark.parametrize("sampling,diffusers_type", [("forward", "vanilla"), ("inverted", "inverted_anti_drifting")])
 def test_render_matches_diffusers_pipeline(tiny_model, render_job, sampling, diffusers_type):
     sections = 3
-    frames, latents = render.generate(render_job(sampling, sections), show=False)
+    frames, latents = rendering.generate(render_job(sampling, sections), show=False)
     common = dict(
         image=fit_to_size(default_start_image(), 64, 64),
         prompt=PROMPT,

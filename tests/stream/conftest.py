@@ -43,7 +43,7 @@ class Server:
 
     @property
     def generation(self) -> GenerationSettings:
-        return self.app.state.manager.settings.generation
+        return self.app.state.directory.settings.generation
 
     def connect(self, **kwargs):
         return client.connect(self.url.replace("http://", "ws://") + "/ws", **kwargs)

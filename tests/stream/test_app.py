@@ -14,6 +14,8 @@ async def test_the_client_is_served_at_the_root_beside_the_api(model, tmp_path):
     app = create_app(backend, static_dir=tmp_path)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test") as http:
         assert "<title>framepack-live</title>" in (await http.get("/")).text
-        assert (await http.get("/healthz")).json() == {"status": "ok", "sessions": 0}
+        health = (await http.get("/healthz")).json()
+        assert (health["status"], health["sessions"]) == ("ok", 0)
+        assert isinstance(health["held_frame_bytes"], int) and health["rss_bytes"] > 0
         assert (await http.get("/sessions/nope/video.mp4")).status_code == 404
     backend.shutdown()

@@ -51,9 +51,9 @@ async def test_webrtc_track_plays_the_session_at_its_fps(server):
         tick = 90000 // server.generation.fps
         assert all(abs(step - tick) <= 1 for step in steps), steps
 
-        session_object = server.app.state.manager.get(session["session_id"], session["token"])
+        session_object = await server.app.state.directory.get(session["session_id"], session["token"])
         for _ in range(100):  # the server closes its side once the peer has hung up
-            if not session_object.peer_count:
+            if not await session_object.peer_count():
                 break
             await asyncio.sleep(0.1)
-        assert not session_object.peer_count
+        assert not await session_object.peer_count()

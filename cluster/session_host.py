@@ -1,0 +1,182 @@
+"""`SessionHost`: one live session in a Ray actor of its own, reachable from every Ingress replica.
+
+Why an actor per session: a session is a running generation loop with a little state (the engine's
+history tail, its timeline and prompt queue, who watches), and it must outlive the Ingress process
+that a client happened to reach, which can be killed or replaced at any time. A detached, named
+actor is found by name from any replica (`session_actor_name`), lives on until the registry frees
+it, and fails alone: one session's crash takes no other session with it. Its frames go to disk
+(`stream.frame_store`), so the actor stays small however long the video gets.
+
+The actor runs `stream.session.Session` itself (on the actor's event loop) over the cluster's
+`RayBackend`; `RemoteSession` is the `SessionHandle` the Ingress uses to talk to it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass
+
+import ray
+from PIL import Image
+from ray.exceptions import RayActorError, RayTaskError
+
+from framepack_live.engine.errors import InputError
+from framepack_live.engine.settings import GenerationSettings
+from framepack_live.stream.events import Poll
+from framepack_live.stream.frame_store import FrameStore
+from framepack_live.stream.handle import Attachment, FrameBatch
+from framepack_live.stream.session import Session
+from framepack_live.stream.settings import StreamSettings
+
+from .backend import RayBackend, Stages
+from .metrics import SessionMetrics
+
+#: Methods of `Session` an Ingress may call through `SessionHost.call` (the `SessionHandle` ones).
+HANDLE_METHODS = frozenset({
+    "steer", "pause", "resume", "stop", "attach", "poll", "delivered", "frames", "live_edge",
+    "add_peer", "remove_peer", "peer_count", "export_parts", "export_part", "check_token",
+})
+
+
+def session_actor_name(app: str, session_id: str) -> str:
+    return f"framepack-session:{app}:{session_id}"
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    """A validated `start`: everything a new session is made from."""
+
+    session_id: str
+    token_digest: bytes
+    client: str
+    settings: GenerationSettings
+    prompt: str
+    image: Image.Image | None
+    media: str
+
+
+@dataclass(frozen=True)
+class SessionStatus:
+    """What the registry needs to know of a session: for the caps and for reaping."""
+
+    client: str
+    active: bool
+    #: Seconds since anybody watched; None while somebody does.
+    idle_s: float | None
+
+
+@ray.remote(num_cpus=0)
+class SessionHost:
+    def __init__(self, request: SessionRequest, stream: StreamSettings, stages: Stages) -> None:
+        self._request, self._stream, self._stages = request, stream, stages
+        self.session: Session | None = None
+
+    async def begin(self) -> None:
+        """Build and start the session on the actor's event loop (its constructor needs the loop)."""
+        request, stream, stages = self._request, self._stream, self._stages
+        self.session = Session(
+            session_id=request.session_id,
+            token_digest=request.token_digest,
+            client=request.client,
+            backend=RayBackend(stages, request.session_id, SessionMetrics()),
+            settings=request.settings,
+            prompt=request.prompt,
+            image=request.image,
+            media=request.media,
+            limits=stream.limits,
+            store=FrameStore(stream.session_dir / request.session_id, stream.jpeg_quality),
+        )
+        self._request = None  # the start image is the session's now; drop this copy
+        self.session.start()
+
+    async def call(self, method: str, *args):
+        """One `SessionHandle` call on the session (what `RemoteSession` sends)."""
+        if method not in HANDLE_METHODS:
+            raise ValueError(f"{method!r} is not a session handle method")
+        result = getattr(self.session, method)(*args)
+        return await result if inspect.isawaitable(result) else result
+
+    def settings(self) -> GenerationSettings:
+        return self.session.settings
+
+    def status(self) -> SessionStatus:
+        idle_since = self.session.presence.idle_since()
+        return SessionStatus(
+            client=self.session.client,
+            active=self.session.active,
+            idle_s=None if idle_since is None else time.monotonic() - idle_since,
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+def unwrap_input_error(exc: BaseException) -> InputError | None:
+    """The `InputError` a remote call raised, if that is what it was (a call through a Serve
+    handle wraps it once more than a plain actor call)."""
+    while isinstance(exc, RayTaskError):
+        exc = exc.cause
+    return exc if isinstance(exc, InputError) else None
+
+
+class RemoteSession:
+    """A `SessionHandle` over a `SessionHost`: what the Ingress holds of a session, for a connection."""
+
+    def __init__(self, session_id: str, actor, settings: GenerationSettings) -> None:
+        self.id = session_id
+        self.settings = settings
+        self._actor = actor
+
+    async def _call(self, method: str, *args):
+        try:
+            return await self._actor.call.remote(method, *args)
+        except RayActorError:
+            raise InputError("not_found", "this session's process is gone; start a new video") from None
+        except RayTaskError as exc:
+            raise unwrap_input_error(exc) or exc from None
+
+    async def steer(self, prompt: str) -> None:
+        await self._call("steer", prompt)
+
+    async def pause(self) -> None:
+        await self._call("pause")
+
+    async def resume(self) -> None:
+        await self._call("resume")
+
+    async def stop(self) -> None:
+        await self._call("stop")
+
+    async def attach(self) -> Attachment:
+        return await self._call("attach")
+
+    async def poll(self, viewer: int, after: int, progress_version: int, timeout: float) -> Poll:
+        return await self._call("poll", viewer, after, progress_version, timeout)
+
+    def delivered(self, viewer: int, seq: int) -> None:
+        self._actor.call.remote("delivered", viewer, seq)  # not awaited: nothing to wait for
+
+    async def frames(self, first: int, count: int, wait_s: float, peer: str | None = None) -> FrameBatch:
+        return await self._call("frames", first, count, wait_s, peer)
+
+    async def live_edge(self) -> int:
+        return await self._call("live_edge")
+
+    async def add_peer(self, peer: str) -> None:
+        await self._call("add_peer", peer)
+
+    async def remove_peer(self, peer: str) -> None:
+        await self._call("remove_peer", peer)
+
+    async def peer_count(self) -> int:
+        return await self._call("peer_count")
+
+    async def export_parts(self) -> int:
+        return await self._call("export_parts")
+
+    async def export_part(self, index: int) -> bytes:
+        return await self._call("export_part", index)
+
+    async def check_token(self, token: str) -> None:
+        await self._call("check_token", token)

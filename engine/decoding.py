@@ -4,6 +4,11 @@ Each section is decoded together with the previous section's latents (the VAE is
 needs that context), and the frames both decodes cover are cross-faded linearly, as diffusers'
 pipeline and the original do. A cross-fade needs both sides: the frames at the growing edge of
 the video stay *pending* until the next section (or `flush`) makes them final.
+
+Sections decode through `FramePackModel.decode_live`: the model's small live decoder where it has
+one and it was loaded (`engine.fast_decoder`; each of its frames depends on its latent and the
+one before, so the overlapping frames of two decodes agree and the cross-fade changes nothing but
+the first), else the full VAE, which `render` (the export) always loads.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ def decode_section(model: FramePackModel, plan: DecodePlan) -> Decoded:
 
 @torch.no_grad()
 def decode_latents(model: FramePackModel, latents: torch.Tensor) -> torch.Tensor:
-    """Latents [1, C, T, h, w] to pixels [1, 3, (T-1)*4+1, H, W] in [-1, 1], float32 on the CPU."""
+    """Latents [1, C, T, h, w] to pixels [1, 3, (T-1)*4+1, H, W] in [-1, 1], float32 on the CPU, by the full VAE."""
     vae = model.pipeline.vae
     pixels = vae.decode(latents.to(device=model.pipeline._execution_device, dtype=vae.dtype) / vae.config.scaling_factor)
     return pixels.sample.float().cpu()
@@ -77,7 +82,7 @@ def decode_forward(
     `latents` is the start frame plus the first section the first time, afterwards the previous
     section plus the new one.
     """
-    current = decode_latents(model, latents)
+    current = model.decode_live(latents)
     region = current if pending is None else cross_fade(pending, current, overlap)
     return Decoded(first_frame=final_so_far, frames=to_uint8(region[:, :, :-overlap]), pending=region[:, :, -overlap:])
 
@@ -95,7 +100,7 @@ def decode_inverted(
     The decoded region grows toward the start of the video; `region_end` is the playback index
     where the pending frames end. At the last step everything is final.
     """
-    current = decode_latents(model, latents)
+    current = model.decode_live(latents)
     region = current if pending is None else cross_fade(current, pending, overlap)
     final = region if last else region[:, :, overlap:]
     keep = region[:, :, :0] if last else region[:, :, :overlap]

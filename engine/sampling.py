@@ -63,6 +63,14 @@ class Guidance:
     image_embeds: torch.Tensor
     negative: PromptEmbeds | None = None
 
+    def cropped(self) -> Guidance:
+        """The prompts without their padding beyond the longest one: the same predictions (padding is
+        masked) from fewer tokens; a toy model's 256 padded text tokens are 40 % of its sequence."""
+        prompts = [self.prompt] + ([self.negative] if self.negative is not None else [])
+        length = max(prompt.length for prompt in prompts)
+        negative = self.negative.cropped(length) if self.negative is not None else None
+        return Guidance(self.prompt.cropped(length), self.image_embeds, negative)
+
 
 def predict_velocity(
     transformer: torch.nn.Module,
@@ -131,6 +139,7 @@ def sample_steps(
     patch = transformer.config.patch_size
     mu = shift_mu(noise.shape[2], noise.shape[3], noise.shape[4], patch)
     scheduler = make_scheduler(settings, mu, noise.device)
+    guidance = guidance.cropped()
     cached = getattr(transformer, "is_cache_enabled", False)
     if cached:
         transformer._reset_stateful_cache()

@@ -25,6 +25,8 @@ from .settings import GenerationSettings
 #: FramePack caps the resolution-dependent shift at exp(mu) = 7 (the original's `exp_max`).
 MAX_SHIFT_EXP = 7.0
 Progress = Callable[[int, int], None]
+#: Prompt tokens come in multiples of this after `Guidance.cropped`.
+PROMPT_BUCKET = 64
 
 
 def shift_mu(latent_frames: int, latent_height: int, latent_width: int, patch_size: int) -> float:
@@ -64,10 +66,13 @@ class Guidance:
     negative: PromptEmbeds | None = None
 
     def cropped(self) -> Guidance:
-        """The prompts without their padding beyond the longest one: the same predictions (padding is
-        masked) from fewer tokens; a toy model's 256 padded text tokens are 40 % of its sequence."""
+        """The prompts without most of their padding: the same predictions (padding is masked) from
+        fewer tokens (a toy model's 256 padded text tokens are 40 % of its sequence). Cut to a
+        multiple of `PROMPT_BUCKET` tokens, so a compiled transformer meets few shapes and a steer
+        to a longer prompt does not recompile it mid-stream."""
         prompts = [self.prompt] + ([self.negative] if self.negative is not None else [])
-        length = max(prompt.length for prompt in prompts)
+        padded = self.prompt.embeds.shape[1]
+        length = min(padded, -(-max(prompt.length for prompt in prompts) // PROMPT_BUCKET) * PROMPT_BUCKET)
         negative = self.negative.cropped(length) if self.negative is not None else None
         return Guidance(self.prompt.cropped(length), self.image_embeds, negative)
 

@@ -53,6 +53,11 @@ class GpuBenchConfig:
     single_layers: int = 40
     text_dim: int = 4096
     image_dim: int = 1152
+    #: With --shard-weights 1: ranks (GPUs) the block weights are sharded over, sequence parallel.
+    ranks: int = 1
+    shard_weights: int = 0
+    #: Cap each rank's CUDA memory at this many GiB (0: none), e.g. 22 to stand for an A10G.
+    memory_cap_gib: int = 0
 
 
 def build_transformer(cfg: GpuBenchConfig, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
@@ -226,6 +231,47 @@ def measure(cfg: GpuBenchConfig) -> dict:
     }
 
 
+def measure_sharded(cfg: GpuBenchConfig) -> dict:
+    """Runs on every rank: the model built on the host, its block weights sharded onto this rank's
+    device (as a 24 GB Denoiser rank loads it), then sequence-parallel steps: memory and time."""
+    import torch.distributed as dist
+
+    from framepack_live.engine.parallel import shard_weights
+
+    device, dtype = rank_device(), DTYPES[cfg.dtype]
+    cuda = device.type == "cuda"
+    if cuda and cfg.memory_cap_gib:
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(cfg.memory_cap_gib * 2**30 / total)
+    torch.manual_seed(0)
+    model = build_transformer(cfg, torch.device("cpu"), dtype)
+    weights = shard_weights(model, device=device)
+    model.to(device)
+    enable_sequence_parallel(model)
+    kwargs = step_inputs(cfg, device, dtype)
+    weights_gib = torch.cuda.memory_allocated() / 2**30 if cuda else None
+    log(f"rank {dist.get_rank()}: weights sharded over {dist.get_world_size()} ranks")
+    with torch.no_grad():
+        time_steps(model, kwargs, 1, device)  # warm-up
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        before = weights.bytes_received
+        steps, _ = time_steps(model, kwargs, cfg.steps, device)
+    return {
+        "benchmark": "gpu",
+        "mode": "sharded weights, sequence parallel",
+        "device_name": torch.cuda.get_device_name() if cuda else "cpu",
+        "torch": torch.__version__,
+        "config": asdict(cfg),
+        "ranks": dist.get_world_size(),
+        "step_s": sig(statistics.median(steps)),
+        "step_s_all": [sig(s) for s in steps],
+        "weights_gib_per_rank": weights_gib and sig(weights_gib),
+        "peak_memory_gib_per_rank": sig(torch.cuda.max_memory_allocated() / 2**30) if cuda else None,
+        "gathered_gib_per_step_per_rank": sig((weights.bytes_received - before) / cfg.steps / 2**30),
+    }
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="framepack-live bench gpu", description=__doc__)
     default_device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -238,6 +284,12 @@ def main(argv: list[str]) -> int:
     args.dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
     cfg = GpuBenchConfig(**vars(args))
     log(f"torch {torch.__version__}, {cfg}")
+    if cfg.shard_weights:
+        threads = None if cfg.device == "cuda" else 1
+        print(json.dumps(run_parallel(cfg.ranks, measure_sharded, cfg, device=cfg.device, threads=threads)))
+        return 0
+    if cfg.ranks != 1:
+        parser.error("--ranks N > 1 measures the sharded weights: add --shard-weights 1")
     # One rank using every core: nothing else competes for them here.
     print(json.dumps(run_parallel(1, measure, cfg, device=cfg.device, threads=torch.get_num_threads())))
     return 0

@@ -131,7 +131,7 @@ def server(variants: list[Variant], size: int, sections: int, num_cpus: int) -> 
     from ..cluster.config import ClusterConfig
     from .serve import free_port
 
-    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     report = {}

@@ -1,15 +1,26 @@
 """`framepack-live bench serve`: video frames per second through the whole server (local Ray, a
 WebSocket client) against the engine's own loop in this process, time to first frame, and
-aggregate frames per second with 1 against N concurrent sessions. Prints one JSON object."""
+aggregate frames per second with 1 against N concurrent sessions. Prints one JSON object.
+
+Like for like: both sides get the same CPU cores (`--cpus K`: this process and everything it
+starts, Ray included, is pinned to K cores). The in-process loop is run with 1 and with K torch
+threads and the faster counts (on a small shared machine K intra-op threads can be far slower
+than one); the server runs each replica on one thread (its default), so its stages overlap in
+up to K processes instead. Each side's CPU time (every process of the server: replicas, Ray's own daemons, the
+client) is measured too, so the figures also compare frames per CPU second: what the server
+costs for what it delivers, whatever the number of cores.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import socket
 import time
 
+import psutil
 import torch
 
 from framepack_live.engine.settings import GenerationSettings
@@ -24,58 +35,82 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--window", type=int, default=2)
-    parser.add_argument("--num-cpus", type=int, default=2)
+    parser.add_argument("--cpus", type=int, default=None, help="cores both sides get (default: all this process may use)")
     args = parser.parse_args(argv)
+    cores = sorted(os.sched_getaffinity(0))
+    cpus = args.cpus or len(cores)
+    if not 1 <= cpus <= len(cores):
+        parser.error(f"--cpus must be between 1 and {len(cores)}")
+    os.sched_setaffinity(0, cores[:cpus])  # inherited by Ray's processes, started below
     settings = GenerationSettings(
         width=args.width, height=args.height, steps=args.steps, window=args.window, seed=0, sections=args.sections
     )
-    in_process = _in_process(args.model, settings)
-    server = _through_server(args, settings)
+    by_threads = {threads: _in_process(args.model, settings, threads) for threads in sorted({1, cpus})}
+    best = max(by_threads, key=lambda threads: by_threads[threads]["fps"])
+    in_process = by_threads[best]
+    server = _through_server(args, settings, cpus)
+    single = server["single"]
     print(
         json.dumps(
             {
                 "benchmark": "serve",
                 "settings": settings.to_dict(),
+                "cpus": cpus,
+                "in_process_torch_threads": best,
+                "in_process_fps_by_threads": {threads: r["fps"] for threads, r in by_threads.items()},
+                "server_torch_threads_per_process": 1,
                 "in_process_fps": in_process["fps"],
-                "server_fps": server["single"]["fps"],
-                "server_to_in_process_ratio": server["single"]["fps"] / in_process["fps"],
+                "server_fps": single["fps"],
+                "server_to_in_process_ratio": single["fps"] / in_process["fps"],
+                "in_process_frames_per_cpu_s": in_process["frames_per_cpu_s"],
+                "server_frames_per_cpu_s": single["frames_per_cpu_s"],
+                "server_to_in_process_ratio_per_cpu_s": single["frames_per_cpu_s"] / in_process["frames_per_cpu_s"],
                 "in_process_time_to_first_frame_s": in_process["ttff"],
-                "server_time_to_first_frame_s": server["single"]["ttff"],
+                "server_time_to_first_frame_s": single["ttff"],
                 f"aggregate_fps_{args.sessions}_sessions": server["many"]["fps"],
-                "aggregate_ratio": server["many"]["fps"] / server["single"]["fps"],
-                "torch_threads_per_process": 1,
+                "aggregate_ratio": server["many"]["fps"] / single["fps"],
             }
         )
     )
     return 0
 
 
-def _in_process(model_name: str | None, settings: GenerationSettings) -> dict:
+def _in_process(model_name: str | None, settings: GenerationSettings, threads: int) -> dict:
     """The engine loop a single-process server would run: encode, then section after section."""
     from framepack_live.engine.generator import SectionGenerator
     from framepack_live.engine.model import FramePackModel
 
-    torch.set_num_threads(1)  # what each replica uses
+    torch.set_num_threads(threads)
     model = FramePackModel.load(model_name, device="cpu")
-    started = time.perf_counter()
-    generator = SectionGenerator(model, prompt="a red ball", settings=settings)
-    frames, ttff = 0, None
-    while not generator.finished:
-        frames += generator.next_section().num_frames
-        ttff = ttff or time.perf_counter() - started
-    tail = generator.flush()
-    frames += tail.num_frames if tail else 0
-    return {"fps": frames / (time.perf_counter() - started), "ttff": ttff}
+
+    def video() -> dict:
+        cpu_started = time.process_time()
+        started = time.perf_counter()
+        generator = SectionGenerator(model, prompt="a red ball", settings=settings)
+        frames, ttff = 0, None
+        while not generator.finished:
+            frames += generator.next_section().num_frames
+            ttff = ttff or time.perf_counter() - started
+        tail = generator.flush()
+        frames += tail.num_frames if tail else 0
+        return {
+            "fps": frames / (time.perf_counter() - started),
+            "frames_per_cpu_s": frames / (time.process_time() - cpu_started),
+            "ttff": ttff,
+        }
+
+    video()  # warm-up, as the server gets one: first calls pay for allocations and caches
+    return video()
 
 
-def _through_server(args: argparse.Namespace, settings: GenerationSettings) -> dict:
+def _through_server(args: argparse.Namespace, settings: GenerationSettings, cpus: int) -> dict:
     import ray
     from ray import serve
 
     from framepack_live.cluster.app import build
     from framepack_live.cluster.config import ClusterConfig
 
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     config = ClusterConfig(
@@ -88,7 +123,9 @@ def _through_server(args: argparse.Namespace, settings: GenerationSettings) -> d
         serve.run(build(config), name="framepack-live", route_prefix="/")
         url = f"ws://127.0.0.1:{port}/ws"
         asyncio.run(_sessions(url, 1, settings.sections))  # warm-up: replicas' first calls
+        cpu_started = _cpu_seconds()
         single = asyncio.run(_sessions(url, 1, settings.sections))
+        single["frames_per_cpu_s"] = single["frames"] / (_cpu_seconds() - cpu_started)
         many = asyncio.run(_sessions(url, args.sessions, settings.sections))
     finally:
         serve.shutdown()
@@ -114,7 +151,22 @@ async def _sessions(url: str, count: int, sections: int) -> dict:
     started = time.perf_counter()
     results = await asyncio.gather(*(one(seed) for seed in range(count)))
     elapsed = time.perf_counter() - started
-    return {"fps": sum(frames for frames, _ in results) / elapsed, "ttff": max(t for _, t in results)}
+    frames = sum(count for count, _ in results)
+    return {"fps": frames / elapsed, "frames": frames, "ttff": max(t for _, t in results)}
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and every process it started (Ray's daemons and workers): the
+    server's whole cost, client included. A process that exits between two readings is missed,
+    which no process of a running server does."""
+    total = 0.0
+    for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def free_port() -> int:

@@ -41,8 +41,9 @@ def _run(args: argparse.Namespace) -> dict:
 
     from framepack_live.cluster.app import build
     from framepack_live.cluster.config import ClusterConfig
+    from framepack_live.stream.settings import StreamSettings
 
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -50,7 +51,8 @@ def _run(args: argparse.Namespace) -> dict:
     generation = dict(width=args.width, height=args.height, steps=args.steps, window=args.window)
     try:
         serve.run(build(ClusterConfig(model=args.model, generation=generation), ingress_replicas=1), route_prefix="/")
-        samples = asyncio.run(_watch(port, args.sections))
+        samples, session_id = asyncio.run(_watch(port, args.sections))
+        disk = sum(f.stat().st_size for f in (StreamSettings().session_dir / session_id).rglob("*") if f.is_file())
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -68,17 +70,19 @@ def _run(args: argparse.Namespace) -> dict:
         f"ingress_rss_mb_after_{len(samples)}": round(rss_late / 2**20, 1),
         "rss_ratio": round(rss_late / rss_early, 4),
         "frames": samples[-1]["frames"],
+        "session_disk_mb": round(disk / 2**20, 1),
     }
 
 
-async def _watch(port: int, sections: int) -> list[dict]:
-    """One session of `sections` sections read to its end; `/healthz` after each section."""
+async def _watch(port: int, sections: int) -> tuple[list[dict], str]:
+    """One session of `sections` sections read to its end; `/healthz` after each section. Returns
+    the samples and the session's id."""
     from framepack_live.stream.client import Received, connect, expect, receive, send
 
     samples = []
     async with connect(f"ws://127.0.0.1:{port}/ws") as ws, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
         await send(ws, type="start", prompt="a red ball", sections=sections)
-        await expect(ws, "session")
+        session = await expect(ws, "session")
         received = Received()
         while received.done is None:
             await receive(ws, received, until_sections=len(received.sections) + 1, timeout=300)
@@ -86,4 +90,4 @@ async def _watch(port: int, sections: int) -> list[dict]:
             samples.append({**health, "frames": len(received.frames)})
     if received.gaps():
         raise RuntimeError(f"incomplete session: {received.gaps()}")
-    return samples[:sections]
+    return samples[:sections], session["session_id"]

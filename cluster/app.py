@@ -34,16 +34,18 @@ def stream_settings(config: ClusterConfig) -> StreamSettings:
 
 
 def build(
-    config: ClusterConfig, denoiser_replicas: int | None = None, ingress_replicas: int | None = None
+    config: ClusterConfig, denoiser_options: dict[str, Any] | None = None, ingress_replicas: int | None = None
 ) -> Application:
     """Bind the stages. On CPU only Denoiser ranks reserve cores (the other stages are light and
     would otherwise not fit next to a 2-rank Denoiser on a small machine); on GPUs the Encoder
-    and Decoder share one GPU and each Denoiser rank gets its own. Replica counts left None are
-    Serve's default or the config file's."""
+    and Decoder share one GPU and each Denoiser rank gets its own. `denoiser_options` are Serve
+    deployment options for the Denoiser (`num_replicas`, `health_check_period_s`, ...), as a
+    config file's `deployments` section would set them; Ingress replicas left None are Serve's
+    default or the config file's."""
     light = {"num_cpus": 0, "num_gpus": 0.5 if config.device == "cuda" else 0}
     rank = config.rank_bundle
     rank_options = {"num_cpus": rank["CPU"], "num_gpus": rank.get("GPU", 0)}
-    group = {} if denoiser_replicas is None else {"num_replicas": denoiser_replicas}
+    group = dict(denoiser_options or {})
     ingress = {} if ingress_replicas is None else {"num_replicas": ingress_replicas}
     if config.sequence_parallel > 1:  # all ranks on one node: their all-to-alls want NVLink, not the network
         group |= {"placement_group_bundles": [rank] * config.sequence_parallel, "placement_group_strategy": "STRICT_PACK"}

@@ -34,10 +34,9 @@ from framepack_live.engine.settings import GenerationSettings
 from framepack_live.engine.video_state import SectionPlan, VideoStart
 from framepack_live.stream.backend import ProgressCallback
 
-from .denoiser import Progress
 from .metrics import SessionMetrics
-from .replica import log
-from .work import DenoiseRequest, DenoiseResult
+from .logs import log
+from .work import DenoiseRequest, DenoiseResult, Progress
 
 T = TypeVar("T")
 

@@ -16,12 +16,13 @@ BENCHMARKS = ("context", "sp", "serve", "sessions", "toyworld", "train", "gpu", 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import render, serve
+    from . import plan, render, serve
 
     parser = argparse.ArgumentParser(prog="framepack-live", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     serve.add_arguments(commands.add_parser("serve", help="start the live server"))
     render.add_arguments(commands.add_parser("render", help="render one video to an MP4 file"))
+    plan.add_arguments(commands.add_parser("plan", help="GPU memory per stage and whether the GPUs hold it"))
     bench = commands.add_parser("bench", help="run a benchmark; prints one JSON object", add_help=False)
     bench.add_argument("name", choices=BENCHMARKS)
     return parser
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "render":
         from .render import run
+    elif args.command == "plan":
+        from .plan import run
     else:
         from .serve import run
     try:

@@ -46,6 +46,10 @@ class ClusterConfig:
     #: Step cache on the Denoiser's transformer (`engine.caching.CacheSpec`, e.g. `first-block:0.1`,
     #: or `none`); None: the model's own default.
     cache: str | None = None
+    #: Keep 1/N of the transformer's block weights on each of the N sequence-parallel ranks,
+    #: gathered block by block as they run (`engine.parallel.shard_weights`): the 13 B model on
+    #: GPUs that cannot hold all of it. Costs one all-gather of the block weights per step.
+    shard_weights: bool = False
     #: CPUs each Denoiser rank reserves. Other stages reserve none on CPU: they are light and the
     #: Denoiser must still fit on a small machine next to them.
     cpus_per_rank: float = 1.0
@@ -65,6 +69,8 @@ class ClusterConfig:
             problems.append(f"max_batch_size must be >= 1, got {self.max_batch_size}")
         if self.batch_wait_timeout_s < 0:
             problems.append(f"batch_wait_timeout_s must be >= 0, got {self.batch_wait_timeout_s}")
+        if self.shard_weights and self.sequence_parallel < 2:
+            problems.append("shard_weights needs sequence_parallel >= 2 (the weights are split over its ranks)")
         if self.torch_threads < 1:
             problems.append(f"torch_threads must be >= 1, got {self.torch_threads}")
         try:

@@ -7,15 +7,18 @@ from ray import serve
 from framepack_live.engine.decoding import Decoded, DecodePlan, decode_section
 
 from .config import ClusterConfig
-from .replica import load_model
+from .replica import ModelThread, load_model
 
 
 @serve.deployment(name="Decoder", max_ongoing_requests=4)
 class Decoder:
-    """Stateless: the engine's `DecodePlan` carries the frames to blend with, the result the new ones."""
+    """Stateless: the engine's `DecodePlan` carries what to decode, the result the new frames.
+    Decodes run one at a time on the replica's `ModelThread`; more decodes at once come from
+    more replicas (the autoscaler), each with its own VAE."""
 
     def __init__(self, config: ClusterConfig) -> None:
         self.model = load_model(config, ("vae",))
+        self._model_thread = ModelThread("decode")
 
-    def decode(self, plan: DecodePlan) -> Decoded:
-        return decode_section(self.model, plan)
+    async def decode(self, plan: DecodePlan) -> Decoded:
+        return await self._model_thread.submit(decode_section, self.model, plan)

@@ -13,31 +13,25 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from ray import serve
 
+from .batch import denoise_batch
 from .config import ClusterConfig
+from .logs import log
 from .metrics import DenoiserMetrics
-from .replica import load_model, log
+from .replica import ModelThread, load_model
 from .sequence_parallel import SequenceParallelGroup
-from .work import DenoiseRequest, DenoiseResult, denoise_batch
-
-
-@dataclass(frozen=True)
-class Progress:
-    step: int
-    steps: int
+from .work import DenoiseRequest, DenoiseResult, Progress
 
 
 @serve.deployment(name="Denoiser", max_ongoing_requests=16, health_check_period_s=5)
 class Denoiser:
     def __init__(self, config: ClusterConfig) -> None:
-        self.model = load_model(config, ("transformer",))
-        self.group = SequenceParallelGroup(config, self.model) if config.sequence_parallel > 1 else None
+        self.group = SequenceParallelGroup(config) if config.sequence_parallel > 1 else None
+        self.model = self.group.model if self.group is not None else load_model(config, ("transformer",))
         # One thread: the model runs one batch at a time; the event loop stays free to collect the next.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="denoise")
+        self._model_thread = ModelThread("denoise")
         self._batched.set_max_batch_size(config.max_batch_size)
         self._batched.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
         self.metrics = DenoiserMetrics()
@@ -82,7 +76,7 @@ class Denoiser:
 
         started = time.perf_counter()
         run = self.group.denoise if self.group is not None else self._denoise_local
-        future = loop.run_in_executor(self._executor, run, requests, progress)
+        future = self._model_thread.submit(run, requests, progress)
         future.add_done_callback(lambda _: loop.call_soon_threadsafe(events.put_nowait, None))
         while (event := await events.get()) is not None:
             yield [event] * len(requests)
@@ -101,6 +95,7 @@ class Denoiser:
     def _denoise_local(self, requests: list[DenoiseRequest], progress) -> list[DenoiseResult]:
         return denoise_batch(self.model, requests, progress)
 
-    def check_health(self) -> None:
+    async def check_health(self) -> None:
+        """Async and answered by the ranks' control threads: a running batch never delays it."""
         if self.group is not None:
-            self.group.check()
+            await self.group.check()

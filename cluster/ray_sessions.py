@@ -16,7 +16,7 @@ from framepack_live.engine.errors import InputError
 from framepack_live.stream.protocol import Start
 from framepack_live.stream.settings import StreamSettings
 
-from .session_host import RemoteSession, session_actor_name, unwrap_input_error
+from .session_host import NAMESPACE, RemoteSession, session_actor_name, unwrap_input_error
 
 
 class RaySessions:
@@ -39,7 +39,7 @@ class RaySessions:
 
     async def _open(self, session_id: str) -> RemoteSession:
         try:
-            actor = ray.get_actor(session_actor_name(self._app, session_id))
+            actor = ray.get_actor(session_actor_name(self._app, session_id), namespace=NAMESPACE)
         except ValueError:
             raise InputError("not_found", "no such session (it may have been freed after being idle)") from None
         return RemoteSession(session_id, actor, await actor.settings.remote())

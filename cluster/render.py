@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=int, default=None, help="latent frames per section (default: the model's, else 9)")
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--sequence-parallel", type=int, default=1, metavar="N", help="processes (GPUs) per section")
+    parser.add_argument("--shard-weights", action="store_true",
+                        help="keep 1/N of the transformer's block weights per process (GPUs too small for all of them)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--cpu-offload", action="store_true", help="keep idle components on the CPU (small GPUs)")
     parser.add_argument("--vae-tiling", action="store_true", help="decode in tiles to save memory")
@@ -91,6 +93,11 @@ def plan(args: argparse.Namespace) -> RenderJob:
     schedule.check_within(total_frames(settings) / settings.fps)
     if args.sequence_parallel > 1:
         _check_parallel_degree(source, args.sequence_parallel)
+    if args.shard_weights and (args.sequence_parallel < 2 or args.cpu_offload):
+        raise InputError(
+            "bad_request",
+            "--shard-weights splits the weights over the ranks of --sequence-parallel N >= 2 (not with --cpu-offload)",
+        )
     return RenderJob(
         model=args.model,
         settings=settings,
@@ -100,6 +107,7 @@ def plan(args: argparse.Namespace) -> RenderJob:
         device=args.device,
         cpu_offload=args.cpu_offload,
         vae_tiling=args.vae_tiling,
+        shard_weights=args.shard_weights,
     )
 
 

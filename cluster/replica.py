@@ -6,7 +6,9 @@ Thread count before anything else: torch sizes its pool on first use, and replic
 
 from __future__ import annotations
 
-import logging
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
 
 import torch
 
@@ -14,14 +16,32 @@ from framepack_live.engine.model import FramePackModel
 
 from .config import ClusterConfig
 
-#: Serve configures this logger in every replica (JSON with `logging_config.encoding: JSON`);
-#: `extra={"session_id": ...}` fields come out as keys of the log record.
-log = logging.getLogger("ray.serve")
+T = TypeVar("T")
 
 
 def load_model(config: ClusterConfig, parts: tuple[str, ...]) -> FramePackModel:
     """Load only the components this stage runs (`FramePackModel.PARTS` keys), so an Encoder or
-    Decoder replica does not hold the 13 B transformer."""
+    Decoder replica does not hold the 13 B transformer. With `shard_weights` a Denoiser rank keeps
+    only its share of the blocks (its process group must be up)."""
     torch.set_num_threads(config.torch_threads)
+    shard = config.shard_weights and "transformer" in parts
     return FramePackModel.load(config.model, device=config.device, parts=parts, cache=config.cache,
-                               compile=config.compile)
+                               compile=config.compile, shard_weights=shard)
+
+
+class ModelThread:
+    """The one thread a replica runs its model on: calls run one at a time, in arrival order.
+
+    Serve runs a deployment's synchronous methods in a thread pool (as many threads as
+    `max_ongoing_requests`), so without this the Encoder's tokenizers and prompt cache and the
+    Decoder's VAE would be used by several threads at once. Nothing promises that is safe (fast
+    tokenizers raise "Already borrowed"), and on a GPU concurrent calls only add up their working
+    memory, which the memory plan counts once. The stage methods are `async`: the event loop
+    takes requests and answers cache hits while this thread works.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

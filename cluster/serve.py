@@ -52,10 +52,14 @@ def run(args: argparse.Namespace) -> int:
     import ray
     from ray import serve
 
-    ray.init(address=args.address, num_cpus=args.num_cpus if args.address is None else None, namespace="serve")
+    # "local" unless --address: a Ray someone else started on this machine is not ours to join.
+    ray.init(address=args.address or "local", num_cpus=args.num_cpus if args.address is None else None, namespace="serve")
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         if args.config is not None:
+            from .plan import check_serve_config
+
+            check_serve_config(args.config)  # a config whose stages cannot fit is refused, not deployed
             host, port = _deploy_config_file(args)
         else:
             host, port = args.host or "127.0.0.1", args.port or 8000
@@ -87,7 +91,8 @@ def _application_from_flags(args: argparse.Namespace, ray):
         session_dir=args.session_dir,
     )
     ingress = args.ingress_replicas or (2 if (os.cpu_count() or 1) >= 2 else 1)
-    return build(config, denoiser_replicas=args.denoisers, ingress_replicas=ingress)
+    denoisers = None if args.denoisers is None else {"num_replicas": args.denoisers}
+    return build(config, denoisers, ingress_replicas=ingress)
 
 
 def _deploy_config_file(args: argparse.Namespace) -> tuple[str, int]:

@@ -39,6 +39,11 @@ HANDLE_METHODS = frozenset({
 })
 
 
+#: Ray namespace of session actors: fixed, so every process finds them whatever job it belongs to
+#: (a `serve deploy`ed application's replicas and a driver's do not share an anonymous one).
+NAMESPACE = "framepack-live"
+
+
 def session_actor_name(app: str, session_id: str) -> str:
     return f"framepack-session:{app}:{session_id}"
 

@@ -10,7 +10,6 @@ redeploying the application ends its sessions (`__del__`).
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 
 import ray
@@ -26,10 +25,10 @@ from framepack_live.stream.session import token_hash
 from framepack_live.stream.settings import StreamSettings
 
 from .backend import Stages
+from .logs import log
 from .metrics import RegistryMetrics
-from .session_host import SessionHost, SessionRequest, SessionStatus, session_actor_name
+from .session_host import NAMESPACE, SessionHost, SessionRequest, SessionStatus, session_actor_name
 
-log = logging.getLogger("ray.serve")
 
 
 @serve.deployment(name="SessionRegistry", num_replicas=1, max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})
@@ -47,10 +46,11 @@ class SessionRegistry:
         """The session actors of this application that already exist (after a restart)."""
         prefix = session_actor_name(self._app, "")
         sessions = {}
-        for name in ray.util.list_named_actors():
-            if name.startswith(prefix):
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            name = entry["name"]
+            if entry["namespace"] == NAMESPACE and name.startswith(prefix):
                 try:
-                    sessions[name[len(prefix) :]] = ray.get_actor(name)
+                    sessions[name[len(prefix) :]] = ray.get_actor(name, namespace=NAMESPACE)
                 except ValueError:  # gone between listing and lookup
                     continue
         if sessions:
@@ -78,6 +78,7 @@ class SessionRegistry:
             )
             actor = SessionHost.options(
                 name=session_actor_name(self._app, session_id),
+                namespace=NAMESPACE,
                 lifetime="detached",
                 # Beside the registry (the head node in the shipped configs), away from the GPU
                 # nodes that come and go; its frames are on this node's disk.

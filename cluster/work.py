@@ -1,4 +1,5 @@
-"""The units of work the stage deployments exchange, and the engine calls that carry them out.
+"""The units of work the stage deployments exchange: plain data, imported by every process that
+sends or runs them (a session's process too, so nothing here loads a model or a sampler).
 
 A denoise request is an engine `SectionPlan` (packed history, noise, the random generator's state
 after it) with the section's conditioning; a decode request is the engine's `DecodePlan`. Both are
@@ -13,18 +14,12 @@ the inverted order cannot do (it makes the end of the video first).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
 from framepack_live.engine.conditioning import PromptEmbeds
-from framepack_live.engine.denoising import denoise_plans
-from framepack_live.engine.model import FramePackModel
-from framepack_live.engine.sampling import Guidance
 from framepack_live.engine.settings import GenerationSettings
 from framepack_live.engine.video_state import SectionPlan
-
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -44,9 +39,13 @@ class DenoiseRequest:
         s = self.settings
         return (s.width, s.height, s.window, s.steps, s.scheduler, s.guidance, s.cfg, s.guidance_rescale, s.sampling)
 
-    @property
-    def guidance(self) -> Guidance:
-        return Guidance(prompt=self.prompt, image_embeds=self.image_embeds, negative=self.negative)
+
+@dataclass(frozen=True)
+class Progress:
+    """A denoiser's progress through one section, streamed to the caller before the result."""
+
+    step: int
+    steps: int
 
 
 @dataclass
@@ -54,15 +53,3 @@ class DenoiseResult:
     latents: torch.Tensor
     #: Sections that shared the forward passes (1 when alone), for tests and metrics.
     batch_size: int
-
-
-def denoise_batch(model: FramePackModel, requests: list[DenoiseRequest], progress: Progress | None) -> list[DenoiseResult]:
-    """Denoise sections of several sessions (equal `batch_key`) in shared forward passes."""
-    keys = {r.batch_key() for r in requests}
-    if len(keys) != 1:
-        raise ValueError(f"requests of different shapes or sampler settings cannot share a batch: {keys}")
-    settings = requests[0].settings
-    if settings.sampling != "forward":
-        raise ValueError("the cluster serves forward sampling only")
-    latents = denoise_plans(model, [r.plan for r in requests], [r.guidance for r in requests], settings, progress)
-    return [DenoiseResult(latents=x, batch_size=len(requests)) for x in latents]

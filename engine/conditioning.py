@@ -8,13 +8,19 @@ layer-skip and pooling details to the library.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
 
 from .errors import InputError
 from .images import fit_to_size
-from .model import MAX_PROMPT_TOKENS, FramePackModel
+
+if TYPE_CHECKING:  # the data classes travel to processes that never load a model (a session's)
+    from .model import FramePackModel
+
+#: LLaMA tokens a prompt may use after the template, as in HunyuanVideo and diffusers.
+MAX_PROMPT_TOKENS = 256
 
 
 @dataclass

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
-from .model import FramePackModel
+if TYPE_CHECKING:  # plans and results travel to processes that never load a model (a session's)
+    from .model import FramePackModel
 
 
 @dataclass

@@ -15,8 +15,6 @@ from . import caching
 from .fast_decoder import FastDecoder
 from .presets import ModelSource, resolve
 
-#: LLaMA tokens a prompt may use after the template, as in HunyuanVideo and diffusers.
-MAX_PROMPT_TOKENS = 256
 #: The pipeline's components by the job they do; a stage loads only the parts it runs.
 PARTS: dict[str, tuple[str, ...]] = {
     "text": ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"),
@@ -63,6 +61,7 @@ class FramePackModel:
         live_decoder: bool = True,
         cache: str | None = None,
         compile: bool = False,
+        shard_weights: bool = False,
     ) -> FramePackModel:
         """Load a preset, a local pipeline directory or a hub id.
 
@@ -74,7 +73,12 @@ class FramePackModel:
         (`decode_live`); `cache` is a step cache (`engine.caching.CacheSpec`, `none` for none; by
         default the model's own, its framepack_live.json `cache`, usually none); `compile` runs the transformer and the small decoder through
         `torch.compile` (a first section that compiles, faster ones after: docs/benchmarks.md).
+        `shard_weights` keeps only this rank's share of the transformer's block weights
+        (`engine.parallel.shard_weights`; `torch.distributed` must be up): they are split on the
+        host, so the device never holds them all.
         """
+        if shard_weights and cpu_offload:
+            raise ValueError("shard_weights and cpu_offload do not go together: offloading moves whole components")
         unknown = set(parts) - set(PARTS)
         if unknown:
             raise ValueError(f"unknown model parts {sorted(unknown)}; choose from {sorted(PARTS)}")
@@ -103,6 +107,10 @@ class FramePackModel:
         pipeline.set_progress_bar_config(disable=True)
         if vae_tiling and pipeline.vae is not None:
             pipeline.vae.enable_tiling()
+        if shard_weights and pipeline.transformer is not None:
+            from .parallel import shard_weights as shard
+
+            shard(pipeline.transformer, device=device)
         if cpu_offload and device.type != "cpu":
             pipeline.enable_model_cpu_offload(device=device)
         else:

@@ -33,14 +33,20 @@ class RenderJob:
     device: str | None
     cpu_offload: bool
     vae_tiling: bool
+    #: Each rank of a sequence-parallel render keeps only its share of the transformer's weights.
+    shard_weights: bool = False
 
 
 def generate(job: RenderJob, device: torch.device | None = None, parallel: bool = False, show: bool = True):
     """Make the whole video; returns (frames [T, H, W, 3] uint8, latents). Runs on every rank."""
     # An export: decoded by the full VAE, never by a model's small live decoder.
     model = FramePackModel.load(
-        job.model, device=device or job.device, cpu_offload=job.cpu_offload, vae_tiling=job.vae_tiling,
+        job.model,
+        device=device or job.device,
+        cpu_offload=job.cpu_offload,
+        vae_tiling=job.vae_tiling,
         live_decoder=False,
+        shard_weights=parallel and job.shard_weights,
     )
     if parallel:
         from .parallel import enable_sequence_parallel

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import torch
-from diffusers.utils.torch_utils import randn_tensor
 
 from .conditioning import ImageConditioning
 from .decoding import Decoded, DecodePlan, to_uint8
@@ -136,7 +135,9 @@ def draw_noise(state: VideoState) -> tuple[torch.Tensor, torch.Tensor]:
         settings.height // VAE_SPATIAL_RATIO,
         settings.width // VAE_SPATIAL_RATIO,
     )
-    noise = randn_tensor(shape, generator=generator, device=torch.device("cpu"), dtype=torch.float32)
+    # What diffusers' `randn_tensor` does with one CPU generator (the parity tests hold it to that),
+    # without importing diffusers into every process that plans sections (a session's).
+    noise = torch.randn(shape, generator=generator, dtype=torch.float32)
     return noise, generator.get_state()
 
 

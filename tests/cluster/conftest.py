@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import socket
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
+import torch
 
 from framepack_live.cluster.config import ClusterConfig
 
 APP = "framepack-live"
 #: Per worker node: one CPU and one unit of the custom resource standing for a GPU node.
 WORKER = {"num_cpus": 1, "resources": {"gpu_node": 1}}
+PROMPTS = ["a red ball", "the camera pans right over a blue sea", "a dog runs"]
 
 
 @pytest.fixture(scope="session")
@@ -80,18 +82,53 @@ def server_for(ray_cluster):
 
 @pytest.fixture(scope="session")
 def deploy(ray_cluster, server_for):
-    """`with deploy(config) as server:` runs the app for the block, then deletes it so the next
-    module's replicas get the CPUs."""
+    """`with deploy(config[, denoiser_options][, ingress_replicas=R]) as server:` runs the app for
+    the block, then deletes it so the next module's replicas get the CPUs."""
     from ray import serve
 
     from framepack_live.cluster.app import build
 
     @contextmanager
-    def deployed(config: ClusterConfig, **replicas):
-        serve.run(build(config, **replicas), name=APP, route_prefix="/")
+    def deployed(config: ClusterConfig, denoiser_options: dict | None = None, **replicas):
+        serve.run(build(config, denoiser_options, **replicas), name=APP, route_prefix="/")
         try:
             yield server_for()
         finally:
             serve.delete(APP)
 
     return deployed
+
+
+@pytest.fixture(scope="session")
+def requests(tiny_model, generation):
+    """Three sessions' first sections (different prompts and seeds), as a session plans them."""
+    from framepack_live.cluster.work import DenoiseRequest
+    from framepack_live.engine import video_state
+    from framepack_live.engine.conditioning import encode_prompt
+    from framepack_live.engine.generator import start_video
+    from framepack_live.engine.images import default_start_image
+    from framepack_live.engine.settings import GenerationSettings
+
+    settings = GenerationSettings(**generation)
+    made = []
+    for i, prompt in enumerate(PROMPTS):
+        start = start_video(tiny_model, default_start_image(), replace(settings, seed=i))
+        made.append(
+            DenoiseRequest(
+                session_id=f"s{i}",
+                settings=settings,
+                plan=video_state.plan_section(video_state.begin(start, settings, prompt)),
+                prompt=encode_prompt(tiny_model, prompt),
+                negative=None,
+                image_embeds=start.start.image_embeds,
+            )
+        )
+    return made
+
+
+@pytest.fixture(scope="session")
+def expected(tiny_model, requests) -> list[torch.Tensor]:
+    """Each section alone, in this process: what the engine makes."""
+    from framepack_live.cluster.batch import denoise_batch
+
+    return [denoise_batch(tiny_model, [r], None)[0].latents for r in requests]

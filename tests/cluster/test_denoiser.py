@@ -5,48 +5,15 @@ section."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 
 import pytest
 import torch
 from ray import serve
 
 from framepack_live.cluster.config import ClusterConfig
-from framepack_live.cluster.work import DenoiseRequest, DenoiseResult, denoise_batch
-from framepack_live.engine import video_state
-from framepack_live.engine.conditioning import encode_prompt
-from framepack_live.engine.generator import start_video
-from framepack_live.engine.images import default_start_image
-from framepack_live.engine.settings import GenerationSettings
+from framepack_live.cluster.work import DenoiseRequest, DenoiseResult
 
 pytestmark = pytest.mark.heavy
-PROMPTS = ["a red ball", "the camera pans right over a blue sea", "a dog runs"]
-
-
-@pytest.fixture(scope="module")
-def requests(tiny_model, generation) -> list[DenoiseRequest]:
-    settings = GenerationSettings(**generation)
-    requests = []
-    for i, prompt in enumerate(PROMPTS):
-        start = start_video(tiny_model, default_start_image(), replace(settings, seed=i))
-        plan = video_state.plan_section(video_state.begin(start, settings, prompt))
-        requests.append(
-            DenoiseRequest(
-                session_id=f"s{i}",
-                settings=settings,
-                plan=plan,
-                prompt=encode_prompt(tiny_model, prompt),
-                negative=None,
-                image_embeds=start.start.image_embeds,
-            )
-        )
-    return requests
-
-
-@pytest.fixture(scope="module")
-def expected(tiny_model, requests) -> list[torch.Tensor]:
-    """Each section alone, in this process: what the engine makes."""
-    return [denoise_batch(tiny_model, [r], None)[0].latents for r in requests]
 
 
 async def _denoise(handle, request: DenoiseRequest) -> DenoiseResult:

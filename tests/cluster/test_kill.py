@@ -40,17 +40,19 @@ def replica(ray_cluster, deployment: str) -> dict:
     return actor
 
 
-async def reattach(server, session: dict, received: Received, deadline_s: float = 120) -> str:
+async def reattach(server, session: dict, received: Received, deadline_s: float = 120) -> tuple[str, float]:
     """Re-attach with the session's token through whatever replica answers, and read to the end;
-    returns the `instance` that served the re-attach. Retries while no replica takes the socket."""
+    returns the `instance` that served the re-attach and when it answered. Retries while no
+    replica takes the socket."""
     deadline = time.monotonic() + deadline_s
     while True:
         try:
             async with connect(server.ws_url) as ws:
                 await send(ws, type="resume_session", session_id=session["session_id"], token=session["token"])
                 answer = await expect(ws, "session", timeout=10)
+                answered = time.monotonic()
                 await receive(ws, received, timeout=120)
-                return answer["instance"]
+                return answer["instance"], answered
         except (OSError, ConnectionClosed, InvalidStatus, TimeoutError):
             if time.monotonic() > deadline:
                 raise
@@ -69,18 +71,21 @@ def assert_whole(received: Received) -> None:
     assert [m["section"] for m, _ in received.sections] == list(range(SECTIONS))
 
 
-async def test_sigkill_of_the_serving_ingress_loses_no_frame(deploy, generation):
+async def test_sigkill_of_the_serving_ingress_loses_no_frame(deploy, generation, record_property):
     config = ClusterConfig(model="tiny", generation=generation, max_sessions=4)
     with deploy(config, ingress_replicas=2) as server:
         async with connect(server.ws_url) as ws:
             await send(ws, type="start", prompt="a red ball", sections=SECTIONS, seed=3)
             session = await expect(ws, "session")
             received = await receive(ws, Received(), until_sections=2)
+            killed = time.monotonic()
             os.kill(int(re.search(r"pid=(\d+)", session["instance"]).group(1)), signal.SIGKILL)
             with contextlib.suppress(ConnectionClosed, TimeoutError):
                 while True:  # the socket dies with the replica
                     await asyncio.wait_for(ws.recv(), 30)
-        served_by = await reattach(server, session, received)
+        served_by, reattached = await reattach(server, session, received)
+        print(f"seconds from the SIGKILL to the re-attach's answer: {reattached - killed:.1f}")
+        record_property("seconds_to_reattach", round(reattached - killed, 1))
         assert served_by != session["instance"]
         assert_whole(received)
         assert received.done["frames"] == len(received.frames) == await mp4_frames(server, session)

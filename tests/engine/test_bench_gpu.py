@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from framepack_live.bench.gpu import main
 
 HEADS, HEAD_DIM, BLOCKS, TEXT, IMAGE = 2, 16, 2, 8, 4
@@ -17,14 +19,14 @@ HIDDEN = HEADS * HEAD_DIM
 VIDEO_TOKENS = 4 * 16 + 4 + 4
 SEQUENCE = VIDEO_TOKENS + TEXT + IMAGE
 REFINER_LAYERS = 2  # diffusers' default, which the released config keeps
+TINY = (
+    f"--device cpu --size 64 --window 2 --heads {HEADS} --head-dim {HEAD_DIM} --layers 1 --single-layers 1 "
+    f"--text-dim 32 --image-dim 32 --text-tokens {TEXT} --image-tokens {IMAGE} --steps 1"
+)
 
 
 def test_tiny_run_reports_consistent_counts(capsys) -> None:
-    argv = (
-        f"--device cpu --size 64 --window 2 --heads {HEADS} --head-dim {HEAD_DIM} --layers 1 --single-layers 1 "
-        f"--text-dim 32 --image-dim 32 --text-tokens {TEXT} --image-tokens {IMAGE} --steps 1"
-    )
-    assert main(argv.split()) == 0
+    assert main(TINY.split()) == 0
     result = json.loads(capsys.readouterr().out)
 
     assert result["sequence_tokens"] == SEQUENCE and result["video_tokens"] == VIDEO_TOKENS
@@ -37,3 +39,12 @@ def test_tiny_run_reports_consistent_counts(capsys) -> None:
     assert result["step_s"] > 0 and result["step_s_sp_path"] > 0 and result["achieved_tflops"] > 0
     assert result["matmul_tflops_reference"] > 0
     assert result["max_abs_diff_sp_vs_plain"] <= 1e-5
+
+
+@pytest.mark.heavy
+def test_tiny_sharded_run_reports_the_gathered_weights(capsys) -> None:
+    """`--ranks 2 --shard-weights 1` on CPU (gloo): the mode a multi-GPU lease measures at full size."""
+    assert main([*TINY.split(), "--ranks", "2", "--shard-weights", "1"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ranks"] == 2 and result["step_s"] > 0
+    assert result["gathered_gib_per_step_per_rank"] > 0  # half of the blocks came from the other rank

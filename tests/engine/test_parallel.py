@@ -14,7 +14,13 @@ import torch
 import torch.distributed as dist
 from diffusers import HunyuanVideoFramepackTransformer3DModel
 from framepack_live.bench.sp import analytical_bytes
-from framepack_live.engine.parallel import check_degree, enable_sequence_parallel, run_parallel, valid_degrees
+from framepack_live.engine.parallel import (
+    check_degree,
+    enable_sequence_parallel,
+    run_parallel,
+    shard_weights,
+    valid_degrees,
+)
 from framepack_live.engine.parallel.sharding import SequenceShard
 from framepack_live.engine.tiny import framepack_transformer
 
@@ -168,3 +174,32 @@ def test_matches_plain_model(n: int) -> None:
 def test_bad_degree_fails_every_rank_with_the_valid_degrees() -> None:
     with pytest.raises(torch.multiprocessing.ProcessRaisedException, match="valid degrees: 1, 2, 4"):
         run_parallel(3, build_with_degree)
+
+
+def _block_values(model) -> int:
+    return sum(p.numel() for b in [*model.transformer_blocks, *model.single_transformer_blocks] for p in b.parameters())
+
+
+def sharded_outputs(cases: dict[str, dict]) -> tuple:
+    """Sequence parallel with the block weights sharded: outputs, block values held between
+    forwards, bytes kept and bytes gathered by this rank."""
+    model = tiny_transformer()
+    enable_sequence_parallel(model)
+    weights = shard_weights(model)
+    with torch.no_grad():
+        outputs = {name: model(**kwargs)[0] for name, kwargs in cases.items()}
+    return outputs, _block_values(model), weights.local_bytes, weights.bytes_received
+
+
+@pytest.mark.heavy
+def test_sharded_weights_match_plain_model() -> None:
+    expected = plain_outputs()
+    model = tiny_transformer()
+    blocks = [*model.transformer_blocks, *model.single_transformer_blocks]
+    halves = sum(-(-sum(p.numel() for p in b.parameters()) // 2) for b in blocks)
+    outputs, held, local, received = run_parallel(2, sharded_outputs, CASES)
+    for name, out in outputs.items():
+        assert (out - expected[name]).abs().max().item() <= TOLERANCE, name
+    assert held == 0  # no block keeps whole weights between forwards
+    assert local == 4 * halves  # float32, each block's values split in two (rounded up)
+    assert received == len(CASES) * local  # each forward gathers the other rank's half once

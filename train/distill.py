@@ -7,7 +7,8 @@ done as one round that divides the step count by `teacher_steps / steps`:
   training window once with the engine's own sampler (`engine.sampling.sample_steps`: the same
   shifted schedule, the prompt's and the empty prompt's predictions mixed at the CFG scale), and its
   latents at the student's step boundaries are kept on disk: the student's `steps`-step schedule is
-  every `teacher_steps / steps`-th sigma of the teacher's, since both shift the same even grid;
+  every `teacher_steps / steps`-th sigma of the teacher's, since both shift the same even grid (so
+  trajectories kept for a student of 4 steps serve one of 2, at every other kept latent);
 - the student, initialised as the teacher, learns from the teacher's latents x_i at boundary i the
   velocity whose one Euler step lands where the teacher's steps landed,
   v = (x_{i+1} - x_i) / (s_{i+1} - s_i), given the caption alone: the guidance is baked in, so
@@ -111,24 +112,42 @@ def teacher_trajectory(teacher: torch.nn.Module, batch: Batch, prompts: PromptTa
     return torch.stack(states[::stride])
 
 
+def kept_stride(folder: Path, about: dict, stride: int) -> int:
+    """The teacher steps between the latents `folder` keeps (its `about.pt`; a new folder keeps every
+    `stride`-th, the student's): a folder kept for a student of more steps serves one of fewer, as
+    its boundaries are every few of the kept ones. Trajectories of another teacher, world or window
+    draw, or kept too sparsely for this student, are refused."""
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = checkpoint.load(folder / "about.pt")
+    if saved is None:
+        checkpoint.save(folder / "about.pt", about={**about, "every": stride})
+        return stride
+    every = saved["about"]["every"]
+    if {key: value for key, value in saved["about"].items() if key != "every"} != about:
+        raise ValueError(f"{folder} holds another run's teacher trajectories ({saved['about']}, not {about}); "
+                         "use another --run-dir or delete it")
+    if stride % every:
+        raise ValueError(f"{folder} keeps the teacher's latents every {every} steps; this student needs them every "
+                         f"{stride}: use another --run-dir")
+    return every
+
+
 def sample_teacher(teacher: torch.nn.Module, clips: list[LatentClip], world: WorldConfig,
                    train: TransformerTrainConfig, config: DistillConfig, prompts: PromptTable, folder: Path,
-                   runtime: Runtime, about: dict) -> None:
+                   runtime: Runtime, every: int) -> None:
     """Sample the teacher's trajectories of batches 0..teacher_batches-1 into `folder`, one file
-    each (float16), skipping those already there: a killed run resumes where it stopped.
+    each (float16, the latents every `every` teacher steps), skipping those already there: a
+    killed run resumes where it stopped.
 
     Always in fp32: on the development CPU bf16 autocast made inference slower, not faster, and it
     would move the targets away from the teacher the benchmark measures."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if checkpoint.load(folder / "about.pt", about) is None:  # refuses another run's trajectories
-        checkpoint.save(folder / "about.pt", about=about)
     settings = teacher_settings(world, config)
     model = runtime.prepare(teacher.to(runtime.device).eval())
     prompts = prompts.to(runtime.device)
     missing = [j for j in range(config.teacher_batches) if not _teacher_file(folder, j).exists()]
     for j in tqdm(missing, desc="teacher trajectories", dynamic_ncols=True):
         batch = step_batch(clips, world, train, j).to(runtime.device)
-        states = teacher_trajectory(model, batch, prompts, settings, config.stride)
+        states = teacher_trajectory(model, batch, prompts, settings, every)
         checkpoint.save(_teacher_file(folder, j), states=states.half().cpu())
 
 
@@ -163,16 +182,25 @@ class StudentObjective:
     distill: DistillConfig
     sigmas: torch.Tensor
     folder: Path
+    #: Teacher steps between the latents the folder keeps (`kept_stride`).
+    every: int
     name: str = "student"
 
     def __post_init__(self) -> None:
         if self.config.inverted_one_caption:
             one_caption_clips(self.clips, self.world.sections - 1)
 
+    @property
+    def about(self) -> dict:
+        """A student of other steps or another teacher is another stage: never resumed from this one."""
+        return {"student_steps": self.distill.steps, "teacher": {"steps": self.distill.teacher_steps,
+                                                                 "cfg": self.distill.cfg}}
+
     def batch(self, step: int) -> StudentBatch:
         index = step % self.distill.teacher_batches
         windows = step_batch(self.clips, self.world, self.config, index)
-        states = checkpoint.load(_teacher_file(self.folder, index))["states"].float()
+        states = checkpoint.load(_teacher_file(self.folder, index))["states"][:: self.distill.stride // self.every]
+        states = states.float()
         size = states.shape[1]
         which = torch.randint(0, self.distill.steps, (size,), generator=torch.Generator().manual_seed(step))
         rows = torch.arange(size)
@@ -193,12 +221,13 @@ def prepare_student(teacher: torch.nn.Module, clips: list[LatentClip], world: Wo
     The student's weights start as `teacher`'s: the caller trains `teacher` itself afterwards."""
     config = distill_train_config(config)
     folder = run_dir / "teacher"
-    # (not the number of batches: a run may be resumed with more)
-    about = {"init": init, "world": asdict(world), "distill": asdict(replace(distill, teacher_batches=0)),
+    # (neither the number of batches, as a run may be resumed with more, nor the student's steps)
+    about = {"init": init, "world": asdict(world), "teacher": {"steps": distill.teacher_steps, "cfg": distill.cfg},
              "windows": asdict(config)}
-    sample_teacher(teacher, clips, world, config, distill, prompts, folder, runtime, about)
+    every = kept_stride(folder, about, distill.stride)
+    sample_teacher(teacher, clips, world, config, distill, prompts, folder, runtime, every)
     sigmas = boundary_sigmas(world, distill, teacher.config.patch_size)
-    return StudentObjective(clips, world, config, distill, sigmas, folder)
+    return StudentObjective(clips, world, config, distill, sigmas, folder, every)
 
 
 def evaluations_per_section(steps: int, cfg: float) -> int:

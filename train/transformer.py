@@ -218,6 +218,11 @@ class FlowObjective:
         if self.config.inverted_one_caption:
             one_caption_clips(self.clips, self.world.sections - 1)  # the smallest pool: refuse now, not mid-run
 
+    @property
+    def about(self) -> dict:
+        """What the stage's checkpoint is built on besides the world and the starting model: nothing more."""
+        return {}
+
     def batch(self, step: int) -> Batch:
         return step_batch(self.clips, self.world, self.config, step)
 
@@ -251,7 +256,7 @@ def train_transformer(transformer, prompts: PromptTable, objective, config: Tran
     from when fine-tuning (None: fresh weights), so that a run directory is never resumed by a run
     that starts from something else."""
     path = run_dir / f"{objective.name}.pt"
-    about = {"init": init, "world": asdict(objective.world)}
+    about = {"init": init, "world": asdict(objective.world), **objective.about}
     transformer.to(runtime.device)
     step_model = runtime.prepare(transformer)
     ema = copy.deepcopy(transformer).requires_grad_(False)

@@ -13,7 +13,7 @@ from framepack_live.engine.model import FramePackModel
 from framepack_live.engine.settings import GenerationSettings
 from framepack_live.train import __main__ as train_cli
 from framepack_live.train import checkpoint
-from framepack_live.train.distill import DistillConfig, boundary_sigmas, speedup
+from framepack_live.train.distill import DistillConfig, boundary_sigmas, kept_stride, speedup
 from framepack_live.train.world import WorldConfig
 
 from .test_training import SMOKE, SMOKE_SCRATCH
@@ -61,7 +61,7 @@ def test_distil_trains_a_student_whose_targets_retrace_the_teacher(teacher, tmp_
     distill = DistillConfig(steps=2, teacher_steps=8, cfg=3.0, teacher_batches=3)
     sigmas = boundary_sigmas(world, distill, patch=model.transformer.config.patch_size)
     objective = StudentObjective(clips, world, TransformerTrainConfig(batch=2, caption_dropout=0.0), distill, sigmas,
-                                 run / "teacher")
+                                 run / "teacher", every=4)
     states = checkpoint.load(run / "teacher" / "00001.pt")["states"].float()
     assert states.shape[0] == 3  # noise, the middle, the end
     batch = objective.batch(1)
@@ -87,6 +87,16 @@ def test_distil_trains_a_student_whose_targets_retrace_the_teacher(teacher, tmp_
     generation = GenerationSettings(width=32, height=32, steps=2, window=1, sections=1, scheduler="euler")
     assert SectionGenerator(student, "a red circle moves left", None, generation).next_section().frames.shape[1:] == (
         32, 32, 3)
+
+
+def test_teacher_trajectories_kept_for_more_steps_serve_fewer(tmp_path):
+    about = {"init": "teacher", "teacher": {"steps": 8, "cfg": 3.0}}
+    assert kept_stride(tmp_path, about, 2) == 2  # a new folder keeps the 4-step student's boundaries
+    assert kept_stride(tmp_path, about, 4) == 2  # a 2-step student takes every other one of them
+    with pytest.raises(ValueError, match="every 2 steps; this student needs them every 3"):
+        kept_stride(tmp_path, about, 3)
+    with pytest.raises(ValueError, match="another run's teacher"):
+        kept_stride(tmp_path, {**about, "teacher": {"steps": 8, "cfg": 5.0}}, 4)
 
 
 def test_distil_refuses_to_run_without_a_teacher():

@@ -7,6 +7,13 @@ see `train.tracking`):
 - prompt following: the shape's net motion over each section goes the captioned way;
 - steering: after the prompt changes at section k (forward order, as live), the shape goes the
   new way in section k+1 (and how often already in section k);
+- transitions: the same steer blended in over N sections (`GenerationSettings.transition`) against
+  N = 0: how much the shape's velocity jumps at the transition's seams compared with how much it
+  changes within sections, and whether section k+N follows the new caption;
+- new motion: prompt following of a caption whose motion the world's own clips never show
+  (`world.NEW_MOTIONS`, taught by a LoRA: compare `--lora` with the base model alone);
+- text start: from the caption alone (`engine.text_start`), is the captioned shape in the first
+  frame, and does it move the captioned way;
 - drift over many sections, for inverted anti-drifting sampling, forward sampling and a
   no-packing baseline (forward, the transformer sees only the start frame and the newest latent
   frame: the 2x/4x history is emptied): whether the shape is still there and at what size, how
@@ -30,20 +37,23 @@ from PIL import Image
 
 from ..engine import video_state as video_state_module
 from ..engine.generator import SectionGenerator
+from ..engine.lora import parse_lora
 from ..engine.model import FramePackModel
 from ..engine.packing import pack_forward
 from ..engine.presets import resolve
 from ..engine.settings import GenerationSettings
+from ..engine.text_start import start_from_text
 from ..train.tracking import calibrate, centroids, colour_mask, displacement, follows
-from ..train.world import OBJECT_MOTIONS, VIDEO_FRAMES_PER_LATENT, Clip, WorldConfig, caption, render_clip, shape_mask
+from ..train.world import COLOURS, NEW_MOTIONS, OBJECT_MOTIONS, SHAPES, VIDEO_FRAMES_PER_LATENT, Clip, WorldConfig, caption, render_clip, shape_mask
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "engine" / "weights" / "toyworld"
 HELD_OUT_SEED = 1_000_000
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 TURN = {"left": "up", "up": "right", "right": "down", "down": "left"}
-PARTS = ("following", "steering", "drift")
-#: Following, steering and drift take their held-out starts this far apart (following from 0,
-#: steering from 1x, drift from 2x), so `--cases` and `--drift-videos` are at most this many.
+PARTS = ("following", "steering", "drift", "transition", "new_motion", "text_start")
+#: Following, steering, drift, transitions and the new motion take their held-out starts this far
+#: apart (following from 0, steering from 1x, drift from 2x, transitions from 3x, the new motion
+#: from 4x), so `--cases` and `--drift-videos` are at most this many.
 PART_SPACING = 100
 #: `--case-offset` moves all three parts by a multiple of this, past every part's range.
 RANGE_SPACING = 1000
@@ -102,9 +112,14 @@ def without_packing():
         video_state_module.pack_forward = original
 
 
-def generate(model: FramePackModel, image: Image.Image, prompts: list[str], settings: GenerationSettings) -> np.ndarray:
-    """The whole decoded video [T, H, W, 3]; prompts[i] is used for section i in playback order."""
-    gen = SectionGenerator(model, prompts[0], image, settings)
+def generate(model: FramePackModel, image: Image.Image | None, prompts: list[str], settings: GenerationSettings) -> np.ndarray:
+    """The whole decoded video [T, H, W, 3]; prompts[i] is used for section i in playback order.
+    No image: the start is made from the first prompt alone (`engine.text_start`)."""
+    if image is None:
+        start = start_from_text(model, prompts[0], settings)
+        gen = SectionGenerator.from_state(model, video_state_module.begin(start, settings, prompts[0]))
+    else:
+        gen = SectionGenerator(model, prompts[0], image, settings)
     parts = []
     while not gen.finished:
         gen.set_prompt(prompts[gen.next_index])
@@ -122,11 +137,14 @@ def section_bounds(index: int, window: int) -> tuple[int, int]:
     return 1 + index * length, (index + 1) * length
 
 
-def prompt_following(model, world, base: GenerationSettings, cases: int, sampling: str, first: int = 0) -> dict:
+def prompt_following(model, world, base: GenerationSettings, cases: int, sampling: str, first: int = 0,
+                     motions: tuple[str, ...] = OBJECT_MOTIONS, starts: int = 0) -> dict:
+    """Share of sections (2 per case) that move the way their caption says, case i captioned
+    `motions[i % len(motions)]`, from held-out start `starts + i`."""
     hits = total = 0
     for case in range(first, first + cases):
-        start = start_image(case, world)
-        motion = OBJECT_MOTIONS[case % len(OBJECT_MOTIONS)]
+        start = start_image(starts + case, world)
+        motion = motions[case % len(motions)]
         settings = replace(base, sampling=sampling, sections=2, seed=case)
         video = generate(model, start.image, [caption(start.colour, start.shape, motion)] * 2, settings)
         _, track = start.track(video)
@@ -151,6 +169,76 @@ def steering(model, world, base: GenerationSettings, cases: int, steer_at: int =
         by_next += later
     return {"accuracy": by_next / cases, "accuracy_same_section": at_once / cases, "cases": cases,
             "ci95": wilson_interval(by_next, cases)}
+
+
+def group_velocities(track: np.ndarray) -> np.ndarray:
+    """[G, 2] mean velocity (pixels per frame) over each latent frame's 4 video frames, G = (T - 1) / 4:
+    steadier than frame-to-frame centroid steps, and the unit a section is made of."""
+    ends = track[::VIDEO_FRAMES_PER_LATENT]
+    return (ends[1:] - ends[:-1]) / VIDEO_FRAMES_PER_LATENT
+
+
+def velocity_jumps(track: np.ndarray, window: int, seams: range) -> tuple[float, float]:
+    """(largest velocity change across the given section seams, largest change between consecutive
+    latent frames within any section). Seam s lies between section s - 1 and section s."""
+    change = np.linalg.norm(np.diff(group_velocities(track), axis=0), axis=1)  # change[g]: group g -> g + 1
+    at_seam = np.zeros(len(change), dtype=bool)
+    at_seam[window - 1 :: window] = True
+    seam_changes = [change[s * window - 1] for s in seams]
+    return float(np.nanmax(seam_changes)), float(np.nanmax(change[~at_seam]))
+
+
+def transition(model, world, base: GenerationSettings, cases: int, sections: int = 2, steer_at: int = 2,
+               first: int = 0) -> dict:
+    """A steer at section `steer_at` blended over `sections` sections, against switching at once (N = 0)."""
+    results = {}
+    for blend in (0, sections):
+        smooth = followed = 0
+        ratios = []
+        for case in range(first, first + cases):
+            start = start_image(3 * PART_SPACING + case, world)
+            before = OBJECT_MOTIONS[case % len(OBJECT_MOTIONS)]
+            after = (OPPOSITE if case % 2 else TURN)[before]
+            count = steer_at + sections + 1
+            prompts = [caption(start.colour, start.shape, before)] * steer_at
+            prompts += [caption(start.colour, start.shape, after)] * (count - steer_at)
+            settings = replace(base, sampling="forward", sections=count, seed=case, transition=blend)
+            _, track = start.track(generate(model, start.image, prompts, settings))
+            seam, within = velocity_jumps(track, settings.window, range(steer_at, steer_at + blend + 1))
+            ratios.append(seam / within)
+            smooth += seam <= within
+            followed += follows(displacement(track, *section_bounds(steer_at + blend, settings.window)), after)
+        results[f"sections_{blend}"] = {
+            "seam_jump_over_within": round(float(np.nanmean(ratios)), 3),
+            "no_larger_jump": smooth / cases,
+            "follows_new_caption_at_k_plus_n": followed / cases,
+            "ci95": wilson_interval(followed, cases),
+        }
+    return {"steer_at": steer_at, "cases": cases, **results}
+
+
+#: Pixels of the caption's colour that count as its shape in a frame made from the prompt alone
+#: (a third of the smallest triangle the world draws; more than the blur of a faint trace).
+TEXT_START_PIXELS = 60
+
+
+def text_start(model, world, base: GenerationSettings, cases: int, first: int = 0) -> dict:
+    """Text-to-video: from the caption alone (no start image), is a shape of the caption's colour
+    (as the world paints it, within the tracker's tolerance) in the video's first frame, and does
+    it move the captioned way in each of 2 forward sections? Case i: seed i, the grammar's colour
+    i mod 4, shape i // 4 mod 3 and motion (i + i // 4) mod 4, so every colour meets every motion."""
+    present = hits = 0
+    for case in range(first, first + cases):
+        colour, shape = list(COLOURS)[case % 4], SHAPES[(case // 4) % 3]
+        motion = OBJECT_MOTIONS[(case + case // 4) % 4]
+        settings = replace(base, sampling="forward", sections=2, seed=case)
+        video = generate(model, None, [caption(colour, shape, motion)] * 2, settings)
+        mask = colour_mask(video, COLOURS[colour])
+        present += int(mask[0].sum() >= TEXT_START_PIXELS)
+        track = centroids(mask)
+        hits += sum(follows(displacement(track, *section_bounds(section, settings.window)), motion) for section in range(2))
+    return {"shape_present": present / cases, "following": hits / (2 * cases), "cases": cases,
+            "ci95_following": wilson_interval(hits, 2 * cases)}
 
 
 def wilson_interval(hits: int, total: int, z: float = 1.96) -> list[float]:
@@ -283,8 +371,13 @@ def main(argv: list[str]) -> int:
                         help="cycle: left, up, right, down, 3 sections each; single: one direction per video")
     parser.add_argument("--drift-grid", type=Path, default=None,
                         help="save the first drift video of each mode as a PNG (rows: inverted, forward, no packing)")
+    parser.add_argument("--transition", type=int, default=2, help="sections a steer is blended over in the transition part")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
-                        help="what to measure (default: all; the whole benchmark takes 25+ minutes on 2 CPU cores)")
+                        help="what to measure (default: all; the whole benchmark takes 30+ minutes on 2 CPU cores)")
+    parser.add_argument("--lora", action="append", default=[], metavar="PATH[:SCALE]",
+                        help="run every part with this LoRA on (repeatable)")
+    parser.add_argument("--new-motion", choices=NEW_MOTIONS, default=NEW_MOTIONS[0],
+                        help="the motion the new_motion part captions")
     parser.add_argument("--case-offset", type=int, default=0,
                         help="first held-out case (default 0, the reported figures'); choose weights or settings on "
                              "another range (e.g. 1000) so the reported cases are not the ones the choice was tuned on")
@@ -296,18 +389,21 @@ def main(argv: list[str]) -> int:
     if min(args.cases, args.drift_sections, args.drift_videos) < 1:
         parser.error("--cases, --drift-sections and --drift-videos must be at least 1")
     if max(args.cases, args.drift_videos) > PART_SPACING:
-        parser.error(f"--cases and --drift-videos are at most {PART_SPACING}: following, steering and drift take "
-                     f"their held-out starts {PART_SPACING} apart")
+        parser.error(f"--cases and --drift-videos are at most {PART_SPACING}: following, steering, drift, "
+                     f"transitions and the new motion take their held-out starts {PART_SPACING} apart")
     if args.case_offset < 0 or args.case_offset % RANGE_SPACING:
-        parser.error(f"--case-offset must be a multiple of {RANGE_SPACING}: following, steering and drift take the "
-                     f"cases from offset + 0, + {PART_SPACING} and + {2 * PART_SPACING} on")
+        parser.error(f"--case-offset must be a multiple of {RANGE_SPACING}: following, steering, drift, "
+                     f"transitions and the new motion take the cases from offset + 0, + {PART_SPACING}, "
+                     f"+ {2 * PART_SPACING}, + {3 * PART_SPACING} and + {4 * PART_SPACING} on")
     torch.set_num_threads(args.threads)
     began = time.monotonic()
     model = FramePackModel.load(args.model, live_decoder=args.decoder == "live")
     world = WorldConfig(size=args.size)
     given = {"steps": args.steps, "scheduler": args.scheduler, "cfg": args.cfg}
     chosen = resolve(args.model).settings(given)
-    base = GenerationSettings(**{**chosen, "width": args.size, "height": args.size, "window": world.window, "sections": 1})
+    loras = tuple(parse_lora(text) for text in args.lora)
+    base = GenerationSettings(**{**chosen, "width": args.size, "height": args.size, "window": world.window, "sections": 1,
+                                 "loras": loras})
     report = {
         "benchmark": "toyworld",
         "model": args.model,
@@ -318,12 +414,24 @@ def main(argv: list[str]) -> int:
         "window": world.window,
         "case_offset": args.case_offset,
         "decoder": "live" if model.fast_decoder is not None else "vae",
+        "loras": [list(choice) for choice in loras],
     }
     if "following" in args.parts:
         report["prompt_following"] = {order: prompt_following(model, world, base, args.cases, order, first=args.case_offset)
                                       for order in ("forward", "inverted")}
     if "steering" in args.parts:
         report["steering"] = steering(model, world, base, args.cases, first=args.case_offset)
+    if "transition" in args.parts:
+        report["transition"] = transition(model, world, base, args.cases, args.transition, first=args.case_offset)
+    if "new_motion" in args.parts:
+        report["new_motion"] = {
+            "motion": args.new_motion,
+            **{order: prompt_following(model, world, base, args.cases, order, first=args.case_offset,
+                                       motions=(args.new_motion,), starts=4 * PART_SPACING)
+               for order in ("forward", "inverted")},
+        }
+    if "text_start" in args.parts:
+        report["text_start"] = text_start(model, world, base, args.cases, first=args.case_offset)
     if "drift" in args.parts:
         report["drift"] = drift(model, world, base, args.drift_sections, args.drift_videos, args.drift_captions, args.drift_grid,
                                 first=args.case_offset)

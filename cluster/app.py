@@ -11,8 +11,8 @@ from typing import Any
 
 from ray.serve import Application
 
-from framepack_live.engine.presets import resolve
-from framepack_live.engine.settings import GenerationSettings
+from framepack_live.stream.access import Access, read_api_keys
+from framepack_live.stream.model_defaults import model_defaults
 from framepack_live.stream.settings import Limits, StreamSettings
 
 from .config import ClusterConfig
@@ -24,11 +24,29 @@ from .session_registry import SessionRegistry
 
 
 def stream_settings(config: ClusterConfig) -> StreamSettings:
-    """What the Ingress and the sessions run with: the model's own defaults (a toy model's window,
-    say) overridden by the operator's, and the operator's limits."""
+    """What the Ingress and the sessions run with: the model's own defaults (its trained
+    resolution, steps and window) overridden by the operator's, the operator's limits, ICE servers
+    and access rules.
+
+    Made once per build of the application, and so is the download links' signing key in it (a
+    random one, `Access.link_key`): every Ingress replica gets these same settings as its
+    constructor argument, so a link signed by one replica is honoured by all, and by a replica
+    Serve restarts; a new deploy makes a new key, which only ends links less than a minute old.
+    """
+    # Live by default: every section's frames final when it is decoded (the config may say `blend`).
+    model, generation = model_defaults(config.model, {"decode": "causal", **config.generation})
+    access = Access(
+        allowed_origins=tuple(config.allowed_origins),
+        trusted_proxies=tuple(config.trusted_proxies),
+        api_key_digests=read_api_keys(config.api_keys_file) if config.api_keys_file else frozenset(),
+    )
     return StreamSettings(
         limits=Limits(max_sessions_total=config.max_sessions, max_sessions_per_client=config.max_sessions_per_client),
-        generation=GenerationSettings(**resolve(config.model).settings(config.generation)),
+        generation=generation,
+        restart_steered=config.restart_steered,
+        model=model,
+        ice_servers=tuple(config.ice_servers),
+        access=access,
         **({"session_dir": Path(config.session_dir)} if config.session_dir else {}),
     )
 

@@ -8,8 +8,9 @@ the replacement.
 
 Decoding section k overlaps denoising section k+1: as soon as section k is denoised, section k+1
 is planned with the same prompt and started while k decodes. If the next call brings a different
-prompt (a steer), that speculative section is cancelled and planned again with the new prompt;
-either way the result is what a sequential run would give, since planning reads only the state.
+prompt (a steer), that speculative section is cancelled and planned again with the new prompt (its
+plan's prompt blend is no longer `video_state.next_blend`); either way the result is what a
+sequential run would give, since planning reads only the state.
 """
 
 from __future__ import annotations
@@ -26,17 +27,17 @@ from ray.serve.exceptions import BackPressureError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from framepack_live.engine import video_state
-from framepack_live.engine.conditioning import PromptEmbeds
+from framepack_live.engine.conditioning import PromptEmbeds, blend_embeds
 from framepack_live.engine.decoding import Decoded
 from framepack_live.engine.errors import InputError
 from framepack_live.engine.section import Section
 from framepack_live.engine.settings import GenerationSettings
 from framepack_live.engine.video_state import SectionPlan, VideoStart
-from framepack_live.stream.backend import ProgressCallback
+from framepack_live.stream.backend import PreviewCallback, ProgressCallback, worth_restarting
 
-from .metrics import SessionMetrics
 from .logs import log
-from .work import DenoiseRequest, DenoiseResult, Progress
+from .metrics import SessionMetrics
+from .work import DenoiseRequest, DenoiseResult, Preview, Progress
 
 T = TypeVar("T")
 
@@ -118,21 +119,31 @@ class Stages:
 
 
 class _Relay:
-    """Forwards a section's progress to whichever session callback is waiting for that section;
-    a speculative section gets its callback only when the session asks for it."""
+    """Forwards a section's progress and previews to whichever session callbacks wait for that
+    section; a speculative section gets its callbacks only when the session asks for it, and then
+    the latest of each at once."""
 
-    def __init__(self, target: ProgressCallback | None = None) -> None:
-        self.target, self.last = target, None
+    def __init__(self, progress: ProgressCallback | None = None, preview: PreviewCallback | None = None) -> None:
+        self.progress, self.preview = progress, preview
+        self.last_progress: tuple | None = None
+        self.last_preview: tuple | None = None
 
-    def __call__(self, step: int, steps: int) -> None:
-        self.last = (step, steps)
-        if self.target is not None:
-            self.target(step, steps)
+    def on_progress(self, step: int, steps: int) -> None:
+        self.last_progress = (step, steps)
+        if self.progress is not None:
+            self.progress(step, steps)
 
-    def attach(self, target: ProgressCallback) -> None:
-        self.target = target
-        if self.last is not None:
-            target(*self.last)
+    def on_preview(self, item: Preview) -> None:
+        self.last_preview = (item.step, item.steps, item.frames)
+        if self.preview is not None:
+            self.preview(*self.last_preview)
+
+    def attach(self, progress: ProgressCallback, preview: PreviewCallback | None) -> None:
+        self.progress, self.preview = progress, preview
+        if self.last_progress is not None:
+            progress(*self.last_progress)
+        if preview is not None and self.last_preview is not None:
+            preview(*self.last_preview)
 
 
 #: A section in denoising: its plan, where its progress goes, the task that returns its latents.
@@ -153,18 +164,34 @@ class RaySource:
         opened: float,
     ) -> None:
         self.backend, self.session_id, self.settings = backend, backend.session_id, settings
-        self._embeds, self._negative = embeds, negative
+        #: Embeddings of the prompts the state's blends may use: the current one, and during a
+        #: transition the ones it blends from.
+        self._embeds: dict[str, PromptEmbeds] = {prompt: embeds}
+        self._negative = negative
         self._state = video_state.begin(start, settings, prompt)
         self._opened: float | None = opened
+        #: The section the session waits for, while it is denoised; and the next one, planned
+        #: ahead while the current one decodes.
+        self._current: _Ahead | None = None
         self._ahead: _Ahead | None = None
 
-    async def next_section(self, prompt: str, progress: ProgressCallback) -> Section:
+    async def next_section(
+        self,
+        prompt: str,
+        progress: ProgressCallback,
+        preview: PreviewCallback | None = None,
+        transition: int | None = None,
+    ) -> Section:
+        """The next section with `prompt`, blended in over `transition` sections when it is new
+        (default: the settings'); `preview` gets the section's step previews as they come."""
         state = self._state
         if prompt != state.prompt:
-            self._embeds = await self.backend.encode_prompt(prompt)  # refuses before changing
-            state.prompt = prompt
-        plan, _, task = self._take_ahead(progress) or self._start_denoise(_Relay(progress))
-        result = await task
+            self._steer(prompt, await self.backend.encode_prompt(prompt), transition)  # refuses before changing
+        self._current = self._take_ahead(progress, preview) or self._start_denoise(_Relay(progress, preview))
+        try:
+            plan, result = await self._denoised()
+        finally:
+            self._current = None
         decode = video_state.accept_section(state, plan, result.latents)
         video_state.compact(state)
         if not state.finished:
@@ -175,6 +202,48 @@ class RaySource:
         section = video_state.finish_section(state, plan, decoded)
         self._delivered(section)
         return section
+
+    async def _denoised(self) -> tuple[SectionPlan, DenoiseResult]:
+        """The current section's plan and latents, following any restarts."""
+        while True:
+            current = self._current
+            try:
+                return current[0], await current[2]
+            except asyncio.CancelledError:
+                if current is self._current:  # not restarted: this call itself is cancelled
+                    raise
+
+    async def restart(self, prompt: str, transition: int | None = None) -> bool:
+        """Start the section being denoised over with `prompt`: the current one when at most half
+        done (`worth_restarting`), or the speculative next one (dropped at the next call anyway)."""
+        if prompt == self._state.prompt or (self._current is None and self._ahead is None):
+            return False
+        try:
+            embeds = await self.backend.encode_prompt(prompt)
+        except InputError:  # refused: the session reports it at the next section boundary
+            return False
+        # From here on nothing awaits: the state is steered only while no planned section of the
+        # old prompt can still be accepted.
+        current = self._current
+        if current is not None:
+            if current[2].done() or not worth_restarting(*(current[1].last_progress or (0, 1))):
+                return False
+            current[2].cancel()
+            self._steer(prompt, embeds, transition)
+            self._current = self._start_denoise(_Relay(current[1].progress, current[1].preview))
+            return True
+        if self._ahead is None:
+            return False
+        self._cancel_ahead()
+        self._steer(prompt, embeds, transition)
+        self._ahead = self._start_denoise(_Relay())
+        return True
+
+    def _steer(self, prompt: str, embeds: PromptEmbeds, transition: int | None) -> None:
+        state = self._state
+        video_state.steer(state, prompt, transition)
+        used = {state.prompt, *(state.blend_from.prompts if state.blend_from is not None else ())}
+        self._embeds = {p: e for p, e in self._embeds.items() if p in used} | {prompt: embeds}
 
     async def flush(self) -> Section | None:
         self._cancel_ahead()
@@ -187,16 +256,16 @@ class RaySource:
         self._cancel_ahead()
         log.info("session closed", extra={"session_id": self.session_id, "sections": self._state.step})
 
-    def _take_ahead(self, progress: ProgressCallback) -> _Ahead | None:
-        """The speculative denoise of the next section, if it was planned with the current prompt."""
+    def _take_ahead(self, progress: ProgressCallback, preview: PreviewCallback | None) -> _Ahead | None:
+        """The speculative denoise of the next section, if it was planned with the current prompt blend."""
         ahead, self._ahead = self._ahead, None
         if ahead is None:
             return None
         plan, relay, task = ahead
-        if plan.prompt != self._state.prompt:
+        if plan.blend != video_state.next_blend(self._state):
             task.cancel()
             return None
-        relay.attach(progress)
+        relay.attach(progress, preview)
         return ahead
 
     def _cancel_ahead(self) -> None:
@@ -211,7 +280,7 @@ class RaySource:
             session_id=self.session_id,
             settings=self.settings,
             plan=plan,
-            prompt=self._embeds,
+            prompt=blend_embeds([self._embeds[p] for p in plan.blend.prompts], plan.blend.weights),
             negative=self._negative,
             image_embeds=self._state.start.image_embeds,
         )
@@ -221,7 +290,9 @@ class RaySource:
     async def _stream(self, request: DenoiseRequest, relay: _Relay) -> DenoiseResult:
         async for item in self.backend.denoiser.options(stream=True).section.remote(request):
             if isinstance(item, Progress):
-                relay(item.step, item.steps)
+                relay.on_progress(item.step, item.steps)
+            elif isinstance(item, Preview):
+                relay.on_preview(item)
             else:
                 return item
         raise RuntimeError("the denoiser's stream ended without a result")

@@ -12,7 +12,7 @@ import sys
 
 from ..engine.errors import InputError
 
-BENCHMARKS = ("context", "sp", "serve", "sessions", "toyworld", "train", "gpu", "realtime")
+BENCHMARKS = ("context", "sp", "serve", "sessions", "toyworld", "train", "gpu", "realtime", "seams", "preview", "extend")
 
 
 def build_parser() -> argparse.ArgumentParser:

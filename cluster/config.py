@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from framepack_live.engine.caching import CacheSpec
+from framepack_live.stream.access import normalize_origin, normalize_proxy
+from framepack_live.stream.settings import check_ice_server
 
 Device = Literal["cpu", "cuda"]
 
@@ -53,9 +55,23 @@ class ClusterConfig:
     #: CPUs each Denoiser rank reserves. Other stages reserve none on CPU: they are light and the
     #: Denoiser must still fit on a small machine next to them.
     cpus_per_rank: float = 1.0
+    #: Whether a steer restarts the section being denoised when at most half of it is done
+    #: (`stream.backend.worth_restarting`), rather than waiting for the next section boundary.
+    restart_steered: bool = True
     #: Where sessions keep their frames (a directory per session, on the registry's node); None:
     #: the system's temporary directory.
     session_dir: str | None = None
+    #: STUN/TURN servers for WebRTC, as browsers take them: `{urls, username, credential}`. The
+    #: Ingress's peers use them and the page gets them from `GET /config`.
+    ice_servers: list[dict[str, Any]] = field(default_factory=list)
+    #: Addresses or CIDR networks of the load balancers / reverse proxies in front of the HTTP
+    #: proxy: behind them the per-client session cap counts the `X-Forwarded-For` client.
+    trusted_proxies: list[str] = field(default_factory=list)
+    #: Origins (`https://host[:port]`) whose pages may use the server besides its own; `*`: any.
+    allowed_origins: list[str] = field(default_factory=list)
+    #: A file of API keys, one per line, read when the application is built (on the node that
+    #: builds it: the head, for `serve deploy`); set: a `start` needs one of them.
+    api_keys_file: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -73,10 +89,13 @@ class ClusterConfig:
             problems.append("shard_weights needs sequence_parallel >= 2 (the weights are split over its ranks)")
         if self.torch_threads < 1:
             problems.append(f"torch_threads must be >= 1, got {self.torch_threads}")
-        try:
-            CacheSpec.parse(self.cache)
-        except ValueError as exc:
-            problems.append(str(exc))
+        for check, values in ((CacheSpec.parse, [self.cache]), (check_ice_server, self.ice_servers),
+                              (normalize_proxy, self.trusted_proxies), (normalize_origin, self.allowed_origins)):
+            for value in values:
+                try:
+                    check(value)
+                except (ValueError, TypeError, AttributeError) as exc:
+                    problems.append(str(exc))
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -4,7 +4,8 @@ The packed context gives every section of one resolution the same shape, so conc
 share forward passes: `@serve.batch` collects the sections that arrive within
 `batch_wait_timeout_s` (at most `max_batch_size`), they are grouped by `DenoiseRequest.batch_key`
 and each group runs as one batch. Callers stream the result: `Progress` items per sampler step
-(the session shows them), then the `DenoiseResult`.
+(the session shows them), `Preview` items at the steps the request's settings ask for (a cheap
+RGB preview of the section so far, engine.preview), then the `DenoiseResult`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .logs import log
 from .metrics import DenoiserMetrics
 from .replica import ModelThread, load_model
 from .sequence_parallel import SequenceParallelGroup
-from .work import DenoiseRequest, DenoiseResult, Progress
+from .work import DenoiseRequest, DenoiseResult, Preview, Progress
 
 
 @serve.deployment(name="Denoiser", max_ongoing_requests=16, health_check_period_s=5)
@@ -37,7 +38,7 @@ class Denoiser:
         self.metrics = DenoiserMetrics()
         self._in_queue = 0
 
-    async def section(self, request: DenoiseRequest) -> AsyncIterator[Progress | DenoiseResult]:
+    async def section(self, request: DenoiseRequest) -> AsyncIterator[Progress | Preview | DenoiseResult]:
         """Denoise one section; call with `handle.options(stream=True)`."""
         self._in_queue += 1
         self.metrics.queue_depth.set(self._in_queue)
@@ -72,14 +73,18 @@ class Denoiser:
         events: asyncio.Queue = asyncio.Queue()
 
         def progress(step: int, steps: int) -> None:
-            loop.call_soon_threadsafe(events.put_nowait, Progress(step, steps))
+            loop.call_soon_threadsafe(events.put_nowait, [Progress(step, steps)] * len(requests))
+
+        def preview(step: int, steps: int, frames: list) -> None:
+            event = [None if f is None else Preview(step, steps, f) for f in frames]
+            loop.call_soon_threadsafe(events.put_nowait, event)
 
         started = time.perf_counter()
         run = self.group.denoise if self.group is not None else self._denoise_local
-        future = self._model_thread.submit(run, requests, progress)
+        future = self._model_thread.submit(run, requests, progress, preview)
         future.add_done_callback(lambda _: loop.call_soon_threadsafe(events.put_nowait, None))
         while (event := await events.get()) is not None:
-            yield [event] * len(requests)
+            yield event
         results: list[DenoiseResult] = future.result()
         elapsed = time.perf_counter() - started
         self.metrics.batch_size.observe(len(requests))
@@ -92,8 +97,8 @@ class Denoiser:
         )
         yield results
 
-    def _denoise_local(self, requests: list[DenoiseRequest], progress) -> list[DenoiseResult]:
-        return denoise_batch(self.model, requests, progress)
+    def _denoise_local(self, requests: list[DenoiseRequest], progress, preview) -> list[DenoiseResult]:
+        return denoise_batch(self.model, requests, progress, preview)
 
     async def check_health(self) -> None:
         """Async and answered by the ranks' control threads: a running batch never delays it."""

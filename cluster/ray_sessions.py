@@ -30,14 +30,14 @@ class RaySessions:
             session_id, token = await self._registry.create.remote(client, start, image)
         except RayTaskError as exc:
             raise unwrap_input_error(exc) or exc from None
-        return await self._open(session_id), token
+        return await self.find(session_id), token
 
     async def get(self, session_id: str, token: str) -> RemoteSession:
-        session = await self._open(session_id)
+        session = await self.find(session_id)
         await session.check_token(token)
         return session
 
-    async def _open(self, session_id: str) -> RemoteSession:
+    async def find(self, session_id: str) -> RemoteSession:
         try:
             actor = ray.get_actor(session_actor_name(self._app, session_id), namespace=NAMESPACE)
         except ValueError:

@@ -46,7 +46,7 @@ from framepack_live.engine.parallel import enable_sequence_parallel, sharded_wei
 
 from .config import ClusterConfig
 from .replica import load_model
-from .batch import denoise_batch
+from .batch import denoise_reported
 from .work import DenoiseRequest, DenoiseResult
 
 _JOIN_TIMEOUT = timedelta(minutes=5)
@@ -59,8 +59,9 @@ RANK_NAME_PREFIX = "DenoiserRank:"
 
 _ABORT_LOCK = threading.Lock()
 T = TypeVar("T")
-#: `task(model, payload, progress)`: the same call on every rank; `progress` is None except on rank 0.
-Task = Callable[[FramePackModel, Any, Callable[[int, int], None] | None], T]
+#: `task(model, payload, report)`: the same call on every rank; `report` (what rank 0's caller
+#: passes to `run`: its progress callbacks) is None except on rank 0.
+Task = Callable[[FramePackModel, Any, Any], T]
 
 
 class BatchFailed(RuntimeError):
@@ -99,14 +100,14 @@ def abort_group() -> None:
         gc.collect()
 
 
-def run_on_rank(model: FramePackModel, task: Task, payload: Any, progress) -> Any:
+def run_on_rank(model: FramePackModel, task: Task, payload: Any, report) -> Any:
     """Run this rank's share of a batch; on any error, tear the group down before raising.
 
     The error is re-raised as text: the original exception's frames may hold the process group
     (a collective's arguments), which would keep gloo's connections open.
     """
     try:
-        return task(model, payload, progress)
+        return task(model, payload, report)
     except Exception as exc:  # every error must reach the peers, whatever it is
         failure = f"rank {dist.get_rank() if dist.is_initialized() else '?'}: " + "".join(
             traceback.format_exception_only(exc)
@@ -175,11 +176,12 @@ class SequenceParallelGroup:
         #: Why the group cannot run any more (a rank did not stop or rejoin); None while usable.
         self.broken: str | None = None
 
-    def denoise(self, requests: list[DenoiseRequest], progress) -> list[DenoiseResult]:
-        """One Denoiser batch on every rank (see `run`)."""
-        return self.run(denoise_batch, requests, progress)
+    def denoise(self, requests: list[DenoiseRequest], progress, preview) -> list[DenoiseResult]:
+        """One Denoiser batch on every rank (see `run`); rank 0 alone reports progress and makes the
+        previews (every rank holds the whole latents)."""
+        return self.run(denoise_reported, requests, (progress, preview))
 
-    def run(self, task: Task, payload: Any, progress=None) -> Any:
+    def run(self, task: Task, payload: Any, report=None) -> Any:
         """Run `task` on every rank at once and return rank 0's result; blocks (call it from a
         worker thread). Raises `BatchFailed` on every rank if any rank raises, then rebuilds the
         group for the next call."""
@@ -190,7 +192,7 @@ class SequenceParallelGroup:
         watcher = threading.Thread(target=self._watch, args=(others, finished), daemon=True)
         watcher.start()
         try:
-            result = run_on_rank(self.model, task, payload, progress)
+            result = run_on_rank(self.model, task, payload, report)
             ray.get(others)
             return result
         except Exception as exc:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from framepack_live.engine.errors import InputError
+
 from .config import ClusterConfig
 
 APP_NAME = "framepack-live"
@@ -39,6 +41,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Ingress replicas: any of them serves any session (default 2 where there are 2 or more CPUs, else 1)",
     )
     parser.add_argument("--session-dir", default=None, help="where sessions keep their frames (default: the temp dir)")
+    access = parser.add_argument_group("networking and access (with --config: set them in the file's args)")
+    access.add_argument(
+        "--ice-server", action="append", default=[], metavar="URL",
+        help="a STUN or TURN server for WebRTC (stun:host:3478, turn:host:3478?transport=udp); repeatable",
+    )
+    access.add_argument("--ice-username", default=None, help="username for the --ice-server TURN servers")
+    access.add_argument("--ice-credential", default=None, help="credential (password) for the --ice-server TURN servers")
+    access.add_argument(
+        "--trusted-proxy", action="append", default=[], metavar="CIDR",
+        help="a load balancer or reverse proxy (address or network) whose X-Forwarded-For names the client; repeatable",
+    )
+    access.add_argument(
+        "--allowed-origin", action="append", default=[], metavar="ORIGIN",
+        help="another site (https://host[:port]) whose pages may use the server ('*': any); repeatable",
+    )
+    access.add_argument(
+        "--api-keys", type=Path, default=None, metavar="FILE", help="require one of these keys (one per line) to start a session",
+    )
     parser.add_argument(
         "--address", default=None, help="join this Ray cluster (e.g. 'auto') instead of starting a local one"
     )
@@ -48,10 +68,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: Flags that configure the application itself; a `--config` file sets them in its `args` instead.
+APP_FLAGS = ("ice_server", "ice_username", "ice_credential", "trusted_proxy", "allowed_origin", "api_keys")
+
+#: Serve's HTTP proxy runs uvicorn, which by default takes the client address from
+#: `X-Forwarded-For` for any peer on loopback. Whom to trust is the application's `trusted_proxies`
+#: setting, so the Ray this command starts runs its proxy with uvicorn's own trust turned off
+#: (`ray_cluster.yaml` does the same for `ray start`).
+PROXY_ENV = {"FORWARDED_ALLOW_IPS": ""}
+
+
 def run(args: argparse.Namespace) -> int:
     import ray
     from ray import serve
 
+    if args.config is not None:
+        given = [f"--{name.replace('_', '-')}" for name in APP_FLAGS if getattr(args, name) not in (None, [])]
+        if given:
+            raise InputError(
+                "bad_request", f"{', '.join(given)}: set these in {args.config}'s application args, not with --config"
+            )
+    if args.address is None:
+        for name, value in PROXY_ENV.items():
+            os.environ.setdefault(name, value)
     # "local" unless --address: a Ray someone else started on this machine is not ours to join.
     ray.init(address=args.address or "local", num_cpus=args.num_cpus if args.address is None else None, namespace="serve")
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -80,7 +119,16 @@ def _application_from_flags(args: argparse.Namespace, ray):
     from .app import build
 
     device = args.device or ("cuda" if ray.cluster_resources().get("GPU", 0) > 0 else "cpu")
-    config = ClusterConfig(
+    ingress = args.ingress_replicas or (2 if (os.cpu_count() or 1) >= 2 else 1)
+    denoisers = None if args.denoisers is None else {"num_replicas": args.denoisers}
+    try:
+        return build(_config_from_flags(args, device), denoisers, ingress_replicas=ingress)
+    except ValueError as exc:  # a bad setting (an ICE server, a key file) in one line, before anything is deployed
+        raise InputError("bad_request", str(exc)) from None
+
+
+def _config_from_flags(args: argparse.Namespace, device: str) -> ClusterConfig:
+    return ClusterConfig(
         model=args.model,
         device=device,
         sequence_parallel=args.sequence_parallel,
@@ -89,10 +137,22 @@ def _application_from_flags(args: argparse.Namespace, ray):
         compile=args.compile,
         cache=args.cache,
         session_dir=args.session_dir,
+        ice_servers=ice_servers_from_flags(args),
+        trusted_proxies=args.trusted_proxy,
+        allowed_origins=args.allowed_origin,
+        api_keys_file=str(args.api_keys.resolve()) if args.api_keys else None,
     )
-    ingress = args.ingress_replicas or (2 if (os.cpu_count() or 1) >= 2 else 1)
-    denoisers = None if args.denoisers is None else {"num_replicas": args.denoisers}
-    return build(config, denoisers, ingress_replicas=ingress)
+
+
+def ice_servers_from_flags(args: argparse.Namespace) -> list[dict]:
+    """One ICE server per `--ice-server`; TURN ones get `--ice-username`/`--ice-credential`."""
+    servers = []
+    for url in args.ice_server:
+        server = {"urls": url}
+        if url.startswith("turn"):
+            server |= {"username": args.ice_username, "credential": args.ice_credential}
+        servers.append(server)
+    return servers
 
 
 def _deploy_config_file(args: argparse.Namespace) -> tuple[str, int]:

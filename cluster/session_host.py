@@ -91,6 +91,7 @@ class SessionHost:
             media=request.media,
             limits=stream.limits,
             store=FrameStore(stream.session_dir / request.session_id, stream.jpeg_quality),
+            restart_steered=stream.restart_steered,
         )
         self._request = None  # the start image is the session's now; drop this copy
         self.session.start()
@@ -141,8 +142,8 @@ class RemoteSession:
         except RayTaskError as exc:
             raise unwrap_input_error(exc) or exc from None
 
-    async def steer(self, prompt: str) -> None:
-        await self._call("steer", prompt)
+    async def steer(self, prompt: str, transition: int | None = None) -> None:
+        await self._call("steer", prompt, transition)
 
     async def pause(self) -> None:
         await self._call("pause")

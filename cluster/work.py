@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from framepack_live.engine.conditioning import PromptEmbeds
@@ -34,10 +35,15 @@ class DenoiseRequest:
     image_embeds: torch.Tensor
 
     def batch_key(self) -> tuple:
-        """Requests with equal keys have equal tensor shapes and sampler settings, so they can share
-        forward passes: the per-session parts (prompt, image, history, noise) ride the batch axis."""
+        """Requests with equal keys have equal tensor shapes, sampler settings and LoRAs, so they can
+        share forward passes: the per-session parts (prompt, image, history, noise) ride the batch axis."""
         s = self.settings
-        return (s.width, s.height, s.window, s.steps, s.scheduler, s.guidance, s.cfg, s.guidance_rescale, s.sampling)
+        return (s.width, s.height, s.window, s.steps, s.scheduler, s.guidance, s.cfg, s.guidance_rescale, s.sampling,
+                s.loras)
+
+    def wants_preview(self, step: int, steps: int) -> bool:
+        every = self.settings.preview_every
+        return every > 0 and (step % every == 0 or step == steps)
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,16 @@ class Progress:
 
     step: int
     steps: int
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A cheap RGB preview of a section being denoised (engine.preview), streamed like `Progress`."""
+
+    step: int
+    steps: int
+    #: uint8 [T, h, w, 3], one frame per latent frame (engine.preview.LatentPreview.frames).
+    frames: np.ndarray
 
 
 @dataclass

@@ -7,6 +7,7 @@ layer-skip and pooling details to the library.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,40 @@ class PromptEmbeds:
     def cat(cls, embeds: list[PromptEmbeds]) -> PromptEmbeds:
         """Several prompts on the batch axis (equal lengths: the encoder pads to a fixed length)."""
         return cls(**{f.name: torch.cat([getattr(e, f.name) for e in embeds]) for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class PromptBlend:
+    """The prompts that condition one section and their weights (summing to 1): a single prompt,
+    or, during a transition, the old prompt(s) mixed with the new one. Plain data, so a driver that
+    encodes prompts elsewhere (the cluster's Encoder) can build the conditioning from it."""
+
+    prompts: tuple[str, ...]
+    weights: tuple[float, ...]
+
+    @classmethod
+    def of(cls, prompt: str) -> PromptBlend:
+        return cls((prompt,), (1.0,))
+
+    def toward(self, prompt: str, weight: float) -> PromptBlend:
+        """This mix moved `weight` (0..1) of the way to `prompt`."""
+        mixed = {p: w * (1.0 - weight) for p, w in zip(self.prompts, self.weights)}
+        mixed[prompt] = mixed.get(prompt, 0.0) + weight
+        kept = {p: w for p, w in mixed.items() if w > 0}
+        return PromptBlend(tuple(kept), tuple(kept.values()))
+
+
+def blend_embeds(embeds: Sequence[PromptEmbeds], weights: Sequence[float]) -> PromptEmbeds:
+    """The weighted mean of prompt embeddings (interpolated conditioning, as prompt-blending front
+    ends of FramePack do). Every token position that any of the prompts uses stays visible (the
+    masks' union): a position only one prompt fills carries that prompt's token, faded by its weight."""
+    if len(embeds) == 1:
+        return embeds[0]
+    mixed = {
+        name: sum(w * getattr(e, name) for e, w in zip(embeds, weights)) for name in ("embeds", "pooled")
+    }
+    mask = torch.stack([e.mask for e in embeds]).amax(dim=0)
+    return PromptEmbeds(embeds=mixed["embeds"], mask=mask, pooled=mixed["pooled"])
 
 
 @dataclass

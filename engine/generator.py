@@ -14,11 +14,12 @@ import torch
 from PIL import Image
 
 from . import video_state
-from .conditioning import PromptEmbeds, check_prompt, encode_image, encode_prompt
+from .conditioning import PromptBlend, PromptEmbeds, blend_embeds, check_prompt, encode_image, encode_prompt
 from .decoding import decode_section
 from .denoising import denoise_plans
 from .images import default_start_image
 from .model import FramePackModel
+from .preview import PreviewCallback
 from .sampling import Guidance, Progress
 from .section import Section, TimelineEntry
 from .settings import GenerationSettings
@@ -63,12 +64,18 @@ class SectionGenerator:
         self._prompts: dict[str, PromptEmbeds] = {}
 
     @classmethod
-    def from_state_dict(cls, model: FramePackModel, data: dict) -> SectionGenerator:
+    def from_state(cls, model: FramePackModel, state: VideoState) -> SectionGenerator:
+        """Drive a state begun elsewhere: `video_state.begin` of a start made from the prompt alone
+        (`engine.text_start`), `video_state.begin_after` of a video to continue (`engine.extension`)."""
         generator = cls.__new__(cls)
         generator.model = model
-        generator.state = VideoState.from_dict(data)
+        generator.state = state
         generator._prompts = {}
         return generator
+
+    @classmethod
+    def from_state_dict(cls, model: FramePackModel, data: dict) -> SectionGenerator:
+        return cls.from_state(model, VideoState.from_dict(data))
 
     def state_dict(self) -> dict:
         return self.state.to_dict()
@@ -92,10 +99,11 @@ class SectionGenerator:
         """Playback index of the section the next call makes."""
         return self.state.next_index
 
-    def set_prompt(self, prompt: str) -> None:
-        """Use `prompt` from the next section on (sections already made are untouched)."""
+    def set_prompt(self, prompt: str, transition: int | None = None) -> None:
+        """Use `prompt` from the next section on (sections already made are untouched), blended in
+        over `transition` sections (default: the settings'; see `video_state.steer`)."""
         check_prompt(self.model, prompt)
-        self.state.prompt = prompt
+        video_state.steer(self.state, prompt, transition)
 
     def video_latents(self) -> torch.Tensor:
         return self.state.video.clone()
@@ -105,18 +113,26 @@ class SectionGenerator:
             self._prompts[prompt] = encode_prompt(self.model, prompt)
         return self._prompts[prompt]
 
-    def _guidance(self, prompt: str) -> Guidance:
+    def guidance(self, blend: PromptBlend) -> Guidance:
+        """The conditioning of a prompt blend (a plan's), its prompts encoded once and cached."""
         settings = self.settings
         return Guidance(
-            prompt=self._embeds(prompt),
+            prompt=blend_embeds([self._embeds(p) for p in blend.prompts], blend.weights),
             image_embeds=self.state.start.image_embeds,
             negative=self._embeds(settings.negative_prompt) if settings.cfg > 1.0 else None,
         )
 
-    def next_section(self, progress: Progress | None = None) -> Section:
-        """Denoise and decode the next section; returns the frames that became final."""
+    def next_section(self, progress: Progress | None = None, preview: PreviewCallback | None = None) -> Section:
+        """Denoise and decode the next section; returns the frames that became final.
+
+        `preview(step, steps, [frames])` gets a cheap preview of the section while it denoises,
+        every `settings.preview_every` steps (engine.preview).
+        """
         plan = video_state.plan_section(self.state)
-        (latents,) = denoise_plans(self.model, [plan], [self._guidance(plan.prompt)], self.settings, progress)
+        (latents,) = denoise_plans(
+            self.model, [plan], [self.guidance(plan.blend)], self.settings, progress, preview,
+            self.settings.preview_every,
+        )
         decode = video_state.accept_section(self.state, plan, latents)
         return video_state.finish_section(self.state, plan, decode_section(self.model, decode))
 

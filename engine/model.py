@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from diffusers import HunyuanVideoFramepackPipeline, HunyuanVideoFramepackTransformer3DModel
@@ -12,8 +13,10 @@ from transformers import AutoImageProcessor, SiglipVisionModel
 from transformers.utils import logging as transformers_logging
 
 from . import caching
+from .download import DownloadProgress, ensure_local
 from .fast_decoder import FastDecoder
-from .presets import ModelSource, resolve
+from .presets import DEFAULT_MODEL, ModelSource, resolve
+from .preview import LatentPreview
 
 #: The pipeline's components by the job they do; a stage loads only the parts it runs.
 PARTS: dict[str, tuple[str, ...]] = {
@@ -48,6 +51,8 @@ class FramePackModel:
     dtype: torch.dtype
     #: The live view's small decoder (`engine.fast_decoder`), when the model has one and it was asked for.
     fast_decoder: FastDecoder | None = None
+    #: The latent -> RGB map of step previews (engine.preview); None when the model has none.
+    preview: LatentPreview | None = None
 
     @classmethod
     def load(
@@ -62,6 +67,7 @@ class FramePackModel:
         cache: str | None = None,
         compile: bool = False,
         shard_weights: bool = False,
+        download: DownloadProgress | None = None,
     ) -> FramePackModel:
         """Load a preset, a local pipeline directory or a hub id.
 
@@ -76,13 +82,15 @@ class FramePackModel:
         `shard_weights` keeps only this rank's share of the transformer's block weights
         (`engine.parallel.shard_weights`; `torch.distributed` must be up): they are split on the
         host, so the device never holds them all.
+        Hub components are fetched first (engine.download), their progress in `download` (a
+        terminal bar by default); a hub that cannot be reached raises `ModelUnavailable`.
         """
         if shard_weights and cpu_offload:
             raise ValueError("shard_weights and cpu_offload do not go together: offloading moves whole components")
         unknown = set(parts) - set(PARTS)
         if unknown:
             raise ValueError(f"unknown model parts {sorted(unknown)}; choose from {sorted(PARTS)}")
-        source = resolve(model)
+        source = ensure_local(model or DEFAULT_MODEL, resolve(model), parts, download)
         device = torch.device(device) if device is not None else default_device()
         dtype = dtype or default_dtype(device)
         diffusers_logging.disable_progress_bar()
@@ -118,7 +126,8 @@ class FramePackModel:
         fast_decoder = None
         if live_decoder and source.live_decoder and "vae" in parts:
             fast_decoder = FastDecoder.from_pretrained(source.base, subfolder=source.live_decoder).to(device).eval()
-        loaded = cls(pipeline=pipeline, source=source, device=device, dtype=dtype, fast_decoder=fast_decoder)
+        loaded = cls(pipeline=pipeline, source=source, device=device, dtype=dtype, fast_decoder=fast_decoder,
+                     preview=_preview(pipeline, source))
         if "transformer" in parts:
             loaded.set_cache(cache or source.cache)
         if compile:
@@ -159,3 +168,15 @@ class FramePackModel:
     def latent_channels(self) -> int:
         """Channels of the latents the transformer denoises (the VAE's latent channels)."""
         return int(self.transformer.config.in_channels)
+
+
+def _preview(pipeline: HunyuanVideoFramepackPipeline, source: ModelSource) -> LatentPreview | None:
+    """The model directory's fitted preview map, else the one for the latents' channel count."""
+    if pipeline.transformer is not None:
+        channels = pipeline.transformer.config.in_channels
+    elif pipeline.vae is not None:
+        channels = pipeline.vae.config.latent_channels
+    else:
+        return None  # an encoder stage makes no latents to preview
+    directory = source.base if Path(source.base).is_dir() else None
+    return LatentPreview.for_model(directory, channels)

@@ -30,6 +30,13 @@ class PromptSchedule:
             entries.append((start, text))
         return cls(tuple(sorted(entries, key=lambda entry: entry[0])))
 
+    @classmethod
+    def per_section(cls, settings: GenerationSettings, prompts: dict[int, str]) -> PromptSchedule:
+        """The schedule that gives section i (playback order) `prompts[i]`: a video's timeline
+        replayed (`render --from`). Sections without an entry keep the one before."""
+        return cls(tuple((index * settings.frames_per_section / settings.fps, prompt)
+                         for index, prompt in sorted(prompts.items())))
+
     @property
     def prompts(self) -> list[str]:
         return [prompt for _, prompt in self.entries]

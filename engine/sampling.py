@@ -27,6 +27,9 @@ MAX_SHIFT_EXP = 7.0
 Progress = Callable[[int, int], None]
 #: Prompt tokens come in multiples of this after `Guidance.cropped`.
 PROMPT_BUCKET = 64
+#: `estimate(step, steps, x0)`: the clean latents the model predicts at a step, [B, C, T, h, w] on
+#: the sampling device; what step previews show.
+Estimate = Callable[[int, int, torch.Tensor], None]
 
 
 def shift_mu(latent_frames: int, latent_height: int, latent_width: int, patch_size: int) -> float:
@@ -134,12 +137,16 @@ def sample_steps(
     context: PackedContext,
     guidance: Guidance,
     settings: GenerationSettings,
+    estimate: Estimate | None = None,
 ) -> Iterator[torch.Tensor]:
     """The sampler's latents after each step, from `noise` (float32, [B, C, window, h, w]).
 
     One loop for the engine (which keeps the last) and for distillation (which keeps the
     teacher's whole trajectory). Step caches are reset before and after: their state belongs to one
     section's trajectory, and a stale residual would leak into the next section or session.
+
+    `estimate` gets the flow-matching estimate of the clean latents at each step: with
+    x_t = (1 - sigma) x0 + sigma * noise and the velocity v = noise - x0, x0 = x_t - sigma * v.
     """
     patch = transformer.config.patch_size
     mu = shift_mu(noise.shape[2], noise.shape[3], noise.shape[4], patch)
@@ -151,8 +158,10 @@ def sample_steps(
     try:
         latents = noise
         for i, t in enumerate(scheduler.timesteps):
-            velocity = predict_velocity(transformer, latents, t.expand(latents.shape[0]), context, guidance, settings, i)
-            latents = scheduler.step(velocity.float(), t, latents, return_dict=False)[0]
+            velocity = predict_velocity(transformer, latents, t.expand(latents.shape[0]), context, guidance, settings, i).float()
+            if estimate is not None:
+                estimate(i + 1, len(scheduler.timesteps), latents - scheduler.sigmas[i].to(latents.device) * velocity)
+            latents = scheduler.step(velocity, t, latents, return_dict=False)[0]
             yield latents
     finally:
         if cached:
@@ -166,10 +175,11 @@ def denoise_section(
     guidance: Guidance,
     settings: GenerationSettings,
     progress: Progress | None = None,
+    estimate: Estimate | None = None,
 ) -> torch.Tensor:
     """Sample one window of latents from `noise` (float32, [B, C, window, h, w])."""
     latents = noise
-    for i, latents in enumerate(sample_steps(transformer, noise, context, guidance, settings)):
+    for i, latents in enumerate(sample_steps(transformer, noise, context, guidance, settings, estimate)):
         if progress is not None:
             progress(i + 1, settings.steps)
     return latents

@@ -9,10 +9,12 @@ import numpy as np
 
 @dataclass(frozen=True)
 class TimelineEntry:
-    """The prompt that made one section, in playback order."""
+    """The prompt that made one section, in playback order, and during a transition the blend of
+    prompts (prompt -> weight) that conditioned it."""
 
     section: int
     prompt: str
+    blend: dict[str, float] | None = None
 
 
 @dataclass

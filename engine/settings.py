@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Literal
 
 Sampling = Literal["forward", "inverted"]
 SchedulerName = Literal["euler", "unipc"]
+DecodeMode = Literal["blend", "causal"]
 
 #: The VAE of HunyuanVideo compresses 4 video frames into one latent frame (plus the first frame).
 VAE_TEMPORAL_RATIO = 4
@@ -36,8 +38,23 @@ class GenerationSettings:
     #: `None` in forward order means "until stopped".
     sections: int | None = None
     fps: int = 30
+    #: How each section's latents become frames (engine/decoding.py). `blend`: decoded with the
+    #: previous section and cross-faded over `overlap_frames`, as diffusers and the original do (its
+    #: frames equal diffusers' video), holding those frames back until the next section. `causal`
+    #: (forward only): the new latents decoded after the previous section's as the causal VAE's
+    #: context, every frame final at once; what a live stream wants.
+    decode: DecodeMode = "blend"
+    #: Sections a steer's new prompt is blended in over (`video_state.steer`); 0 switches at once.
+    transition: int = 0
+    #: A step preview after every this many denoising steps, for drivers that ask for previews (0: none).
+    preview_every: int = 1
+    #: LoRA adapters the transformer runs with, as (weights file, scale) pairs (`engine.lora`):
+    #: they change what a section becomes, so they belong to the video like its sampler settings.
+    loras: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
+        # Lists (from JSON or a state dict) become tuples: the settings stay hashable and comparable.
+        object.__setattr__(self, "loras", tuple((str(path), float(scale)) for path, scale in self.loras))
         problems = []
         if self.width % 16 or self.height % 16 or self.width <= 0 or self.height <= 0:
             problems.append(f"width and height must be positive multiples of 16, got {self.width}x{self.height}")
@@ -53,8 +70,18 @@ class GenerationSettings:
             problems.append("inverted sampling generates from the end, so it needs a fixed number of sections")
         if self.sections is not None and self.sections < 0:
             problems.append(f"sections must be >= 0, got {self.sections}")
+        if self.decode not in ("blend", "causal"):
+            problems.append(f"decode must be 'blend' or 'causal', got {self.decode!r}")
+        if self.decode == "causal" and self.sampling != "forward":
+            problems.append("causal decoding needs forward sampling: an inverted video has no earlier frames to decode after")
+        if self.transition < 0:
+            problems.append(f"transition must be >= 0 sections, got {self.transition}")
+        if self.preview_every < 0:
+            problems.append(f"preview_every must be >= 0 steps, got {self.preview_every}")
         if self.cfg < 1.0:
             problems.append(f"cfg must be >= 1 (1 disables real CFG), got {self.cfg}")
+        if not all(math.isfinite(scale) for _, scale in self.loras):
+            problems.append(f"LoRA scales must be finite numbers, got {[scale for _, scale in self.loras]}")
         if problems:
             raise ValueError("; ".join(problems))
 

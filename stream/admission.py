@@ -14,7 +14,7 @@ from .protocol import Start
 from .settings import StreamSettings
 
 #: `start` fields a client may set, on top of the server's defaults.
-OVERRIDABLE = ("seed", "width", "height", "steps", "guidance")
+OVERRIDABLE = ("seed", "width", "height", "steps", "guidance", "transition")
 
 
 def generation_settings(settings: StreamSettings, start: Start) -> GenerationSettings:

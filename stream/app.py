@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, ValidationError
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from framepack_live.engine.errors import InputError
 
@@ -39,13 +40,19 @@ HTTP_STATUS = {
 }
 
 
-class Offer(BaseModel):
+class _Body(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
+
+class Offer(_Body):
     session_id: str
     token: str
     sdp: str
     type: Literal["offer"]
+
+
+class DownloadRequest(_Body):
+    token: str
 
 
 def error_response(exc: InputError) -> JSONResponse:
@@ -68,18 +75,80 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def create_router(directory: SessionDirectory) -> APIRouter:
-    """`/ws`, `/healthz`, `POST /webrtc/offer` and `GET /sessions/{id}/video.mp4` over `directory`.
+async def _read_body(request: Request, model: type[_Body], limit: int) -> _Body:
+    """A JSON body of `model`'s fields; `bad_request` with the first reason when it is not one."""
+    body = await _read_limited(request, limit)
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise InputError("bad_request", str(exc.errors(include_url=False)[0]["msg"])) from None
 
-    Whoever includes the router owns the directory's lifetime: call `await directory.close()` on shutdown.
+
+def page_config(settings: StreamSettings) -> dict:
+    """`GET /config`: what the page needs to offer sensible choices before it starts anything."""
+    defaults, limits = settings.generation, settings.limits
+    model = settings.model
+    return {
+        "model": None if model is None else {
+            "name": model.name,
+            "width": model.trained.width,
+            "height": model.trained.height,
+            "steps": model.trained.steps,
+            "window": model.trained.window,
+            "fps": model.trained.fps,
+        },
+        "defaults": {
+            "width": defaults.width,
+            "height": defaults.height,
+            "steps": defaults.steps,
+            "window": defaults.window,
+            "fps": defaults.fps,
+            "guidance": defaults.guidance,
+            "seed": defaults.seed,
+            "frames_per_section": defaults.frames_per_section,
+        },
+        "loras": list(model.loras) if model is not None else [],
+        "limits": {
+            "max_steps": limits.max_steps,
+            "max_pixels": limits.max_video_pixels,
+            "max_video_seconds": limits.max_video_seconds,
+            # Sections of the default size that fit in the longest video a session may make.
+            "max_sections": int(limits.max_video_seconds * defaults.fps) // defaults.frames_per_section,
+            "max_prompt_chars": limits.max_prompt_chars,
+            "max_image_pixels": limits.max_image_pixels,
+            "max_message_bytes": limits.max_message_bytes,
+        },
+        "ice_servers": list(settings.ice_servers),
+        "api_key_required": settings.access.api_key_required,
+    }
+
+
+def create_router(directory: SessionDirectory) -> APIRouter:
+    """`/ws`, `/healthz`, `/config`, `POST /webrtc/offer`, `POST /sessions/{id}/download` and
+    `GET /sessions/{id}/video.mp4` over `directory`.
+
+    Whoever includes the router owns the directory's lifetime: call `await directory.close()` on
+    shutdown. With `trusted_proxies` set, the app must also apply `ProxyHeadersMiddleware` as
+    `create_directory_app` does (the client addresses come from it).
     """
     router = APIRouter()
     settings = directory.settings
+    access = settings.access
 
     @router.websocket("/ws")
     async def websocket(websocket: WebSocket) -> None:
+        try:
+            access.check_origin(websocket.headers)
+        except InputError:
+            # Refused before the handshake completes: the browser sees HTTP 403 and no socket.
+            await websocket.close(code=1008)
+            return
         client = websocket.client.host if websocket.client else "unknown"
         await Connection(websocket, directory, client).serve()
+
+    @router.get("/config")
+    async def config() -> dict:
+        return page_config(settings)
 
     @router.get("/healthz")
     async def healthz() -> dict:
@@ -95,29 +164,43 @@ def create_router(directory: SessionDirectory) -> APIRouter:
     @router.post("/webrtc/offer")
     async def webrtc_offer(request: Request) -> Response:
         try:
-            body = await _read_limited(request, settings.limits.max_message_bytes)
-            try:
-                offer = Offer.model_validate_json(body)
-            except ValidationError as exc:
-                raise InputError("bad_request", str(exc.errors(include_url=False)[0]["msg"])) from None
+            access.check_origin(request.headers)
+            offer = await _read_body(request, Offer, settings.limits.max_message_bytes)
             session = await directory.get(offer.session_id, offer.token)
             answer = await answer_offer(session, RTCSessionDescription(offer.sdp, offer.type), settings.ice_servers)
         except InputError as exc:
             return error_response(exc)
         return JSONResponse({"sdp": answer.sdp, "type": answer.type})
 
-    @router.get("/sessions/{session_id}/video.mp4")
-    async def video(session_id: str, token: str = "") -> Response:
+    @router.post("/sessions/{session_id}/download")
+    async def download_link(session_id: str, request: Request) -> Response:
+        """A link to the session's MP4 that works for `link_lifetime_s`, for the session's token."""
         try:
-            session = await directory.get(session_id, token)
+            access.check_origin(request.headers)
+            body = await _read_body(request, DownloadRequest, settings.limits.max_message_bytes)
+            session = await directory.get(session_id, body.token)
+            if not await session.export_parts():
+                raise InputError("not_found", "the session has no frames yet")
+        except InputError as exc:
+            return error_response(exc)
+        url, expires = access.download_link(session_id)
+        return JSONResponse({"url": url, "expires": expires}, headers={"Cache-Control": "no-store"})
+
+    @router.get("/sessions/{session_id}/video.mp4")
+    async def video(session_id: str, expires: str = "", signature: str = "") -> Response:
+        try:
+            access.check_download_link(session_id, expires, signature)
+            session = await directory.find(session_id)
             parts = await session.export_parts()
             if not parts:
                 raise InputError("not_found", "the session has no frames yet")
         except InputError as exc:
             return error_response(exc)
-        return StreamingResponse(
-            _export(session, parts), media_type="video/mp4", headers={"Cache-Control": "no-store"}
-        )
+        headers = {
+            "Cache-Control": "no-store",
+            "Content-Disposition": f'attachment; filename="framepack-live-{session_id}.mp4"',
+        }
+        return StreamingResponse(_export(session, parts), media_type="video/mp4", headers=headers)
 
     return router
 
@@ -146,6 +229,11 @@ def create_directory_app(directory: SessionDirectory, static_dir: str | Path | N
     app = FastAPI(title="framepack-live", lifespan=lifespan)
     app.state.directory = directory
     app.include_router(create_router(directory))
+    proxies = directory.settings.access.trusted_proxies
+    if proxies:
+        # uvicorn's middleware does what `trusted_proxies` promises: the client is the rightmost
+        # `X-Forwarded-For` hop that is not a trusted proxy, and only a trusted peer's header counts.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(proxies))
     if static_dir is not None:
         app.mount("/", StaticFiles(directory=static_dir, html=True), name="client")
     return app

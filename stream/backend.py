@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+import numpy as np
 from PIL import Image
 
 from framepack_live.engine.section import Section
@@ -19,22 +20,51 @@ from framepack_live.engine.settings import GenerationSettings
 #: `progress(step, steps)` while a section is denoised. Implementations may call it from any
 #: thread (the engine calls it from its worker); the session hops back onto its event loop.
 ProgressCallback = Callable[[int, int], None]
+#: `preview(step, steps, frames)`: a cheap RGB preview of the section being denoised, uint8
+#: [T, h, w, 3] (one frame per latent frame), before that step's `progress`; any thread.
+PreviewCallback = Callable[[int, int, np.ndarray], None]
+
+
+def worth_restarting(step: int, steps: int) -> bool:
+    """Whether a steer should start the section being denoised over with the new prompt.
+
+    Restarting at step s of S puts the steer's frames about one section period after it (S steps
+    and a decode) and wastes s steps; not restarting puts them (S - s) + S steps after it. With
+    at most half the steps done the restart is the only way to keep every steer within 1.5
+    periods; past half, letting the section finish is within 1.5 periods too and wastes nothing.
+    """
+    return 2 * step <= steps
 
 
 class SectionSource(Protocol):
     """One video in the making: the engine state needed to continue it lives behind this object.
 
-    Calls on one source never overlap: the session awaits each before making the next.
+    `next_section` calls never overlap: the session awaits each before making the next; `restart`
+    may come while one runs.
     """
 
-    async def next_section(self, prompt: str, progress: ProgressCallback) -> Section:
-        """Make the next section (playback order) with `prompt`, which may differ from the last one.
+    async def next_section(
+        self,
+        prompt: str,
+        progress: ProgressCallback,
+        preview: PreviewCallback | None = None,
+        transition: int | None = None,
+    ) -> Section:
+        """Make the next section (playback order) with `prompt`, which may differ from the last one
+        (then blended in over `transition` sections; None: the settings'). The returned section
+        says which prompt made it (a `restart` may have changed it).
 
-        The returned frames are final; the last `overlap_frames` of the video are held back for
-        blending with the next section, see `flush`. A prompt the engine refuses raises
-        `InputError` (`prompt_too_long`, ...) before anything changes, so the session can report
-        it and go on with its last good prompt.
+        The returned frames are final; in `blend` decoding the last `overlap_frames` of the video
+        are held back for blending with the next section, see `flush`. A prompt the engine refuses
+        raises `InputError` (`prompt_too_long`, ...) before anything changes, so the session can
+        report it and go on with its last good prompt.
         """
+        ...
+
+    async def restart(self, prompt: str, transition: int | None = None) -> bool:
+        """A steer during `next_section`: start the section being denoised over with `prompt` when
+        that pays (`worth_restarting`); True if it did. Otherwise, or if the engine refuses the
+        prompt, nothing changes and the next `next_section` call brings the prompt as usual."""
         ...
 
     async def flush(self) -> Section | None:

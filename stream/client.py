@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import websockets
@@ -31,6 +33,8 @@ class Received:
 
     sections: list[tuple[dict, list[bytes]]] = field(default_factory=list)
     progress: list[dict] = field(default_factory=list)
+    #: `preview` messages with their JPEG, and when each arrived (`time.monotonic()`).
+    previews: list[tuple[dict, bytes, float]] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
     done: dict | None = None
     #: Sections received a second time: after a re-attach the server re-sends what it could not
@@ -67,6 +71,17 @@ def _same_piece(a: dict, b: dict) -> bool:
     return (a["section"], a["first_frame"]) == (b["section"], b["first_frame"])
 
 
+async def download(http, session_id: str, token: str):
+    """The session's MP4 the way the page gets it: a signed link for the token
+    (`POST /sessions/{id}/download`), then the link. `http` is an `httpx.AsyncClient` on the
+    server's base URL (the caller's, so this module needs no HTTP library); returns the link's
+    response, or the refusal when no link was given."""
+    link = await http.post(f"/sessions/{session_id}/download", json={"token": token})
+    if link.status_code != 200:
+        return link
+    return await http.get(link.json()["url"])
+
+
 async def send(ws: ClientConnection, **message) -> None:
     await ws.send(json.dumps(message))
 
@@ -78,20 +93,35 @@ async def recv_json(ws: ClientConnection, timeout: float = 60) -> dict:
     return json.loads(message)
 
 
+async def _recv_binary(ws: ClientConnection, message: dict, timeout: float) -> bytes:
+    data = await asyncio.wait_for(ws.recv(), timeout)
+    if not isinstance(data, bytes):
+        raise ProtocolViolation(f"{message['type']} {message.get('section')}: a JSON message where its JPEG was due")
+    return data
+
+
 async def expect(ws: ClientConnection, type_: str, timeout: float = 60) -> dict:
-    """The next message other than `progress`; `ProtocolViolation` if it is not of `type_`."""
+    """The next message other than `progress` and `preview`; `ProtocolViolation` if it is not of `type_`."""
     while True:
         message = await recv_json(ws, timeout)
-        if message["type"] != "progress":
+        if message["type"] == "preview":
+            await _recv_binary(ws, message, timeout)
+        elif message["type"] != "progress":
             if message["type"] != type_:
                 raise ProtocolViolation(f"expected `{type_}`, got {message}")
             return message
 
 
 async def receive(
-    ws: ClientConnection, into: Received, until_sections: int | None = None, media: bool = True, timeout: float = 60
+    ws: ClientConnection,
+    into: Received,
+    until_sections: int | None = None,
+    media: bool = True,
+    timeout: float = 60,
+    until: Callable[[dict], bool] | None = None,
 ) -> Received:
-    """Read one session's messages into `into` until `done` or an `error` (or `until_sections`).
+    """Read one session's messages into `into` until `done` or an `error` (or `until_sections`,
+    or a message for which `until` is true).
 
     `media` says whether the session was started with `media: "jpeg"` (frames follow each
     `section` message) or `"none"`.
@@ -109,9 +139,13 @@ async def receive(
                 into.sections.append((message, frames))
         elif kind == "progress":
             into.progress.append(message)
+        elif kind == "preview":
+            into.previews.append((message, await _recv_binary(ws, message, timeout), time.monotonic()))
         elif kind == "done":
             into.done = message
         elif kind == "error":
             into.errors.append(message)
+            break
+        if until is not None and until(message):
             break
     return into

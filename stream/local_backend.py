@@ -15,12 +15,13 @@ from typing import TypeVar
 
 from PIL import Image
 
+from framepack_live.engine.errors import InputError
 from framepack_live.engine.generator import SectionGenerator
 from framepack_live.engine.model import FramePackModel
 from framepack_live.engine.section import Section
 from framepack_live.engine.settings import GenerationSettings
 
-from .backend import ProgressCallback
+from .backend import PreviewCallback, ProgressCallback, worth_restarting
 
 T = TypeVar("T")
 
@@ -45,22 +46,76 @@ class InProcessBackend:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 
+class Restart(Exception):
+    """Raised from the engine's progress callback to abandon a section a steer restarts."""
+
+
 class LocalSource:
-    """One `SectionGenerator`; its calls go through the backend's queue."""
+    """One `SectionGenerator`; its calls go through the backend's queue.
+
+    A restart abandons the section at its next denoising step (from the progress callback, in the
+    worker thread): planning is pure, so nothing of the abandoned section stays in the state.
+    """
 
     def __init__(self, backend: InProcessBackend, generator: SectionGenerator, prompt: str) -> None:
         self._backend = backend
         self._generator: SectionGenerator | None = generator
         self._prompt = prompt
+        #: (step, steps) of the section being denoised; (0, steps) while its call waits in the
+        #: queue; None between calls.
+        self._denoising: tuple[int, int] | None = None
+        self._restart: tuple[str, int | None] | None = None
 
-    async def next_section(self, prompt: str, progress: ProgressCallback) -> Section:
-        return await self._backend.run(self._next, prompt, progress)
+    async def next_section(
+        self,
+        prompt: str,
+        progress: ProgressCallback,
+        preview: PreviewCallback | None = None,
+        transition: int | None = None,
+    ) -> Section:
+        self._denoising = (0, self._generator.settings.steps)
+        return await self._backend.run(self._next, prompt, progress, preview, transition)
 
-    def _next(self, prompt: str, progress: ProgressCallback) -> Section:
+    def _next(self, prompt: str, progress: ProgressCallback, preview: PreviewCallback | None, transition: int | None) -> Section:
+        self._steer(prompt, transition)  # checks the prompt before it changes anything
+        self._take_restart()  # a steer that came while the call waited in the queue
+
+        def on_step(step: int, steps: int) -> None:
+            self._denoising = (step, steps)
+            if self._restart is not None:
+                raise Restart
+            progress(step, steps)
+
+        on_preview = None if preview is None else (lambda step, steps, frames: preview(step, steps, frames[0]))
+        try:
+            while True:
+                try:
+                    return self._generator.next_section(on_step, on_preview)
+                except Restart:
+                    self._take_restart()
+                    self._denoising = (0, self._generator.settings.steps)
+        finally:
+            self._denoising = self._restart = None
+
+    def _take_restart(self) -> None:
+        restart, self._restart = self._restart, None
+        if restart is not None:
+            try:
+                self._steer(*restart)
+            except InputError:  # refused: the session reports it at the next section boundary
+                pass
+
+    def _steer(self, prompt: str, transition: int | None) -> None:
         if prompt != self._prompt:
-            self._generator.set_prompt(prompt)  # checks the prompt before it changes anything
+            self._generator.set_prompt(prompt, transition)
             self._prompt = prompt
-        return self._generator.next_section(progress=progress)
+
+    async def restart(self, prompt: str, transition: int | None = None) -> bool:
+        denoising = self._denoising
+        if denoising is None or not worth_restarting(*denoising):
+            return False
+        self._restart = (prompt, transition)
+        return True
 
     async def flush(self) -> Section | None:
         return await self._backend.run(self._generator.flush)

@@ -48,6 +48,7 @@ class SessionManager:
             media=start.media,
             limits=self.settings.limits,
             store=store,
+            restart_steered=self.settings.restart_steered,
         )
         self._sessions[session.id] = session
         if self._reaper is None:  # started here, not in a lifespan hook, so any host app works
@@ -59,10 +60,14 @@ class SessionManager:
         return sum(s.active for s in self._sessions.values())
 
     async def get(self, session_id: str, token: str) -> Session:
+        session = await self.find(session_id)
+        session.check_token(token)
+        return session
+
+    async def find(self, session_id: str) -> Session:
         session = self._sessions.get(session_id)
         if session is None:
             raise InputError("not_found", "no such session (it may have been freed after being idle)")
-        session.check_token(token)
         return session
 
     async def reap(self) -> None:

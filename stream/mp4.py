@@ -1,4 +1,5 @@
-"""Incremental H.264 MP4 writing with PyAV, for files (`render`) and in-memory exports."""
+"""H.264 MP4 with PyAV: incremental writing for files (`render`) and in-memory exports, and
+reading a video's frames back (`render --extend`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import BinaryIO
 
 import av
 import numpy as np
+
+from framepack_live.engine.errors import InputError
 
 #: H.264 encoders in order of preference; PyAV's wheels ship libx264, some FFmpeg builds only
 #: Cisco's libopenh264.
@@ -26,13 +29,25 @@ class Mp4Writer:
 
     The size is taken from the first frame; `crf` sets x264's quality (lower is better, 18 is
     visually lossless, 23 its default); `preset` trades encoding speed for size; `options` are
-    the MP4 muxer's (e.g. `movflags`).
+    the MP4 muxer's (e.g. `movflags`). `metadata` are container tags of any name
+    (`stream.metadata`'s record among them), which needs the muxer's `use_metadata_tags`: by
+    default MP4 keeps only a fixed set of names.
     """
 
     def __init__(
-        self, target: str | BinaryIO, fps: int, crf: int = 18, preset: str = "medium", options: dict | None = None
+        self,
+        target: str | BinaryIO,
+        fps: int,
+        crf: int = 18,
+        preset: str = "medium",
+        options: dict | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> None:
-        self._container = av.open(target, mode="w", format="mp4", options=options or {})
+        options = dict(options or {})
+        if metadata:
+            options["movflags"] = "+".join(filter(None, (options.get("movflags"), "use_metadata_tags")))
+        self._container = av.open(target, mode="w", format="mp4", options=options)
+        self._container.metadata.update(metadata or {})
         self._fps = fps
         self._options = {"crf": str(crf), "preset": preset}
         self._stream = None
@@ -68,3 +83,30 @@ class Mp4Writer:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def read_video(source: str | BinaryIO, max_pixels: int | None = None) -> tuple[np.ndarray, float]:
+    """All frames of a video's first video stream as uint8 `[T, H, W, 3]`, and its frame rate.
+
+    Anything PyAV's FFmpeg decodes is accepted; what it cannot read is an `InputError`. With
+    `max_pixels`, a video whose frames are larger is refused before any frame is decoded.
+    """
+    try:
+        with av.open(source) as container:
+            if not container.streams.video:
+                raise InputError("bad_request", f"{_name(source)} has no video stream")
+            stream = container.streams.video[0]
+            if max_pixels is not None and stream.width * stream.height > max_pixels:
+                raise InputError("bad_request", f"the video is {stream.width}x{stream.height}; at most {max_pixels} "
+                                                "pixels a frame are accepted")
+            rate = float(stream.average_rate or stream.guessed_rate or 0)
+            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+    except (av.error.FFmpegError, OSError) as exc:
+        raise InputError("bad_request", f"cannot read the video {_name(source)}: {exc}") from None
+    if not frames:
+        raise InputError("bad_request", f"{_name(source)} has no frames")
+    return np.stack(frames), rate
+
+
+def _name(source: str | BinaryIO) -> str:
+    return source if isinstance(source, str) else "the uploaded video"

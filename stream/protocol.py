@@ -34,12 +34,16 @@ class Start(_Message):
     height: int | None = None
     steps: int | None = None
     guidance: float | None = None
+    transition: int | None = Field(default=None, ge=0)
     media: Literal["jpeg", "none"] = "jpeg"
+    #: One of the operator's keys, where the server requires them (`GET /config`).
+    api_key: str | None = Field(default=None, repr=False)
 
 
 class Steer(_Message):
     type: Literal["steer"]
     prompt: str
+    transition: int | None = Field(default=None, ge=0)
 
 
 class Pause(_Message):
@@ -106,6 +110,11 @@ def session_message(session_id: str, token: str, instance: str | None = None) ->
 
 def progress_message(section: int, step: int, steps: int) -> str:
     return _json("progress", section=section, step=step, steps=steps)
+
+
+def preview_message(section: int, step: int, steps: int, width: int, height: int) -> str:
+    """A step preview of the section being made; its JPEG follows as one binary message."""
+    return _json("preview", section=section, step=step, steps=steps, width=width, height=height)
 
 
 def section_message(

@@ -27,10 +27,11 @@ from framepack_live.engine.section import Section
 from framepack_live.engine.settings import GenerationSettings
 
 from . import protocol
-from .backend import ProgressCallback, SectionBackend, SectionSource
+from .backend import PreviewCallback, ProgressCallback, SectionBackend, SectionSource
 from .events import EventLog, Poll, SectionRecord, Slot
 from .frame_store import FrameStore
 from .handle import Attachment, FrameBatch
+from .media import encode_jpegs
 from .presence import Presence
 from .ratelimit import TokenBucket
 from .settings import Limits
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: Sections one poll hands out at most, so that what a viewer's process holds stays bounded.
 SECTIONS_PER_POLL = 2
+#: Step previews are rough by nature; a low quality keeps them a few kB.
+PREVIEW_JPEG_QUALITY = 70
 
 
 class SessionState(str, enum.Enum):
@@ -69,6 +72,7 @@ class Session:
         media: str,
         limits: Limits,
         store: FrameStore,
+        restart_steered: bool = True,
     ) -> None:
         self.id = session_id
         self.client = client
@@ -83,7 +87,12 @@ class Session:
         self._media = media
         self._limits = limits
         self._prompt = prompt  # the newest steer: applied when the next section starts
+        self._transition: int | None = None  # the newest steer's (None: the settings')
         self._good_prompt = prompt  # the last prompt the engine accepted
+        self._restart_steered = restart_steered
+        self._source: SectionSource | None = None
+        #: The newest step preview (`preview` message and its JPEG), sent with that step's progress.
+        self._preview: tuple[int, int, str, bytes] | None = None
         self._made = 0
         self._stop_requested = False
         self._unpaused = asyncio.Event()
@@ -109,14 +118,21 @@ class Session:
         self.state = SessionState.GENERATING
         self._task = asyncio.create_task(self._run(), name=f"session-{self.id}")
 
-    async def steer(self, prompt: str) -> None:
-        """Queue a prompt for the next section boundary; a newer steer replaces a waiting one."""
+    async def steer(self, prompt: str, transition: int | None = None) -> None:
+        """Use `prompt` from now on, blended in over `transition` sections (None: the session's
+        setting). The section being denoised starts over with it when that is early enough
+        (`backend.worth_restarting`); otherwise it applies from the next section boundary. A newer
+        steer replaces a waiting one."""
         self._require_active()
+        if transition is not None and transition < 0:
+            raise InputError("bad_request", f"transition must be >= 0 sections, got {transition}")
         if not self._steers.take():
             raise InputError(
                 "busy", f"too many steers: at most {self._limits.steer_burst} at once, {self._limits.steer_rate}/s after"
             )
-        self._prompt = prompt
+        self._prompt, self._transition = prompt, transition
+        if self._restart_steered and self._source is not None:
+            await self._source.restart(prompt, transition)
 
     async def pause(self) -> None:
         """Stop after the current section; idempotent."""
@@ -145,7 +161,7 @@ class Session:
     async def _run(self) -> None:
         source: SectionSource | None = None
         try:
-            source = await self._backend.open(self._prompt, self._image, self.settings)
+            source = self._source = await self._backend.open(self._prompt, self._image, self.settings)
             self._image = None
             last = False
             while not last:
@@ -169,6 +185,7 @@ class Session:
             log.exception("session %s failed", self.id)
             self._fail("internal", "generation failed; the video made so far can still be exported")
         finally:
+            self._source = None
             if source is not None:
                 await source.close()
 
@@ -186,7 +203,9 @@ class Session:
         """The next section, or None when the engine refused a steered prompt (then reported)."""
         prompt = self._prompt
         try:
-            section = await source.next_section(prompt, self._progress_callback(self._made))
+            section = await source.next_section(
+                prompt, self._progress_callback(self._made), self._preview_callback(self._made), self._transition
+            )
         except InputError as exc:
             if prompt == self._good_prompt:
                 raise
@@ -194,16 +213,37 @@ class Session:
             if self._prompt == prompt:  # unless a newer steer came meanwhile
                 self._prompt = self._good_prompt
             return None
-        self._good_prompt = prompt
+        self._good_prompt = section.prompt  # a restart may have made it with a newer steer
         self._made += 1
         return section
 
     def _progress_callback(self, section: int) -> ProgressCallback:
         def progress(step: int, steps: int) -> None:
-            message = protocol.progress_message(section, step, steps)
-            self._loop.call_soon_threadsafe(self.events.set_progress, message)
+            self._loop.call_soon_threadsafe(self._publish_progress, section, step, steps)
 
         return progress
+
+    def _publish_progress(self, section: int, step: int, steps: int) -> None:
+        """Progress, with the step's preview when there is one: one slot, so a viewer that lags
+        gets the newest of both together."""
+        preview = self._preview
+        wanted = self._media == "jpeg" and preview is not None and preview[:2] == (section, step)
+        extra = preview[2:] if wanted else ()
+        self.events.set_progress(protocol.progress_message(section, step, steps), *extra)
+
+    def _preview_callback(self, section: int) -> PreviewCallback:
+        def preview(step: int, steps: int, frames: np.ndarray) -> None:
+            # The section's first latent frame: what the live view will show next.
+            frame = frames[0]
+            (jpeg,) = encode_jpegs(frame[None], PREVIEW_JPEG_QUALITY)
+            height, width = frame.shape[:2]
+            message = protocol.preview_message(section, step, steps, width, height)
+            self._loop.call_soon_threadsafe(self._keep_preview, (section, step, message, jpeg))
+
+        return preview
+
+    def _keep_preview(self, preview: tuple[int, int, str, bytes]) -> None:
+        self._preview = preview
 
     async def _deliver(self, section: Section | None) -> None:
         if section is None:

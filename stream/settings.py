@@ -12,6 +12,8 @@ from pathlib import Path
 
 from framepack_live.engine.settings import GenerationSettings
 
+from .access import Access
+
 #: Where sessions keep their frames unless told otherwise.
 DEFAULT_SESSION_DIR = Path(tempfile.gettempdir()) / "framepack-live" / "sessions"
 
@@ -51,22 +53,68 @@ class Limits:
                 raise ValueError(f"{name} must be positive, got {value}")
 
 
+#: URL schemes of ICE servers that both browsers and aiortc take.
+ICE_SCHEMES = ("stun", "turn", "turns")
+
+
+def check_ice_server(server: dict) -> dict:
+    """An `RTCIceServer` as browsers and aiortc take it, or ValueError: `urls` (one or a list of
+    `stun:`/`turn:`/`turns:` URLs) and, for TURN, `username` and `credential` (browsers refuse
+    a TURN server without them)."""
+    unknown = set(server) - {"urls", "username", "credential"}
+    if unknown:
+        raise ValueError(f"ICE server fields are urls, username, credential; got {sorted(unknown)}")
+    urls = server.get("urls")
+    urls = [urls] if isinstance(urls, str) else urls
+    if not urls or not all(isinstance(url, str) for url in urls):
+        raise ValueError(f"an ICE server needs `urls`: a URL or a list of them, got {server.get('urls')!r}")
+    for url in urls:
+        scheme = url.split(":", 1)[0]
+        if scheme not in ICE_SCHEMES or ":" not in url:
+            raise ValueError(f"ICE server URLs start with {', '.join(s + ':' for s in ICE_SCHEMES)}; got {url!r}")
+        if scheme != "stun" and not (server.get("username") and server.get("credential")):
+            raise ValueError(f"the TURN server {url} needs a username and a credential")
+    return dict(server)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The model sessions run, as the page is told (`GET /config`): its name and the settings it
+    was trained for (resolution, steps, window, fps), which are the sessions' defaults unless
+    the operator set others."""
+
+    name: str
+    trained: GenerationSettings
+    #: LoRA names a `start` may ask for.
+    loras: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class StreamSettings:
     """Everything `create_app` needs besides the backend."""
 
     limits: Limits = field(default_factory=Limits)
     #: Server-side defaults of every session; a `start` message may override width, height, steps,
-    #: guidance, seed and sections. Live streaming plays sections as they come, so only the forward
-    #: order works (the inverted one makes the end of the video first).
-    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    #: guidance, seed, sections and transition. Live streaming plays sections as they come, so only
+    #: the forward order works (the inverted one makes the end of the video first), and each
+    #: section's frames are final when it is decoded (`causal` decoding, nothing held back).
+    generation: GenerationSettings = field(default_factory=lambda: GenerationSettings(decode="causal"))
+    #: A steer restarts the section being denoised when at most half of it is done
+    #: (`backend.worth_restarting`); False applies every steer from the next section boundary.
+    restart_steered: bool = True
     #: A session that nobody watches (no WebSocket attached, no WebRTC peer) for this long is
     #: stopped and freed; it is also how long a dropped client has to re-attach.
     idle_timeout_s: float = 120.0
     jpeg_quality: int = 85
+    #: The model, for `GET /config`; None when the server does not say.
+    model: ModelInfo | None = None
     #: ICE servers for WebRTC, as `RTCIceServer` fields: `{"urls": "stun:...", "username": ..., "credential": ...}`.
-    #: None are needed when browser and server share a host or a network.
+    #: The server's peers use them and the page is given them (`GET /config`), so TURN credentials
+    #: here are readable by everyone who may load the page. None are needed when browser and
+    #: server share a host or a network.
     ice_servers: tuple[dict, ...] = ()
+    #: Origins, proxies, API keys, download links.
+    access: Access = field(default_factory=Access)
     #: Where sessions keep their frames and MP4 fragments, one directory each (deleted when the
     #: session is freed).
     session_dir: Path = DEFAULT_SESSION_DIR
@@ -80,3 +128,4 @@ class StreamSettings:
             raise ValueError(f"idle_timeout_s must be positive, got {self.idle_timeout_s}")
         if not 1 <= self.jpeg_quality <= 95:
             raise ValueError(f"jpeg_quality must be in 1..95, got {self.jpeg_quality}")
+        object.__setattr__(self, "ice_servers", tuple(check_ice_server(server) for server in self.ice_servers))

@@ -79,7 +79,7 @@ class Connection:
         else:
             session = self._current()
             if isinstance(command, protocol.Steer):
-                await session.steer(command.prompt)
+                await session.steer(command.prompt, command.transition)
             elif isinstance(command, protocol.Pause):
                 await session.pause()
             elif isinstance(command, protocol.Resume):
@@ -90,6 +90,8 @@ class Connection:
     async def _start(self, start: protocol.Start) -> None:
         if self._relay is not None and not self._relay.done():
             raise InputError("busy", f"this connection already drives session {self.session.id}; stop it first")
+        self.directory.settings.access.check_api_key(start.api_key)
+        start = start.model_copy(update={"api_key": None})  # the key goes no further than its check
         image = None
         if start.image is not None:
             data = protocol.image_bytes(start.image)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .world import WorldConfig
+from .world import NEW_MOTIONS, WorldConfig
 
 #: Run directories live here, one per output: each run of a fine-tune chain (a model card's
 #: reproduce lines) has its own checkpoints, which another run's options would not resume.
@@ -29,6 +29,9 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--init", type=Path, default=None,
                         help="fine-tune this exported model directory (its VAE, encoders and architecture) instead of "
                              "training from scratch")
+    parser.add_argument("--fit-preview", type=Path, default=None, metavar="MODEL_DIR",
+                        help="only fit the step-preview map of an exported toy-world model to its VAE, write it there "
+                             "(preview.safetensors) and exit; export does this for every model it writes")
     parser.add_argument("--stage", choices=["vae", "all"], default="all", help="stop after the VAE, or run everything")
     parser.add_argument("--size", type=int, default=128, help="frame side in pixels (multiple of 16)")
     parser.add_argument("--window", type=int, default=3, help="latent frames per section")
@@ -65,6 +68,19 @@ def parse_args(argv: list[str] | None):
                         help="train the small decoder this long instead of --decoder-steps")
     parser.add_argument("--decoder-snippets", type=int, default=512,
                         help="latent snippets the VAE decodes once for the small decoder to learn from")
+    parser.add_argument("--lora", type=int, default=0, metavar="RANK",
+                        help="train a LoRA of this rank on the attention projections of --init's transformer, which "
+                             "stays frozen, and write it in diffusers' LoRA format (0: train the whole transformer)")
+    parser.add_argument("--lora-data", choices=["motion", "text-start"], default="motion",
+                        help="what the LoRA teaches: --lora-motion, or making the scene from the prompt alone "
+                             "(clips that open on the empty scene text-to-video sketches from)")
+    parser.add_argument("--lora-motion", choices=NEW_MOTIONS, default=NEW_MOTIONS[0],
+                        help="the motion a motion LoRA teaches (one the world's own clips never show)")
+    parser.add_argument("--lora-share", type=float, default=0.5,
+                        help="share of the LoRA's clips that teach it; the rest are the world's own")
+    parser.add_argument("--ema-decay", type=float, default=0.998,
+                        help="decay of the exported EMA weights per step (lower for short runs: its horizon is "
+                             "1 / (1 - decay) steps)")
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--head-dim", type=int, default=32)
     parser.add_argument("--layers", type=int, default=2, help="dual-stream transformer blocks")
@@ -84,6 +100,15 @@ def parse_args(argv: list[str] | None):
         parser.error("--inverted-fraction is a share between 0 and 1")
     if args.distill and args.init is None:
         parser.error("--distill needs --init: the model to distil")
+    if not 0 <= args.ema_decay < 1:
+        parser.error("--ema-decay is in [0, 1)")
+    if args.lora < 0 or not 0 < args.lora_share <= 1:
+        parser.error("--lora is a rank (0: no LoRA) and --lora-share a share in (0, 1]")
+    if args.lora and args.init is None:
+        parser.error("--lora adapts an exported model: give it with --init")
+    if args.lora and (args.distill or args.decoder_steps or args.decoder_seconds):
+        parser.error("--lora trains an adapter only: --distill and --decoder-steps/--decoder-seconds export a whole "
+                     "model, run them without --lora")
     if args.run_dir is None:
         args.run_dir = RUNS / (args.out.name if args.out is not None else "toyworld")
     if args.init is not None:
@@ -123,6 +148,13 @@ def reproduce_command(args: argparse.Namespace, vae_steps: int, steps: int, deco
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.fit_preview is not None:
+        from .preview import fit_and_save
+
+        fit = fit_and_save(args.fit_preview)
+        print(f"wrote {args.fit_preview / 'preview.safetensors'}: mean error {fit.error_rgb:.1f} RGB levels against the "
+              f"VAE's decode on held-out clips (a constant colour per clip: {fit.baseline_rgb:.1f})")
+        return 0
     from .card import model_card, vae_summary
     from .export import directory_size, export, training_commands
     from .latents import encode_clips, prompt_table
@@ -157,11 +189,19 @@ def main(argv: list[str] | None = None) -> int:
         earlier = training_commands(args.init)
         card_file = args.init / "README.md"
         parent_card = card_file.read_text() if card_file.exists() else None
-    clips = encode_clips(model, world, args.clips, args.run_dir, runtime, vae_source=init or "vae.pt")
-    prompts = prompt_table(model)
+    if args.lora:
+        from .lora import add_lora, clip_source
+
+        lora_config = add_lora(transformer, args.lora)
+        render, data, captions = clip_source(args)
+        clips = encode_clips(model, world, args.clips, args.run_dir, runtime, vae_source=init, render=render, data=data)
+        prompts = prompt_table(model, extra=captions)
+    else:
+        clips = encode_clips(model, world, args.clips, args.run_dir, runtime, vae_source=init or "vae.pt")
+        prompts = prompt_table(model)
     config = TransformerTrainConfig(batch=args.batch, lr=args.lr, video_end=args.video_end,
                                     inverted_fraction=args.inverted_fraction,
-                                    inverted_one_caption=args.inverted_one_caption)
+                                    inverted_one_caption=args.inverted_one_caption, ema_decay=args.ema_decay)
     generation, distill = None, None
     if args.distill:
         distill, objective, generation = distillation(args, model, clips, world, config, prompts, runtime)
@@ -178,7 +218,14 @@ def main(argv: list[str] | None = None) -> int:
                                      args.run_dir, runtime.for_vae(), Budget(args.decoder_steps, args.decoder_seconds),
                                      vae_source=init or "vae.pt", student=objective if args.distill else None)
         print(f"fast decoder: {decoder.progress.steps} steps, smoothed loss {decoder.loss:.4f}")
-    if args.out is not None:
+    if args.out is not None and args.lora:
+        from .card import device_name
+        from .lora import export_lora, lora_card
+
+        command = reproduce_command(args, vae_steps, progress.steps)
+        export_lora(ema, lora_config, args.out, lora_card(args, lora_config, progress, loss, command, device_name(runtime)))
+        print(f"wrote {args.out} ({directory_size(args.out) / 2**20:.2f} MiB)")
+    elif args.out is not None:
         model.pipeline.transformer = ema
         commands = [*earlier, reproduce_command(args, vae_steps, progress.steps,
                                                 decoder.progress.steps if decoder else 0)]

@@ -135,7 +135,7 @@ def model_card(args: argparse.Namespace, runtime: Runtime, vae: str | None, tran
             stride=distill.stride, trajectories=distill.teacher_batches * args.batch,
             teacher_batches=distill.teacher_batches, batch=args.batch, clips=args.clips, sections=args.sections,
             layouts=_layouts(args), one_caption=_one_caption(args), student_steps=transformer.steps,
-            minutes=transformer.seconds / 60, loss=loss, device=_device_name(runtime), commands=commands_text,
+            minutes=transformer.seconds / 60, loss=loss, device=device_name(runtime), commands=commands_text,
             parent=parent, decoder=_decoder_line(decoder))
     return CARD.format(
         origin="fine-tuned" if args.init else "trained from scratch",
@@ -152,7 +152,7 @@ def model_card(args: argparse.Namespace, runtime: Runtime, vae: str | None, tran
         layouts=_layouts(args),
         one_caption=_one_caption(args),
         loss=loss,
-        device=_device_name(runtime),
+        device=device_name(runtime),
         minutes=transformer.seconds / 60,
         chain="; one line per run, each starting from the one before" if len(commands) > 1 else "",
         commands=commands_text,
@@ -185,7 +185,7 @@ def _one_caption(args: argparse.Namespace) -> str:
     return " (inverted windows only from clips whose caption held since the start)" if args.inverted_one_caption else ""
 
 
-def _device_name(runtime: Runtime) -> str:
+def device_name(runtime: Runtime) -> str:
     precision = ("bf16 autocast" if runtime.bf16 else "fp32") + (", compiled" if runtime.compile else "")
     if runtime.device.startswith("cuda"):
         return f"{torch.cuda.get_device_name()} ({precision}, {runtime.workers} data workers)"

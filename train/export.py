@@ -9,6 +9,7 @@ from pathlib import Path
 from ..engine.fast_decoder import LIVE_DECODER_KEY, SUBFOLDER, FastDecoder
 from ..engine.model import FramePackModel
 from ..engine.tiny import PROJECT_FILE
+from .preview import write_preview
 from .world import WorldConfig
 
 
@@ -23,7 +24,8 @@ GENERATION = {"steps": 8, "scheduler": "euler", "cfg": DEFAULT_CFG}
 
 def export(model: FramePackModel, out: Path, world: WorldConfig, card: str, commands: list[str],
            sampling: str = "forward", generation: dict | None = None, live_decoder: FastDecoder | None = None) -> None:
-    """`save_pretrained` (safetensors) plus the engine's `framepack_live.json` and a model card.
+    """`save_pretrained` (safetensors) plus the engine's `framepack_live.json`, the step-preview map
+    fitted to this VAE (train/preview.py) and a model card.
 
     `commands` (the options of every training run that led here, see `__main__.reproduce_command`)
     are kept in `framepack_live.json`, so a fine-tune of this model can say how to reproduce itself.
@@ -48,6 +50,7 @@ def export(model: FramePackModel, out: Path, world: WorldConfig, card: str, comm
         live_decoder.save_pretrained(out / SUBFOLDER)
         extra[LIVE_DECODER_KEY] = SUBFOLDER
     (out / PROJECT_FILE).write_text(json.dumps(extra, indent=2))
+    write_preview(model, world, out)
     (out / "README.md").write_text(card)
 
 

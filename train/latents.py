@@ -9,6 +9,7 @@ clips, so the stage resumes after a kill.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -23,7 +24,7 @@ from ..engine.model import FramePackModel
 from . import checkpoint
 from .runtime import Runtime
 from .vae import to_pixels
-from .world import WorldConfig, all_captions, render_clip
+from .world import Clip, WorldConfig, all_captions, render_clip
 
 
 @dataclass
@@ -37,23 +38,27 @@ class LatentClip:
         return self.mean.float() + self.std.float() * torch.randn(self.mean.shape, generator=generator)
 
 
-def _rendered(world: WorldConfig, first_seed: int, chunk: int, index: int) -> list[tuple[np.ndarray, list[str]]]:
-    clips = (render_clip(first_seed + index * chunk + i, world) for i in range(chunk))
+def _rendered(render: Callable[[int, WorldConfig], Clip], world: WorldConfig, first_seed: int, chunk: int,
+              index: int) -> list[tuple[np.ndarray, list[str]]]:
+    clips = (render(first_seed + index * chunk + i, world) for i in range(chunk))
     return [(clip.frames, clip.captions) for clip in clips]
 
 
 @torch.no_grad()
 def encode_clips(model: FramePackModel, world: WorldConfig, count: int, run_dir: Path, runtime: Runtime,
-                 vae_source: str, first_seed: int = 0, save_every: int = 1024) -> list[LatentClip]:
+                 vae_source: str, first_seed: int = 0, save_every: int = 1024,
+                 render: Callable[[int, WorldConfig], Clip] = render_clip, data: str | None = None) -> list[LatentClip]:
     """Clips of seeds first_seed.. first_seed+count-1, encoded (resuming a partial cache).
 
     A copy of the VAE runs on the runtime's device; the pipeline, with the frozen image encoder,
     stays on the CPU as at inference. The workers render chunks of clips ahead. `vae_source` names
     the VAE (this run's, or the model a fine-tune starts from): a cache of other clips or another
-    VAE's latents is refused.
+    VAE's latents is refused. `render` makes the clip of a seed (the world's own by default);
+    `data` names any other, so a cache of the world's clips is not resumed as another's (it is left
+    out of the cache's record for the world's own, which earlier caches were written without).
     """
     path = run_dir / "latents.pt"
-    about = {"world": asdict(world), "vae": vae_source}
+    about = {"world": asdict(world), "vae": vae_source, **({"data": data} if data is not None else {})}
     state = checkpoint.load(path, about) or {"clips": []}
     clips: list[LatentClip] = state["clips"]
     vae = copy.deepcopy(model.pipeline.vae).to(runtime.device)
@@ -61,7 +66,7 @@ def encode_clips(model: FramePackModel, world: WorldConfig, count: int, run_dir:
     chunk = 16 if runtime.device.startswith("cuda") else 1  # whole clips at full resolution: memory-bound on a CPU
     done = len(clips) // chunk * chunk
     del clips[done:]
-    rendered = runtime.batches(partial(_rendered, world, first_seed + done, chunk), start=0)
+    rendered = runtime.batches(partial(_rendered, render, world, first_seed + done, chunk), start=0)
     bar = tqdm(total=count, initial=done, desc="encode clips", dynamic_ncols=True)
     while len(clips) < count:
         videos, captions = zip(*next(rendered)[: count - len(clips)])
@@ -100,10 +105,11 @@ class PromptTable:
         return PromptTable(self.index, self.embeds.to(device), self.mask.to(device), self.pooled.to(device))
 
 
-def prompt_table(model: FramePackModel) -> PromptTable:
-    """Every grammar caption, and the empty prompt: the engine's default negative prompt, which the
-    transformer learns as the unconditional input of classifier-free guidance."""
-    captions = [*all_captions(), UNCONDITIONAL]
+def prompt_table(model: FramePackModel, extra: Sequence[str] = ()) -> PromptTable:
+    """Every grammar caption, the `extra` ones (a LoRA's new captions) and the empty prompt: the
+    engine's default negative prompt, which the transformer learns as the unconditional input of
+    classifier-free guidance."""
+    captions = [*all_captions(), *extra, UNCONDITIONAL]
     encoded = [encode_prompt(model, c) for c in captions]
     length = int(max(e.mask.sum() for e in encoded))
     return PromptTable(

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from .world import DIRECTIONS, PAN_MOTIONS
+from .world import DIRECTIONS, OBJECT_MOTIONS, PAN_MOTIONS
 
 #: RGB distance under which a pixel counts as the shape's colour (decoded colours are a bit off).
 COLOUR_TOLERANCE = 80.0
@@ -56,10 +56,14 @@ def displacement(track: np.ndarray, first: int, last: int, span: int = 3) -> np.
 
 
 def follows(delta: np.ndarray, motion: str, min_pixels: float = 3.0) -> bool:
-    """Whether a displacement goes the captioned way: the right axis dominates, the right sign, not nil."""
+    """Whether a displacement goes the captioned way, by at least `min_pixels`: for the world's own
+    four motions the right axis dominates with the right sign (the nearest of four directions); for
+    a diagonal the displacement must be nearer to it than to any of the eight compass directions
+    (within 22.5 degrees), or a plain "right" would count as up-and-right."""
     if motion in PAN_MOTIONS or np.isnan(delta).any():
         return False
     wanted = np.array(DIRECTIONS[motion], np.float32)
     along = float(delta @ wanted)
-    across = float(np.abs(delta @ wanted[::-1]))
-    return along >= min_pixels and along > across
+    across = float(np.abs(delta @ np.array([-wanted[1], wanted[0]])))
+    tolerance = 1.0 if motion in OBJECT_MOTIONS else np.tan(np.pi / 8)
+    return along >= min_pixels and across < tolerance * along

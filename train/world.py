@@ -24,8 +24,14 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 SHAPES = ("circle", "square", "triangle")
 OBJECT_MOTIONS = ("left", "right", "up", "down")
 PAN_MOTIONS = ("pan left", "pan right")
+#: Motions the world can render but its own clips never show: concepts the shipped model never saw,
+#: for LoRAs to teach (`python -m framepack_live.train --lora`). "diagonally" is up and to the right.
+NEW_MOTIONS = ("diagonally",)
 #: Unit displacement of the object in image coordinates (x right, y down) per motion word.
-DIRECTIONS: dict[str, tuple[float, float]] = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+DIRECTIONS: dict[str, tuple[float, float]] = {
+    "left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1),
+    "diagonally": (0.5**0.5, -(0.5**0.5)),
+}
 #: Backgrounds: (top colour, bottom colour) of a sky/ground split; the first is the engine's default
 #: start image's palette, so the CPU default starts in distribution.
 PALETTES: tuple[tuple[tuple[int, int, int], tuple[int, int, int]], ...] = (

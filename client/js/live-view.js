@@ -26,6 +26,7 @@ export class LiveView {
       this.placeholder.hidden = true;
     });
     this.pc = null;
+    this.iceServers = []; // the server's STUN/TURN servers, set once its config is in
     this.sessionId = null;
     this.attempt = 0; // bumps per attach, so a late WebRTC answer for an old session is dropped
     this.deadline = null;
@@ -52,7 +53,7 @@ export class LiveView {
    *  first frame shows. */
   offer() {
     const attempt = this.attempt;
-    receiveVideo(this.sessionId, this.token)
+    receiveVideo(this.sessionId, this.token, this.iceServers)
       .then(({ pc, stream }) => {
         if (attempt !== this.attempt || !this.negotiating()) {
           pc.close();

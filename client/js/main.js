@@ -1,12 +1,15 @@
-// Wires the page together: the setup form starts a session, server messages feed the
-// live view and the timeline, and one render() keeps buttons and status in step with
-// the session's phase.
+// Wires the page together: the server's config preselects the form, the setup form
+// starts a session, server messages feed the live view and the timeline, and one
+// render() keeps buttons and status in step with the session's phase.
 
 import { describeError } from "./messages.js";
 import { ImagePicker } from "./image-picker.js";
 import { LiveView } from "./live-view.js";
+import { applyServerConfig, fetchServerConfig } from "./server-config.js";
 import { SessionClient } from "./session-client.js";
-import { forgetSession, loadSession, loadTimeline, saveSession, saveTimeline } from "./storage.js";
+import {
+  forgetApiKey, forgetSession, loadApiKey, loadSession, loadTimeline, saveApiKey, saveSession, saveTimeline,
+} from "./storage.js";
 import { thumbnailDataUrl } from "./thumbnail.js";
 import { Timeline } from "./timeline.js";
 
@@ -15,6 +18,7 @@ const $ = (id) => document.getElementById(id);
 // idle: no session · starting: `start` sent, no `session` yet · running · paused
 // stopping: `stop` sent, no `done` yet · ended: `done` received
 const state = {
+  config: null, // GET /config, once it is in
   phase: "idle",
   sessionId: null,
   token: null,
@@ -109,6 +113,18 @@ function onFrame(section, index, jpeg) {
 }
 
 function onError({ code, message }) {
+  if (state.phase === "starting" && code === "unauthorized") {
+    // The only key a `start` needs is the API key: ask for it again.
+    forgetApiKey();
+    showApiKeyField();
+    showError("api_key_refused", message);
+    state.phase = "idle";
+    client.close();
+    $("api-key").value = "";
+    render(); // enables the form again, so the field can take the focus
+    $("api-key").focus();
+    return;
+  }
   showError(code, message);
   if (code === "not_found" || code === "unauthorized") {
     // The saved session is gone (server restarted, or it expired): start afresh.
@@ -150,6 +166,12 @@ function startSession(event) {
     $("prompt").focus();
     return;
   }
+  const apiKey = $("api-key").value.trim();
+  if (state.config.api_key_required && !apiKey) {
+    showError("api_key_missing");
+    $("api-key").focus();
+    return;
+  }
   hideError();
   const [width, height] = $("resolution").value.split("x").map(Number);
   const message = {
@@ -157,7 +179,7 @@ function startSession(event) {
     width,
     height,
     seed: integer($("seed"), 0),
-    steps: integer($("steps"), 25),
+    steps: integer($("steps"), state.config.defaults.steps),
     sections: $("until-stopped").checked ? 0 : integer($("sections"), 1),
     // JPEG frames even when WebRTC works: the timeline's thumbnails come from them, and
     // the view can fall back to them at any time without a new session.
@@ -165,6 +187,10 @@ function startSession(event) {
   };
   const image = picker.value();
   if (image) message.image = image;
+  if (state.config.api_key_required) {
+    message.api_key = apiKey;
+    saveApiKey(apiKey);
+  }
 
   forgetSession();
   resetSession();
@@ -222,6 +248,36 @@ function steer(event) {
   setQueuedSteer(prompt);
 }
 
+/** A signed link to the MP4 (short-lived, so the session's token never sits in a URL). */
+async function download() {
+  const sessionId = state.sessionId;
+  try {
+    const response = await fetch(`/sessions/${encodeURIComponent(sessionId)}/download`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ token: state.token }),
+    });
+    const answer = await response.json();
+    if (!response.ok) {
+      showError(answer.code, answer.message);
+      return;
+    }
+    const link = document.createElement("a");
+    link.href = answer.url;
+    link.download = `framepack-live-${sessionId}.mp4`;
+    link.hidden = true;
+    document.body.append(link);
+    link.click();
+    link.remove();
+  } catch (error) {
+    showError("download_failed", error.message);
+  }
+}
+
+function showApiKeyField() {
+  $("api-key-field").hidden = false;
+}
+
 function setQueuedSteer(prompt) {
   state.queuedSteer = prompt;
   $("steer-hint").textContent = prompt === null
@@ -235,7 +291,7 @@ function render() {
   const { phase } = state;
   document.body.dataset.phase = phase; // the narrow layout hides locked settings by phase
   const live = phase === "running" || phase === "paused";
-  $("setup-fields").disabled = phase === "starting" || live;
+  $("setup-fields").disabled = state.config === null || phase === "starting" || live;
   $("start").textContent = phase === "ended" || phase === "stopping" ? "Start a new video" : "Start";
   $("pause").hidden = phase === "paused";
   $("pause").disabled = phase !== "running";
@@ -244,16 +300,7 @@ function render() {
   $("steer-prompt").disabled = !live;
   $("steer-send").disabled = !live;
 
-  const download = $("download");
-  const ready = state.sessionId !== null && state.sections > 0;
-  if (ready) {
-    const token = encodeURIComponent(state.token);
-    download.href = `/sessions/${encodeURIComponent(state.sessionId)}/video.mp4?token=${token}`;
-  } else {
-    download.removeAttribute("href");
-  }
-  download.setAttribute("aria-disabled", String(!ready));
-  download.tabIndex = ready ? 0 : -1;
+  $("download").disabled = state.sessionId === null || state.sections === 0;
 
   $("status").textContent = statusText();
 }
@@ -263,7 +310,7 @@ function statusText() {
   const { phase, progress, sections, frames, fps } = state;
   const made = `${sections} ${sections === 1 ? "section" : "sections"}, ${(frames / fps).toFixed(1)} s`;
   switch (phase) {
-    case "idle": return "Ready. Write a prompt and press Start.";
+    case "idle": return state.config ? "Ready. Write a prompt and press Start." : "Loading the server's settings…";
     case "starting": return "Starting…";
     case "paused": return `Paused after the current section (${made}).`;
     case "stopping": return "Stopping…";
@@ -305,8 +352,30 @@ $("pause").addEventListener("click", () => command("pause"));
 $("resume").addEventListener("click", () => command("resume"));
 $("stop").addEventListener("click", () => command("stop"));
 $("steer").addEventListener("submit", steer);
+$("download").addEventListener("click", download);
 $("error-dismiss").addEventListener("click", hideError);
 
-const saved = loadSession();
-if (saved) reattach(saved);
-else render();
+async function init() {
+  render();
+  try {
+    state.config = await fetchServerConfig();
+  } catch (error) {
+    showError("config_failed", error.message);
+    return; // the form stays disabled: without the server there is nothing to start
+  }
+  applyServerConfig(state.config, {
+    resolution: $("resolution"),
+    steps: $("steps"),
+    sections: $("sections"),
+    modelInfo: $("model-info"),
+  });
+  view.iceServers = state.config.ice_servers;
+  // Asked for once: a key this browser kept is sent without showing the field again.
+  $("api-key").value = loadApiKey();
+  if (state.config.api_key_required && !$("api-key").value) showApiKeyField();
+  const saved = loadSession();
+  if (saved) reattach(saved);
+  else render();
+}
+
+init();

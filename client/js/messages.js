@@ -11,6 +11,10 @@ const ERROR_TEXT = {
   not_found: "That session no longer exists on the server. Start a new video.",
   internal: "Something went wrong on the server. What was made so far can still be downloaded.",
   // Codes the page raises itself.
+  api_key_missing: "This server needs an API key to start a video. Enter yours.",
+  api_key_refused: "The server did not accept that API key. Check it and enter it again.",
+  config_failed: "Could not read the server's settings. Check that it is running and reload the page.",
+  download_failed: "The download could not be started. Try again.",
   connection_lost: "Lost the connection to the server. Trying to reconnect…",
   connection_failed: "Could not reach the server. Check that it is running and reload the page.",
   image_unreadable: "That file could not be read as an image.",

@@ -1,10 +1,11 @@
 // What survives a reload, in localStorage: the session id and token (the only key to
-// the session, needed by `resume_session`) and the timeline shown so far. The server
-// re-sends only the sections no page has received yet, so a reloaded page rebuilds the
-// earlier part of its timeline from here.
+// the session, needed by `resume_session`), the timeline shown so far, and the API key
+// when the server asks for one. The server re-sends only the sections no page has
+// received yet, so a reloaded page rebuilds the earlier part of its timeline from here.
 
 const SESSION_KEY = "framepack-live.session";
 const TIMELINE_KEY = "framepack-live.timeline";
+const API_KEY = "framepack-live.api-key";
 
 export function saveSession(sessionId, token) {
   localStorage.setItem(SESSION_KEY, JSON.stringify({ sessionId, token }));
@@ -38,6 +39,18 @@ export function saveTimeline(sessionId, entries) {
 export function loadTimeline(sessionId) {
   const saved = read(TIMELINE_KEY);
   return saved && saved.sessionId === sessionId && Array.isArray(saved.entries) ? saved.entries : [];
+}
+
+export function saveApiKey(key) {
+  localStorage.setItem(API_KEY, key);
+}
+
+export function loadApiKey() {
+  return localStorage.getItem(API_KEY) || "";
+}
+
+export function forgetApiKey() {
+  localStorage.removeItem(API_KEY);
 }
 
 function read(key) {

@@ -1,15 +1,17 @@
 // WebRTC receive-only negotiation with the ingress: one offer, one answer, no trickle
 // ICE (aiortc answers only once it has all its candidates, so the offer carries ours
-// too). No STUN/TURN servers: the page talks to the ingress it was loaded from.
+// too). The STUN/TURN servers are the server's (GET /config): none are needed when page
+// and server share a network, a TURN server when a NAT or firewall is between them.
 
 const ICE_GATHERING_TIMEOUT_MS = 3000;
 
 /**
  * Offer to receive the session's video track.
+ * @param {Array<RTCIceServer>} iceServers  from the server's config
  * @returns {Promise<{pc: RTCPeerConnection, stream: MediaStream}>} once the track is there
  */
-export async function receiveVideo(sessionId, token) {
-  const pc = new RTCPeerConnection();
+export async function receiveVideo(sessionId, token, iceServers) {
+  const pc = new RTCPeerConnection({ iceServers });
   try {
     pc.addTransceiver("video", { direction: "recvonly" });
     let stream = null;

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,20 +25,21 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def server_url(tiny_model):
-    """Base URL of `create_app` with the in-process tiny backend, on a free loopback port."""
+@contextmanager
+def running_server(model, settings):
+    """Base URL of `create_app` over `model` in process, serving the page, on a free loopback port."""
     import uvicorn
 
     from framepack_live.stream.app import create_app
     from framepack_live.stream.local_backend import InProcessBackend
 
-    backend = InProcessBackend(tiny_model)
-    app = create_app(backend, static_dir=CLIENT_DIR)
+    backend = InProcessBackend(model)
+    app = create_app(backend, settings, static_dir=CLIENT_DIR)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    # proxy_headers=False: the app's `trusted_proxies` decide whose X-Forwarded-For counts.
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", proxy_headers=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -45,11 +47,41 @@ def server_url(tiny_model):
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the test server did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
-    backend.shutdown()
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        backend.shutdown()
+        sock.close()
+
+
+def tiny_settings(**fields):
+    """Stream settings of a server of the tiny model: its own defaults, and `fields`."""
+    from framepack_live.stream.model_defaults import model_defaults
+    from framepack_live.stream.settings import StreamSettings
+
+    model, generation = model_defaults("tiny")
+    return StreamSettings(**{"model": model, "generation": generation, **fields})
+
+
+@pytest.fixture(scope="session")
+def serve_page():
+    """`with serve_page(model, settings) as url:` a server of its own, for tests that need other settings."""
+    return running_server
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_model):
+    """`with tiny_server(**stream_settings) as url:` the tiny model's server with other settings."""
+    return lambda **fields: running_server(tiny_model, tiny_settings(**fields))
+
+
+@pytest.fixture(scope="module")
+def server_url(tiny_server):
+    """The tiny model's server, as `framepack-live serve --model tiny` would set it up."""
+    with tiny_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

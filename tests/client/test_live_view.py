@@ -103,6 +103,8 @@ def record_done(page: Page) -> list[dict]:
 def test_live_session(transport, server_url, new_page, console_errors, output_dir, tmp_path):
     page = new_page()
     done = record_done(page)
+    urls = []
+    page.on("request", lambda request: urls.append(request.url))
     page.goto(server_url + ("/?transport=ws" if transport == "ws" else "/"))
     view = "#video" if transport == "webrtc" else "#canvas"
     badge = page.locator("#transport")
@@ -150,12 +152,14 @@ def test_live_session(transport, server_url, new_page, console_errors, output_di
     expect(badge).to_have_attribute("data-kind", transport, timeout=SECTION_TIMEOUT_MS)
     assert_frames_change(page, view)
 
-    # Stop; the session ends and the download is the whole video, playable.
+    # Stop; the session ends and the download is the whole video, playable, through a signed
+    # link: the session's token is in no URL the page asks for.
+    token = json.loads(page.evaluate("localStorage.getItem('framepack-live.session')"))["token"]
     page.click("#stop")
     expect(page.locator("#status")).to_contain_text("Finished", timeout=SECTION_TIMEOUT_MS)
     assert done, "no done message reached the page"
     download_button = page.locator("#download")
-    expect(download_button).to_have_attribute("aria-disabled", "false")
+    expect(download_button).to_be_enabled()
     with page.expect_download() as download:
         download_button.click()
     path = tmp_path / "video.mp4"
@@ -163,6 +167,8 @@ def test_live_session(transport, server_url, new_page, console_errors, output_di
     with av.open(str(path)) as container:
         decoded = sum(1 for _ in container.decode(video=0))
     assert decoded == done[-1]["frames"]
+    assert "/video.mp4?expires=" in download.value.url
+    assert not [url for url in [*urls, download.value.url] if token in url or "token" in url]
 
     assert console_errors == []
 
@@ -195,11 +201,14 @@ def close_server_peers() -> int:
 
     from framepack_live.stream.webrtc import SessionTrack
 
-    loops = {o._feed._task.get_loop() for o in gc.get_objects() if isinstance(o, SessionTrack)}
-    peers = [o for o in gc.get_objects() if isinstance(o, RTCPeerConnection) and o.connectionState != "closed"]
-    for loop in loops:
-        for peer in peers:
-            asyncio.run_coroutine_threadsafe(peer.close(), loop).result(timeout=30)
+    peers = {}  # peer -> the loop its track's feed runs on; earlier tests' peers (loops closed) left out
+    for peer in gc.get_objects():
+        if type(peer) is RTCPeerConnection and peer.connectionState != "closed":  # not isinstance: weak proxies
+            for sender in peer.getSenders():
+                if isinstance(sender.track, SessionTrack) and sender.track._feed._task.get_loop().is_running():
+                    peers[peer] = sender.track._feed._task.get_loop()
+    for peer, loop in peers.items():
+        asyncio.run_coroutine_threadsafe(peer.close(), loop).result(timeout=30)
     return len(peers)
 
 

@@ -6,6 +6,7 @@ test module deploys the application with the `ClusterConfig` it needs."""
 
 from __future__ import annotations
 
+import os
 import socket
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -50,26 +51,39 @@ def ray_cluster():
     from ray import serve
     from ray.cluster_utils import Cluster
 
+    from framepack_live.cluster.serve import PROXY_ENV
+
+    # As `framepack-live serve` and ray_cluster.yaml start Ray: Serve's HTTP proxy leaves the
+    # client address alone, and the application's `trusted_proxies` decide. And each request may
+    # reach any Ingress replica, as behind a load balancer, rather than always the one on the
+    # proxy's node: what one replica starts, another must be able to serve.
+    os.environ.update({**PROXY_ENV, "RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING": "0"})
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
             "num_cpus": 2,
             "resources": {"head": 1},
-            # The state API (which process and node runs a replica) is the dashboard's.
+            # The state API (which process and node runs a replica) is the dashboard's; on a free
+            # port, so another Ray on the machine does not stop this one.
             "include_dashboard": True,
+            "dashboard_port": _free_port(),
         },
     )
     for _ in range(2):
         cluster.add_node(**WORKER)
     ray.init(address=cluster.address, runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}})
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
     yield RayCluster(port, cluster)
     serve.shutdown()
     ray.shutdown()
     cluster.shutdown()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

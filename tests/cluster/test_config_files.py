@@ -36,6 +36,9 @@ def test_ray_cluster_yaml_has_cpu_head_gpu_workers_installs_and_starts_the_app()
     assert any(t["resources"].get("GPU", 0) >= 1 for name, t in types.items() if name != config["head_node_type"])
     assert any("pip install" in c and "framepack-live" in c for c in config["setup_commands"])
     assert any("serve deploy" in c and "config/serve.yaml" in c for c in config["head_start_ray_commands"])
+    # Serve's HTTP proxy must not believe X-Forwarded-For on its own (the app's trusted_proxies decide).
+    for commands in (config["head_start_ray_commands"], config["worker_start_ray_commands"]):
+        assert all("FORWARDED_ALLOW_IPS= ray start" in c for c in commands if "ray start" in c)
 
 
 def test_ray_cluster_schema_rejects_a_broken_file():
@@ -69,3 +72,13 @@ def test_serve_config_args_are_checked():
 
     with pytest.raises(ValueError, match="unknown application args"):
         build_app({"sequence_paralel": 2})
+    bad = {
+        "ice_servers": [{"urls": "turn:turn.example.org:3478"}],  # TURN needs a username and credential
+        "trusted_proxies": ["10.0.0.0/33"],
+        "allowed_origins": ["friend.example"],  # not scheme://host
+    }
+    for name, value in bad.items():
+        with pytest.raises(ValueError):
+            build_app({name: value})
+    with pytest.raises(ValueError, match="cannot read the API key file"):
+        build_app({"api_keys_file": "/nonexistent/keys.txt"})

@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from framepack_live.cluster.serve import deploy_schema
 from framepack_live.cluster.config import ClusterConfig
-from framepack_live.stream.client import Received, connect, expect, receive, send
+from framepack_live.stream.client import Received, connect, download, expect, receive, send
 
 from .conftest import APP
 
@@ -61,7 +61,7 @@ async def reattach(server, session: dict, received: Received, deadline_s: float 
 
 async def mp4_frames(server, session: dict) -> int:
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
-        reply = await http.get(f"/sessions/{session['session_id']}/video.mp4", params={"token": session["token"]})
+        reply = await download(http, session["session_id"], session["token"])
     with av.open(io.BytesIO(reply.content)) as container:
         return sum(1 for _ in container.decode(video=0))
 

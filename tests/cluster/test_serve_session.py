@@ -11,7 +11,7 @@ import pytest
 import ray
 
 from framepack_live.cluster.config import ClusterConfig
-from framepack_live.stream.client import Received, connect, expect, receive, recv_json, send
+from framepack_live.stream.client import Received, connect, download, expect, receive, recv_json, send
 
 pytestmark = pytest.mark.heavy
 
@@ -36,7 +36,7 @@ async def test_three_sections_with_a_steer_and_the_mp4(server, generation):
     assert {p["steps"] for p in received.progress} == {generation["steps"]}
 
     async with httpx.AsyncClient(base_url=server.url) as http:
-        video = await http.get(f"/sessions/{session['session_id']}/video.mp4", params={"token": session["token"]})
+        video = await download(http, session["session_id"], session["token"])
         health = await http.get("/healthz")
         page = await http.get("/")
     with av.open(io.BytesIO(video.content)) as container:

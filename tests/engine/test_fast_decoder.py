@@ -1,9 +1,12 @@
-"""The live view's small decoder: the VAE's decode contract, locality, and selection per model."""
+"""The live view's small decoder: the VAE's decode contract, locality, selection per model, and
+both decode modes through it."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from framepack_live.engine.decoding import decode_causal, decode_forward, decode_latents, to_uint8
 from framepack_live.engine.fast_decoder import FastDecoder
 from framepack_live.engine.model import FramePackModel
 
@@ -38,3 +41,18 @@ def test_a_model_directory_selects_its_decoder(tiny_with_live_decoder):
     export = FramePackModel.load(str(directory), device="cpu", parts=("vae",), live_decoder=False)
     assert export.fast_decoder is None
     assert export.decode_live(latents).shape == (1, 3, 5, 32, 32)  # the full VAE's decode
+
+
+def test_both_decode_modes_use_the_decoder_the_model_was_loaded_with(tiny_with_live_decoder):
+    """The decode mode (blend or causal, per video) and the decoder (live or VAE, per loaded model)
+    are independent: a model without a live decoder, or loaded without it, decodes by the VAE."""
+    latents = torch.randn(1, 16, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    for live_decoder in (True, False):
+        model = FramePackModel.load(str(tiny_with_live_decoder), device="cpu", parts=("vae",), live_decoder=live_decoder)
+        decoder = model.fast_decoder.decode if live_decoder else lambda x: decode_latents(model, x)
+        expected = decoder(latents)
+        causal = decode_causal(model, latents, context=1, shown=None, final_so_far=5)
+        assert causal.first_frame == 5 and causal.pending is None
+        np.testing.assert_array_equal(causal.frames, to_uint8(expected[:, :, 1:]))
+        blended = decode_forward(model, latents, pending=None, final_so_far=0, overlap=5)
+        np.testing.assert_array_equal(blended.frames, to_uint8(expected[:, :, :-5]))

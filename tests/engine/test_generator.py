@@ -18,7 +18,8 @@ SMALL = dict(width=64, height=64, steps=2, window=3, seed=7)
 @pytest.mark.parametrize("sampling,diffusers_type", [("forward", "vanilla"), ("inverted", "inverted_anti_drifting")])
 def test_render_matches_diffusers_pipeline(tiny_model, render_job, sampling, diffusers_type):
     sections = 3
-    frames, latents = rendering.generate(render_job(sampling, sections), show=False)
+    rendered = rendering.generate(render_job(sampling, sections), show=False)
+    frames, latents = rendered.frames, rendered.latents
     common = dict(
         image=fit_to_size(default_start_image(), 64, 64),
         prompt=PROMPT,

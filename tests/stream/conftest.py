@@ -63,7 +63,11 @@ def running_server(model: FramePackModel, settings: StreamSettings, socket_send_
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, socket_send_buffer)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws_per_message_deflate=False))
+    # proxy_headers=False: which peers' X-Forwarded-For counts is the app's `trusted_proxies`, not
+    # uvicorn's own default (loopback).
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", ws_per_message_deflate=False, proxy_headers=False)
+    )
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
     thread.start()
     try:
@@ -82,12 +86,13 @@ def running_server(model: FramePackModel, settings: StreamSettings, socket_send_
 
 @pytest.fixture
 def server_factory(model):
-    """`with server_factory(limits=..., **stream_settings) as server:` for tests that need their own limits."""
+    """`with server_factory(limits=..., **stream_settings) as server:` for tests that need their own
+    limits or settings (`generation` defaults to `TEST_GENERATION`)."""
 
     def factory(
         limits: Limits | None = None, socket_send_buffer: int | None = None, **kwargs
     ) -> contextlib.AbstractContextManager[Server]:
-        settings = StreamSettings(limits=limits or Limits(), generation=TEST_GENERATION, **kwargs)
+        settings = StreamSettings(**{"limits": limits or Limits(), "generation": TEST_GENERATION, **kwargs})
         return running_server(model, settings, socket_send_buffer)
 
     return factory

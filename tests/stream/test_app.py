@@ -17,5 +17,7 @@ async def test_the_client_is_served_at_the_root_beside_the_api(model, tmp_path):
         health = (await http.get("/healthz")).json()
         assert (health["status"], health["sessions"]) == ("ok", 0)
         assert isinstance(health["held_frame_bytes"], int) and health["rss_bytes"] > 0
-        assert (await http.get("/sessions/nope/video.mp4")).status_code == 404
+        assert (await http.post("/sessions/nope/download", json={"token": "x"})).status_code == 404
+        # The export needs a signed link; the session token alone no longer opens it.
+        assert (await http.get("/sessions/nope/video.mp4", params={"token": "x"})).status_code == 401
     backend.shutdown()

@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from framepack_live.stream.client import Received, expect, receive, send
+from framepack_live.stream.client import Received, download, expect, receive, send
 
 
 async def test_reattach_gets_every_missed_section_and_a_wrong_token_changes_nothing(server):
@@ -22,7 +22,7 @@ async def test_reattach_gets_every_missed_section_and_a_wrong_token_changes_noth
         assert (await expect(intruder, "error"))["code"] == "unauthorized"
         await send(intruder, type="steer", prompt="a green ball")  # not attached: nothing to steer
         assert (await expect(intruder, "error"))["code"] == "bad_request"
-        export = await http.get(f"/sessions/{session_id}/video.mp4", params={"token": wrong})
+        export = await download(http, session_id, wrong)
         assert (export.status_code, export.json()["code"]) == (401, "unauthorized")
         offer = await http.post("/webrtc/offer", json={"session_id": session_id, "token": wrong, "sdp": "v=0", "type": "offer"})
         assert (offer.status_code, offer.json()["code"]) == (401, "unauthorized")
@@ -48,5 +48,5 @@ async def test_a_session_nobody_watches_is_freed(server_factory):
                     break
                 await asyncio.sleep(0.1)
             assert (await http.get("/healthz")).json()["sessions"] == 0
-            export = await http.get(f"/sessions/{session['session_id']}/video.mp4", params={"token": session["token"]})
+            export = await download(http, session["session_id"], session["token"])
             assert export.json()["code"] == "not_found"

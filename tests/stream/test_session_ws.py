@@ -9,7 +9,7 @@ import pytest
 import httpx
 from PIL import Image
 
-from framepack_live.stream.client import Received, expect, receive, send
+from framepack_live.stream.client import Received, download, expect, receive, send
 
 
 
@@ -40,11 +40,10 @@ async def test_mp4_export_holds_every_frame_so_far(server):
     async with server.connect() as ws, httpx.AsyncClient(base_url=server.url) as http:
         await send(ws, type="start", prompt="a red ball", sections=3)
         session = await expect(ws, "session")
-        url = f"/sessions/{session['session_id']}/video.mp4"
         received = await receive(ws, Received(), until_sections=2)
-        early = decode_mp4((await http.get(url, params={"token": session["token"]})).content)
+        early = decode_mp4((await download(http, session["session_id"], session["token"])).content)
         await receive(ws, received)
-        final = decode_mp4((await http.get(url, params={"token": session["token"]})).content)
+        final = decode_mp4((await download(http, session["session_id"], session["token"])).content)
 
     assert not received.gaps(), received.gaps()
     # Mid-session: at least what the client had, and it grows to everything by the end.

@@ -14,7 +14,7 @@ import av
 import httpx
 import pytest
 
-from framepack_live.stream.client import Received, expect, receive, send
+from framepack_live.stream.client import Received, download, expect, receive, send
 from framepack_live.stream.settings import Limits
 
 SECTIONS = 5
@@ -77,7 +77,7 @@ async def eventually(condition, timeout: float) -> None:
 
 async def frames_in_export(server, session: dict) -> int:
     async with httpx.AsyncClient(base_url=server.url) as http:
-        reply = await http.get(f"/sessions/{session['session_id']}/video.mp4", params={"token": session["token"]})
+        reply = await download(http, session["session_id"], session["token"])
     with av.open(io.BytesIO(reply.content)) as container:
         return sum(1 for _ in container.decode(video=0))
 

@@ -6,14 +6,15 @@ import asyncio
 from fractions import Fraction
 
 import httpx
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from framepack_live.stream.client import Received, expect, receive, send
 
 
 async def connect_peer(server, session: dict) -> tuple[RTCPeerConnection, asyncio.Future]:
-    """A receive-only peer that negotiated with the server; the future gives the remote track."""
-    pc = RTCPeerConnection()
+    """A receive-only peer that negotiated with the server; the future gives the remote track.
+    It uses no STUN/TURN server itself (aiortc's default is Google's), so any that is used is the server's."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTransceiver("video", direction="recvonly")
     track = asyncio.get_running_loop().create_future()
     pc.on("track", track.set_result)
@@ -57,3 +58,20 @@ async def test_webrtc_track_plays_the_session_at_its_fps(server):
                 break
             await asyncio.sleep(0.1)
         assert not await session_object.peer_count()
+
+
+async def test_the_servers_peers_use_the_configured_ice_servers(server_factory, stun_server):
+    """The server's aiortc peer asks the STUN server for its public address (and offers it as a
+    server-reflexive candidate) and the TURN server for a relay, with the configured username."""
+    ice = ({"urls": f"stun:{stun_server.url}"}, {"urls": f"turn:{stun_server.url}", "username": "alice", "credential": "pw"})
+    with server_factory(ice_servers=ice) as server:
+        async with server.connect() as ws:
+            await send(ws, type="start", prompt="a red ball", sections=1, media="none")
+            session = await expect(ws, "session")
+            pc, _ = await connect_peer(server, session)
+            answer = pc.remoteDescription.sdp
+            await pc.close()
+            await receive(ws, Received(), media=False)
+    assert f"{stun_server.MAPPED_HOST} " in answer and "typ srflx" in answer
+    assert "BINDING" in stun_server.methods()
+    assert any(r["method"] == "ALLOCATE" and r["username"] == "alice" for r in stun_server.requests), stun_server.requests

@@ -91,3 +91,27 @@ def test_held_out_ranges_never_overlap(argv):
     # (offset 1000) must not share a start with the reported one, nor one part with another.
     with pytest.raises(SystemExit):
         main(argv)
+
+
+def test_a_caption_switched_at_once_jumps_at_the_seam_and_steady_motion_does_not():
+    """The transition measure on the world's own videos: reversing at section 2 makes the
+    velocity jump there far beyond any change within sections; a steady motion has no jump (in a
+    world large enough that the shape never reaches the border, where it would stop)."""
+    from framepack_live.bench.toyworld import velocity_jumps
+
+    world = WorldConfig(size=256)
+    for motions, jumps in ((["left", "left", "right", "right"], True), (["left"] * 4, False)):
+        clip = start_clip(3 * PART_SPACING, world, motions)
+        _, track = start_of(clip).track(clip.frames)
+        seam, within = velocity_jumps(track, WORLD.window, range(2, 3))
+        assert (seam > 3 * within) if jumps else (seam < 0.5 and within < 0.5), (motions, seam, within)
+
+
+def test_seam_stats_split_frame_steps_at_section_seams():
+    from framepack_live.bench.seams import seam_stats
+
+    window, sections = 2, 3
+    steps = np.ones(sections * window * 4)
+    steps[window * 4 :: window * 4] = 3  # the step into each later section's first frame
+    frames = np.cumsum(np.concatenate([[0], steps]))[:, None, None, None] * np.ones((1, 2, 2, 3))
+    assert seam_stats(frames.astype(np.uint8), window) == (3.0, 1.0)

@@ -1,5 +1,6 @@
 """Training code: batch layouts match the engine's packing, and a whole run trains, resumes and exports."""
 
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -106,6 +107,23 @@ def test_smoke_run_trains_resumes_and_exports(tmp_path):
     assert "--steps 3 --batch 2 --heads 2" in card
     # The starting model is named as the reproduce lines name it, not by this machine's scratch path.
     assert "## Fine-tuned from `engine/weights/toyworld-stage1`" in card and str(out) not in card
+
+    # A LoRA of the export (`--lora`): the base frozen, the adapter in diffusers' format, which the
+    # engine loads with diffusers' own loader and which changes what the model makes.
+    lora = tmp_path / "lora"
+    assert train_cli.main(["--run-dir", str(tmp_path / "run3"), "--init", str(out), *SMOKE, "--clips", "4", "--steps",
+                           "2", "--lora", "2", "--out", str(lora)]) == 0
+    from safetensors import safe_open
+
+    with safe_open(str(lora / "pytorch_lora_weights.safetensors"), "pt") as weights:
+        keys = list(weights.keys())
+    assert keys and all(".lora_A." in key or ".lora_B." in key for key in keys)
+    assert "--clips 4 --steps 2 --batch 2 --lora 2 --init " in (lora / "README.md").read_text()
+    base = SectionGenerator(model, "a red circle moves diagonally", None, settings)
+    adapted = SectionGenerator(model, "a red circle moves diagonally", None,
+                               replace(settings, loras=((str(lora), 1.0),)))
+    base.next_section(), adapted.next_section()
+    assert not torch.equal(base.video_latents(), adapted.video_latents())
 
 
 def test_cpu_bf16_leaves_the_vae_in_fp32():
@@ -264,3 +282,21 @@ def test_inverted_one_caption_trains_inverted_windows_only_where_the_caption_hel
         make_batch(np.random.default_rng(0), [turning], WORLD,
                    TransformerTrainConfig(batch=8, inverted_fraction=1.0, inverted_one_caption=True),
                    torch.Generator().manual_seed(0))
+
+
+def test_lora_clips_mix_the_world_with_what_the_lora_teaches():
+    from framepack_live.train.lora import lora_clip, text_start_clip
+    from framepack_live.train.world import render_clip
+
+    world = WorldConfig(size=32, window=1, sections=4)
+    always = [lora_clip("diagonally", 1.0, seed, world) for seed in range(8)]
+    assert all(set(clip.motions) <= {"left", "right", "up", "down", "diagonally"} for clip in always)
+    assert sum("diagonally" in clip.motions for clip in always) >= 4
+    own = render_clip(3, world)
+    opened = text_start_clip(1.0, 3, world)
+    assert (opened.frames[0] == 0).all() and np.array_equal(opened.frames[1:], own.frames[1:])
+    mixed = [text_start_clip(0.5, seed, world) for seed in range(16)]
+    empty = [bool((clip.frames[0] == 0).all()) for clip in mixed]
+    assert 0 < sum(empty) < 16
+    assert all(np.array_equal(clip.frames, render_clip(seed, world).frames)
+               for seed, (clip, opens_empty) in enumerate(zip(mixed, empty)) if not opens_empty)

@@ -73,3 +73,19 @@ def test_camera_pan_moves_the_background_not_the_shape():
                        motions=["pan right", "pan right"])
     assert np.allclose(clip.positions, clip.positions[0])
     assert not np.array_equal(clip.frames[0], clip.frames[-1])
+
+
+def test_the_new_motion_is_rendered_and_scored_against_eight_directions():
+    from framepack_live.train.world import NEW_MOTIONS, all_captions
+
+    clip = render_clip(4, WorldConfig(size=64, window=2, sections=2, distractor_probability=0.0),
+                       motions=["diagonally"] * 2, start=(20.0, 44.0))
+    step = clip.positions[-1] - clip.positions[0]
+    assert step[0] > 0 and step[1] < 0 and abs(step[0] + step[1]) < 1e-3  # up and right, equally
+    assert clip.captions[0].endswith("moves diagonally")
+    assert not any(motion in caption for caption in all_captions() for motion in NEW_MOTIONS)  # the base data
+    assert follows(np.array([10.0, -10.0]), "diagonally")
+    assert follows(np.array([10.0, -5.0]), "diagonally")  # 26.6 degrees from the x axis: nearest the diagonal
+    assert not follows(np.array([10.0, -3.0]), "diagonally")  # nearer to "right"
+    assert not follows(np.array([-10.0, 10.0]), "diagonally")
+    assert follows(np.array([10.0, -9.0]), "right") and not follows(np.array([9.0, -10.0]), "right")

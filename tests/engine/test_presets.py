@@ -57,8 +57,8 @@ def test_shipped_model_brings_its_generation_defaults(tmp_path):
     parser = argparse.ArgumentParser()
     render.add_arguments(parser)
     plan = render.plan(parser.parse_args(["--model", "toyworld", "--prompt", "x", "--out", str(tmp_path / "x.mp4")]))
-    assert plan.settings.window == 3 and (plan.settings.width, plan.settings.height) == (128, 128)
+    assert plan.job.settings.window == 3 and (plan.job.settings.width, plan.job.settings.height) == (128, 128)
     given = render.plan(
         parser.parse_args(["--model", "toyworld", "--prompt", "x", "--window", "5", "--out", str(tmp_path / "x.mp4")])
     )
-    assert given.settings.window == 5
+    assert given.job.settings.window == 5

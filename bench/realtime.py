@@ -40,6 +40,7 @@ from ..engine.generator import SectionGenerator
 from ..engine.model import FramePackModel
 from ..engine.presets import resolve
 from ..engine.settings import GenerationSettings
+from ..stream.settings import LIVE_DECODE
 from ..train.fast_decoder import psnr
 from ..train.vae import to_pixels
 from ..train.world import WorldConfig, caption, render_clip
@@ -63,7 +64,7 @@ class Variant:
     cache: str | None = None
 
     def load(self, size: int) -> FramePackModel:
-        model = load_with_cache(self.model, self.cache, default_settings(self.model, size))
+        model = load_with_cache(self.model, self.cache, live_settings(self.model, size))
         if self.compile:
             model.compile()
         return model
@@ -86,6 +87,12 @@ def default_settings(model: str, size: int, sections: int | None = None) -> Gene
     return GenerationSettings(**{**chosen, "width": size, "height": size, "sections": sections, "seed": 0})
 
 
+def live_settings(model: str, size: int) -> GenerationSettings:
+    """The model's defaults as a live server samples and decodes them (forward, `LIVE_DECODE`), so
+    the engine is timed making the very frames the server streams."""
+    return replace(default_settings(model, size), sampling="forward", **LIVE_DECODE)
+
+
 def time_sections(model: FramePackModel, settings: GenerationSettings, sections: int) -> list[float]:
     """Wall seconds of each section of one forward video (the start image's encoding not counted)."""
     generator = SectionGenerator(model, PROMPT, settings=replace(settings, sections=sections))
@@ -99,7 +106,7 @@ def time_sections(model: FramePackModel, settings: GenerationSettings, sections:
 
 def engine(variants: list[Variant], size: int, sections: int, rounds: int) -> dict:
     models = {variant.name: variant.load(size) for variant in variants}
-    settings = {variant.name: default_settings(variant.model, size) for variant in variants}
+    settings = {variant.name: live_settings(variant.model, size) for variant in variants}
     for variant in variants:  # warm-up: compilation, allocator, caches of the first calls
         time_sections(models[variant.name], settings[variant.name], 2)
     times: dict[str, list[list[float]]] = {variant.name: [] for variant in variants}
@@ -124,32 +131,20 @@ def engine(variants: list[Variant], size: int, sections: int, rounds: int) -> di
 
 def server(variants: list[Variant], size: int, sections: int, num_cpus: int) -> dict:
     """Each variant's application in turn on one local Ray; a warm-up session, then a timed one."""
-    import ray
-    from ray import serve
-
-    from ..cluster.app import build
     from ..cluster.config import ClusterConfig
-    from .serve import free_port
+    from .local_server import deploy, local_serve
 
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
     report = {}
-    try:
+    with local_serve(num_cpus) as port:
         for variant in variants:
-            settings = default_settings(variant.model, size)
+            settings = live_settings(variant.model, size)
             generation = {key: value for key, value in settings.to_dict().items() if key != "sections"}
-            config = ClusterConfig(model=variant.model, generation=generation, compile=variant.compile,
-                                   cache=variant.cache)
-            serve.run(build(config), name="realtime", route_prefix="/")
+            deploy(ClusterConfig(model=variant.model, generation=generation, compile=variant.compile,
+                                 cache=variant.cache))
             url = f"ws://127.0.0.1:{port}/ws"
             asyncio.run(_session(url, 2))
             timed = asyncio.run(_session(url, sections))
-            serve.delete("realtime")
             report[variant.name] = {**timed, "realtime": timed["video_s_after_first"] / timed["wall_s_after_first"]}
-    finally:
-        serve.shutdown()
-        ray.shutdown()
     return report
 
 
@@ -254,7 +249,7 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(args.threads)
     report: dict = {"benchmark": "realtime", "model": args.model, "size": args.size, "threads": args.threads,
                     "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()[0],
-                    "settings": default_settings(args.model, args.size).to_dict()}
+                    "settings": live_settings(args.model, args.size).to_dict()}
     began = time.monotonic()
     compiled = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
     if "engine" in args.parts:

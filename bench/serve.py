@@ -17,13 +17,14 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import time
 
 import psutil
 import torch
 
 from framepack_live.engine.settings import GenerationSettings
+
+from .local_server import deploy, local_serve
 
 
 def main(argv: list[str]) -> int:
@@ -104,32 +105,22 @@ def _in_process(model_name: str | None, settings: GenerationSettings, threads: i
 
 
 def _through_server(args: argparse.Namespace, settings: GenerationSettings, cpus: int) -> dict:
-    import ray
-    from ray import serve
-
-    from framepack_live.cluster.app import build
     from framepack_live.cluster.config import ClusterConfig
 
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
     config = ClusterConfig(
         model=args.model,
         generation={k: v for k, v in settings.to_dict().items() if k != "sections"},
         max_sessions=max(args.sessions, 1),
         max_sessions_per_client=max(args.sessions, 1),
     )
-    try:
-        serve.run(build(config), name="framepack-live", route_prefix="/")
+    with local_serve(cpus) as port:
+        deploy(config)
         url = f"ws://127.0.0.1:{port}/ws"
         asyncio.run(_sessions(url, 1, settings.sections))  # warm-up: replicas' first calls
         cpu_started = _cpu_seconds()
         single = asyncio.run(_sessions(url, 1, settings.sections))
         single["frames_per_cpu_s"] = single["frames"] / (_cpu_seconds() - cpu_started)
         many = asyncio.run(_sessions(url, args.sessions, settings.sections))
-    finally:
-        serve.shutdown()
-        ray.shutdown()
     return {"single": single, "many": many}
 
 
@@ -167,9 +158,3 @@ def _cpu_seconds() -> float:
             continue
         total += times.user + times.system
     return total
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

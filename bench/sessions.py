@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 
 import httpx
+
+from .local_server import deploy, local_serve
 
 
 def main(argv: list[str]) -> int:
@@ -36,26 +37,14 @@ def main(argv: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace) -> dict:
-    import ray
-    from ray import serve
-
-    from framepack_live.cluster.app import build
     from framepack_live.cluster.config import ClusterConfig
     from framepack_live.stream.settings import StreamSettings
 
-    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
     generation = dict(width=args.width, height=args.height, steps=args.steps, window=args.window)
-    try:
-        serve.run(build(ClusterConfig(model=args.model, generation=generation), ingress_replicas=1), route_prefix="/")
+    with local_serve(args.num_cpus) as port:
+        deploy(ClusterConfig(model=args.model, generation=generation), ingress_replicas=1)
         samples, session_id = asyncio.run(_watch(port, args.sections))
         disk = sum(f.stat().st_size for f in (StreamSettings().session_dir / session_id).rglob("*") if f.is_file())
-    finally:
-        serve.shutdown()
-        ray.shutdown()
     early, late = samples[: args.early], samples[-args.early :]
     held_early, held_late = max(s["held_frame_bytes"] for s in early), max(s["held_frame_bytes"] for s in late)
     rss_early, rss_late = samples[args.early - 1]["rss_bytes"], samples[-1]["rss_bytes"]

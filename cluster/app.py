@@ -6,14 +6,16 @@ what `framepack-live serve` and tests call with a config object.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from ray.serve import Application
 
+from framepack_live.engine.lora import list_loras
 from framepack_live.stream.access import Access, read_api_keys
 from framepack_live.stream.model_defaults import model_defaults
-from framepack_live.stream.settings import Limits, StreamSettings
+from framepack_live.stream.settings import LIVE_DECODE, Limits, StreamSettings
 
 from .config import ClusterConfig
 from .decoder import Decoder
@@ -25,8 +27,8 @@ from .session_registry import SessionRegistry
 
 def stream_settings(config: ClusterConfig) -> StreamSettings:
     """What the Ingress and the sessions run with: the model's own defaults (its trained
-    resolution, steps and window) overridden by the operator's, the operator's limits, ICE servers
-    and access rules.
+    resolution, steps and window) overridden by the operator's, the LoRAs sessions may choose, the
+    operator's limits, ICE servers and access rules.
 
     Made once per build of the application, and so is the download links' signing key in it (a
     random one, `Access.link_key`): every Ingress replica gets these same settings as its
@@ -34,7 +36,12 @@ def stream_settings(config: ClusterConfig) -> StreamSettings:
     Serve restarts; a new deploy makes a new key, which only ends links less than a minute old.
     """
     # Live by default: every section's frames final when it is decoded (the config may say `blend`).
-    model, generation = model_defaults(config.model, {"decode": "causal", **config.generation})
+    model, generation = model_defaults(config.model, {**LIVE_DECODE, **config.generation})
+    if config.lora_dir is not None:
+        loras = list_loras(config.lora_dir)
+        if not loras:
+            raise ValueError(f"no LoRAs in {config.lora_dir}: expected diffusers' LoRA directories or .safetensors files")
+        model = dataclasses.replace(model, loras=tuple(loras))
     access = Access(
         allowed_origins=tuple(config.allowed_origins),
         trusted_proxies=tuple(config.trusted_proxies),
@@ -78,6 +85,7 @@ def build(
         denoiser.bind(config),
         Decoder.options(ray_actor_options=light).bind(config),
         stream,
+        config.spare_sessions,
     )
     return Ingress.options(**ingress).bind(registry, stream)
 

@@ -10,7 +10,10 @@ Decoding section k overlaps denoising section k+1: as soon as section k is denoi
 is planned with the same prompt and started while k decodes. If the next call brings a different
 prompt (a steer), that speculative section is cancelled and planned again with the new prompt (its
 plan's prompt blend is no longer `video_state.next_blend`); either way the result is what a
-sequential run would give, since planning reads only the state.
+sequential run would give, since planning reads only the state. A steer may also drop the section
+being decoded, before its frames are out (`stream.backend.worth_redoing`): the state goes back to
+the boundary kept before it and the section is made again with the new prompt. Work given up is
+cancelled at its stage too (`cancelling`), which stops it part-way (`engine.interrupt`).
 """
 
 from __future__ import annotations
@@ -22,18 +25,19 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from PIL import Image
-from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+from ray.exceptions import NodeDiedError, ObjectLostError, RayActorError, RayTaskError, WorkerCrashedError
 from ray.serve.exceptions import BackPressureError, ReplicaUnavailableError
-from ray.serve.handle import DeploymentHandle
+from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from framepack_live.engine import video_state
+from framepack_live.engine.boundaries import Boundaries
 from framepack_live.engine.conditioning import PromptEmbeds, blend_embeds
 from framepack_live.engine.decoding import Decoded
 from framepack_live.engine.errors import InputError
 from framepack_live.engine.section import Section
 from framepack_live.engine.settings import GenerationSettings
-from framepack_live.engine.video_state import SectionPlan, VideoStart
-from framepack_live.stream.backend import PreviewCallback, ProgressCallback, worth_restarting
+from framepack_live.engine.video_state import SectionPlan, VideoStart, VideoState
+from framepack_live.stream.backend import PreviewCallback, ProgressCallback, worth_redoing, worth_restarting
 
 from .logs import log
 from .metrics import SessionMetrics
@@ -43,7 +47,9 @@ T = TypeVar("T")
 
 #: How long a stage call keeps being retried while Serve replaces a dead replica (a model load).
 RETRY_BUDGET_S = 300.0
-_LOST = (RayActorError, WorkerCrashedError, ReplicaUnavailableError)
+#: The replica (or a rank of its group, or the node under it) died; or the answer it made was on
+#: that node's object store and went with it.
+_LOST = (RayActorError, WorkerCrashedError, ReplicaUnavailableError, NodeDiedError, ObjectLostError)
 
 
 def _lost_replica(exc: BaseException) -> bool:
@@ -86,6 +92,16 @@ async def call_stage(session_id: str, stage: str, attempt: Callable[[], Awaitabl
         delay = min(delay * 2, 5.0)
 
 
+async def cancelling(response: DeploymentResponse) -> T:
+    """Await a stage's answer; when the waiting is cancelled, cancel the request at the stage too
+    (Serve leaves it running otherwise, and the stage's model thread busy with it)."""
+    try:
+        return await response
+    except asyncio.CancelledError:
+        response.cancel()
+        raise
+
+
 class RayBackend:
     """One session's way to the stage deployments (the session's id goes into their logs)."""
 
@@ -93,17 +109,45 @@ class RayBackend:
         self.encoder, self.denoiser, self.decoder = stages.encoder, stages.denoiser, stages.decoder
         self.session_id, self.metrics = session_id, metrics
 
-    async def open(self, prompt: str, image: Image.Image | None, settings: GenerationSettings) -> RaySource:
+    async def open(
+        self, prompt: str, image: Image.Image | None, settings: GenerationSettings, from_text: bool = False
+    ) -> RaySource:
         if settings.sampling != "forward":
             raise InputError("bad_request", "the server streams forward sampling only")
         opened = time.monotonic()
-        embeds, start = await asyncio.gather(
-            self.encode_prompt(prompt),
-            call_stage(self.session_id, "encoder", lambda: self.encoder.encode_start.remote(image, settings)),
-        )
-        negative = await self.encode_prompt(settings.negative_prompt) if settings.cfg > 1.0 else None
+        if from_text:
+            embeds, negative = await self._prompts(prompt, settings)
+            start = await self._start_from_text(prompt, embeds, negative, settings)
+        else:
+            (embeds, negative), start = await asyncio.gather(
+                self._prompts(prompt, settings),
+                call_stage(self.session_id, "encoder", lambda: self.encoder.encode_start.remote(image, settings)),
+            )
         log.info("session opened", extra={"session_id": self.session_id, "settings": settings.to_dict()})
-        return RaySource(self, settings, prompt, embeds, negative, start, opened)
+        return RaySource(self, settings, prompt, embeds, negative, video_state.begin(start, settings, prompt), opened)
+
+    async def _prompts(self, prompt: str, settings: GenerationSettings) -> tuple[PromptEmbeds, PromptEmbeds | None]:
+        """The prompt's embeddings, and the negative prompt's where real CFG uses one."""
+        embeds = await self.encode_prompt(prompt)
+        return embeds, await self.encode_prompt(settings.negative_prompt) if settings.cfg > 1.0 else None
+
+    async def _start_from_text(
+        self, prompt: str, embeds: PromptEmbeds, negative: PromptEmbeds | None, settings: GenerationSettings
+    ) -> VideoStart:
+        """`engine.text_start.start_from_text` across the stages, with the same numbers: the sketch
+        state on the Encoder, its one section denoised and decoded like any section, the start
+        image from its last frame on the Encoder."""
+        state = await call_stage(self.session_id, "encoder", lambda: self.encoder.sketch_state.remote(prompt, settings))
+        sketch = RaySource(self, state.settings, prompt, embeds, negative, state, None)
+        try:
+            section = await sketch.next_section(prompt, lambda step, steps: None)
+            tail = await sketch.flush()
+        finally:
+            await sketch.close()
+        last_frame = (tail or section).frames[-1]
+        return await call_stage(
+            self.session_id, "encoder", lambda: self.encoder.start_after.remote(sketch.state, last_frame)
+        )
 
     async def encode_prompt(self, prompt: str) -> PromptEmbeds:
         return await call_stage(self.session_id, "encoder", lambda: self.encoder.encode_prompt.remote(prompt))
@@ -160,20 +204,30 @@ class RaySource:
         prompt: str,
         embeds: PromptEmbeds,
         negative: PromptEmbeds | None,
-        start: VideoStart,
-        opened: float,
+        state: VideoState,
+        opened: float | None,
     ) -> None:
         self.backend, self.session_id, self.settings = backend, backend.session_id, settings
         #: Embeddings of the prompts the state's blends may use: the current one, and during a
         #: transition the ones it blends from.
         self._embeds: dict[str, PromptEmbeds] = {prompt: embeds}
         self._negative = negative
-        self._state = video_state.begin(start, settings, prompt)
-        self._opened: float | None = opened
+        self._state = state
+        #: When the session was opened, until its first frames are out (None: not measured).
+        self._opened = opened
         #: The section the session waits for, while it is denoised; and the next one, planned
         #: ahead while the current one decodes.
         self._current: _Ahead | None = None
         self._ahead: _Ahead | None = None
+        #: The decode of the section the session waits for, and when it began.
+        self._decoding: tuple[asyncio.Task[Decoded], float] | None = None
+        #: The session's callbacks for the section it waits for (a section made again gets them).
+        self._callbacks: tuple[ProgressCallback, PreviewCallback | None] | None = None
+        #: Seconds the last section's denoise and decode took, for `worth_redoing`.
+        self._denoise_s: float | None = None
+        self._decode_s: float | None = None
+        #: The state each accepted section was planned from, for rewinds.
+        self._boundaries = Boundaries()
 
     async def next_section(
         self,
@@ -184,24 +238,40 @@ class RaySource:
     ) -> Section:
         """The next section with `prompt`, blended in over `transition` sections when it is new
         (default: the settings'); `preview` gets the section's step previews as they come."""
-        state = self._state
-        if prompt != state.prompt:
+        if prompt != self._state.prompt:
             self._steer(prompt, await self.backend.encode_prompt(prompt), transition)  # refuses before changing
+        self._callbacks = (progress, preview)
         self._current = self._take_ahead(progress, preview) or self._start_denoise(_Relay(progress, preview))
-        try:
-            plan, result = await self._denoised()
-        finally:
-            self._current = None
-        decode = video_state.accept_section(state, plan, result.latents)
-        video_state.compact(state)
-        if not state.finished:
-            self._ahead = self._start_denoise(_Relay())
-        decoded: Decoded = await call_stage(
-            self.session_id, "decoder", lambda: self.backend.decoder.decode.remote(decode)
-        )
-        section = video_state.finish_section(state, plan, decoded)
-        self._delivered(section)
-        return section
+        while True:
+            state = self._state
+            try:
+                plan, result = await self._denoised()
+            finally:
+                self._current = None
+            # Restarts and stale plans were replaced before this one was taken: the state is the one
+            # this plan was made from, the boundary before it.
+            self._boundaries.keep(state)
+            decode = video_state.accept_section(state, plan, result.latents)
+            video_state.compact(state)
+            if not state.finished:
+                self._ahead = self._start_denoise(_Relay())
+            began = time.monotonic()
+            task = asyncio.ensure_future(call_stage(
+                self.session_id, "decoder", lambda: cancelling(self.backend.decoder.decode.remote(decode))
+            ))
+            self._decoding = (task, began)
+            try:
+                decoded = await task
+            except asyncio.CancelledError:
+                if self._current is None:  # not made again: this call itself is cancelled
+                    raise
+                continue
+            finally:
+                self._decoding = None
+            self._decode_s = time.monotonic() - began
+            section = video_state.finish_section(state, plan, decoded)
+            self._delivered(section)
+            return section
 
     async def _denoised(self) -> tuple[SectionPlan, DenoiseResult]:
         """The current section's plan and latents, following any restarts."""
@@ -214,9 +284,10 @@ class RaySource:
                     raise
 
     async def restart(self, prompt: str, transition: int | None = None) -> bool:
-        """Start the section being denoised over with `prompt`: the current one when at most half
-        done (`worth_restarting`), or the speculative next one (dropped at the next call anyway)."""
-        if prompt == self._state.prompt or (self._current is None and self._ahead is None):
+        """Start the section being made over with `prompt`: the one being decoded when that pays
+        (`worth_redoing`, see `_redo_from`), the one being denoised when at most half done
+        (`worth_restarting`), or the speculative next one (dropped at the next call anyway)."""
+        if prompt == self._state.prompt or not (self._current or self._ahead or self._decoding):
             return False
         try:
             embeds = await self.backend.encode_prompt(prompt)
@@ -224,6 +295,15 @@ class RaySource:
             return False
         # From here on nothing awaits: the state is steered only while no planned section of the
         # old prompt can still be accepted.
+        boundary = self._redo_from()
+        if boundary is not None:
+            decoding = self._decoding[0]
+            self._cancel_ahead()
+            self._state = boundary
+            self._steer(prompt, embeds, transition)
+            self._current = self._start_denoise(_Relay(*self._callbacks))
+            decoding.cancel()
+            return True
         current = self._current
         if current is not None:
             if current[2].done() or not worth_restarting(*(current[1].last_progress or (0, 1))):
@@ -239,11 +319,39 @@ class RaySource:
         self._ahead = self._start_denoise(_Relay())
         return True
 
+    def _redo_from(self) -> VideoState | None:
+        """The boundary to make the section being decoded again from, when dropping it pays
+        (`worth_redoing`) and the prompts that boundary blends are still encoded here (an earlier
+        steer during the same decode may have let them go); else None."""
+        if self._decoding is None:
+            return None
+        decoding, began = self._decoding
+        if decoding.done() or not worth_redoing(time.monotonic() - began, self._decode_s, self._denoise_s):
+            return None
+        boundary = self._boundaries.latest()
+        return boundary if _prompts_used(boundary) <= set(self._embeds) else None
+
     def _steer(self, prompt: str, embeds: PromptEmbeds, transition: int | None) -> None:
         state = self._state
         video_state.steer(state, prompt, transition)
-        used = {state.prompt, *(state.blend_from.prompts if state.blend_from is not None else ())}
-        self._embeds = {p: e for p, e in self._embeds.items() if p in used} | {prompt: embeds}
+        self._embeds = {p: e for p, e in self._embeds.items() if p in _prompts_used(state)} | {prompt: embeds}
+
+    async def rewind(self, section: int, prompt: str, transition: int | None = None, branch: int | None = None) -> int:
+        """See `SectionSource.rewind`: the state kept for the boundary replaces this one; the
+        prompts its blend uses are encoded again where they were dropped meanwhile."""
+        embeds = await self.backend.encode_prompt(prompt)  # refuses before anything changes
+        self._cancel_ahead()
+        self._boundaries.keep(self._state)  # the end of the branch left, to come back to
+        try:
+            state = self._boundaries.rewind(section, branch)
+        except ValueError as exc:
+            raise InputError("bad_request", str(exc)) from None
+        missing = sorted(_prompts_used(state) - set(self._embeds))
+        encoded = await asyncio.gather(*(self.backend.encode_prompt(p) for p in missing))
+        self._embeds |= dict(zip(missing, encoded))
+        self._state = state
+        self._steer(prompt, embeds, transition)
+        return self._boundaries.branch
 
     async def flush(self) -> Section | None:
         self._cancel_ahead()
@@ -252,8 +360,13 @@ class RaySource:
             self._delivered(section)
         return section
 
+    @property
+    def state(self) -> VideoState:
+        return self._state
+
     async def close(self) -> None:
         self._cancel_ahead()
+        self._boundaries.close()
         log.info("session closed", extra={"session_id": self.session_id, "sections": self._state.step})
 
     def _take_ahead(self, progress: ProgressCallback, preview: PreviewCallback | None) -> _Ahead | None:
@@ -284,17 +397,28 @@ class RaySource:
             negative=self._negative,
             image_embeds=self._state.start.image_embeds,
         )
-        task = asyncio.ensure_future(call_stage(self.session_id, "denoiser", lambda: self._stream(request, relay)))
+        task = asyncio.ensure_future(self._timed_denoise(request, relay))
         return plan, relay, task
 
+    async def _timed_denoise(self, request: DenoiseRequest, relay: _Relay) -> DenoiseResult:
+        began = time.monotonic()
+        result = await call_stage(self.session_id, "denoiser", lambda: self._stream(request, relay))
+        self._denoise_s = time.monotonic() - began
+        return result
+
     async def _stream(self, request: DenoiseRequest, relay: _Relay) -> DenoiseResult:
-        async for item in self.backend.denoiser.options(stream=True).section.remote(request):
-            if isinstance(item, Progress):
-                relay.on_progress(item.step, item.steps)
-            elif isinstance(item, Preview):
-                relay.on_preview(item)
-            else:
-                return item
+        stream = self.backend.denoiser.options(stream=True).section.remote(request)
+        try:
+            async for item in stream:
+                if isinstance(item, Progress):
+                    relay.on_progress(item.step, item.steps)
+                elif isinstance(item, Preview):
+                    relay.on_preview(item)
+                else:
+                    return item
+        except asyncio.CancelledError:
+            stream.cancel()  # as `cancelling` does for a plain answer
+            raise
         raise RuntimeError("the denoiser's stream ended without a result")
 
     def _delivered(self, section: Section) -> None:
@@ -310,3 +434,9 @@ class RaySource:
             section.num_frames,
             extra={"session_id": self.session_id, "section": section.index, "first_frame": section.first_frame},
         )
+
+
+def _prompts_used(state: video_state.VideoState) -> set[str]:
+    """The prompts whose embeddings the state's next sections need: its own, and during a
+    transition the ones it blends from."""
+    return {state.prompt, *(state.blend_from.prompts if state.blend_from is not None else ())}

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from framepack_live.engine.denoising import denoise_plans
+from framepack_live.engine.interrupt import Stop, interruptible
 from framepack_live.engine.model import FramePackModel
 from framepack_live.engine.sampling import Guidance
 
@@ -21,12 +22,18 @@ BatchPreview = Callable[[int, int, list[np.ndarray | None]], None]
 
 
 def denoise_batch(
-    model: FramePackModel, requests: list[DenoiseRequest], progress: Progress | None, preview: BatchPreview | None = None
+    model: FramePackModel,
+    requests: list[DenoiseRequest],
+    progress: Progress | None,
+    preview: BatchPreview | None = None,
+    stop: Stop | None = None,
 ) -> list[DenoiseResult]:
     """Denoise sections of several sessions (equal `batch_key`) in shared forward passes.
 
     Previews are made at the steps any request wants one (the gcd of their cadences) and handed
     only to the requests that want one then; sessions' cadences need not match to share a batch.
+    `stop`: the batch ends part-way with `engine.interrupt.Interrupted` once it is true (no caller
+    wants a result any more).
     """
     keys = {r.batch_key() for r in requests}
     if len(keys) != 1:
@@ -42,7 +49,8 @@ def denoise_batch(
             preview(step, steps, [f if r.wants_preview(step, steps) else None for r, f in zip(requests, frames)])
 
     guidances = [Guidance(prompt=r.prompt, image_embeds=r.image_embeds, negative=r.negative) for r in requests]
-    latents = denoise_plans(model, [r.plan for r in requests], guidances, settings, progress, relay, every)
+    with interruptible(model.transformer, stop):
+        latents = denoise_plans(model, [r.plan for r in requests], guidances, settings, progress, relay, every)
     return [DenoiseResult(latents=x, batch_size=len(requests)) for x in latents]
 
 

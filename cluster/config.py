@@ -58,6 +58,10 @@ class ClusterConfig:
     #: Whether a steer restarts the section being denoised when at most half of it is done
     #: (`stream.backend.worth_restarting`), rather than waiting for the next section boundary.
     restart_steered: bool = True
+    #: Session actors kept started ahead (`session_registry`): that many `start`s in a row answer
+    #: at once instead of waiting seconds for a process; each costs an idle process on the
+    #: registry's node. 0: every session starts its own.
+    spare_sessions: int = 2
     #: Where sessions keep their frames (a directory per session, on the registry's node); None:
     #: the system's temporary directory.
     session_dir: str | None = None
@@ -72,6 +76,11 @@ class ClusterConfig:
     #: A file of API keys, one per line, read when the application is built (on the node that
     #: builds it: the head, for `serve deploy`); set: a `start` needs one of them.
     api_keys_file: str | None = None
+    #: A directory of LoRAs sessions may choose from (`engine.lora.list_loras`: diffusers' LoRA
+    #: directories and `.safetensors` files, each with an optional card), listed when the
+    #: application is built. The Denoiser replicas load them from the same path, so on a
+    #: multi-node cluster it must be on every node (a shared or copied directory).
+    lora_dir: str | None = None
 
     def __post_init__(self) -> None:
         problems = []

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from ray import serve
 
 from framepack_live.engine.decoding import Decoded, DecodePlan, decode_section
 
 from .config import ClusterConfig
+from .logs import log
 from .replica import ModelThread, load_model
 
 
@@ -21,4 +24,9 @@ class Decoder:
         self._model_thread = ModelThread("decode")
 
     async def decode(self, plan: DecodePlan) -> Decoded:
-        return await self._model_thread.submit(decode_section, self.model, plan)
+        """Cancelled (a steer made the section unwanted): the decode stops part-way."""
+        try:
+            return await self._model_thread.cancellable(decode_section, self.model, plan)
+        except asyncio.CancelledError:
+            log.info("dropped a decode its session gave up")
+            raise

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import numpy as np
 import torch
 from PIL import Image
 from ray import serve
 
+from framepack_live.engine import text_start
 from framepack_live.engine.conditioning import PromptEmbeds, encode_prompt
 from framepack_live.engine.generator import start_video
 from framepack_live.engine.images import default_start_image
 from framepack_live.engine.settings import GenerationSettings
-from framepack_live.engine.video_state import VideoStart
+from framepack_live.engine.video_state import VideoStart, VideoState
 
 from .config import ClusterConfig
 from .replica import ModelThread, load_model
@@ -44,6 +46,14 @@ class Encoder:
 
     async def encode_start(self, image: Image.Image | None, settings: GenerationSettings) -> VideoStart:
         return await self._model_thread.submit(start_video, self.model, image or default_start_image(), settings)
+
+    async def sketch_state(self, prompt: str, settings: GenerationSettings) -> VideoState:
+        """The one-section video a start from the prompt alone is sketched in (`engine.text_start`)."""
+        return await self._model_thread.submit(text_start.sketch_state, self.model, prompt, settings)
+
+    async def start_after(self, sketch: VideoState, last_frame: np.ndarray) -> VideoStart:
+        """The video's start from the sketch's last decoded frame."""
+        return await self._model_thread.submit(text_start.start_after, self.model, sketch, last_frame)
 
     def _encode_prompt(self, prompt: str) -> PromptEmbeds:
         return encode_prompt(self.model, prompt).to(torch.device("cpu"))

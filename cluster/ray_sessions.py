@@ -47,5 +47,8 @@ class RaySessions:
     async def active_count(self) -> int:
         return await self._registry.active_count.remote()
 
+    async def model_status(self) -> dict:
+        return await self._registry.model_status.remote()
+
     async def close(self) -> None:
         """Nothing to stop: the sessions outlive this replica."""

@@ -208,6 +208,9 @@ def plan_from_video(args: argparse.Namespace) -> Plan:
     if record is None:
         raise InputError("bad_request", f"{args.from_video} carries no framepack-live settings (it was not made by "
                                         "framepack-live render, or its metadata was stripped)")
+    if record.model is None:
+        raise InputError("bad_request", f"{args.from_video} does not name the model it was made with (its server "
+                                        "did not say); render it with --model and its settings instead")
     settings, runtime = record.settings, record.runtime
     for (path, _), expected in zip(settings.loras, record.lora_sha256):
         if not Path(path).is_file() or file_sha256(path) != expected:

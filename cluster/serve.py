@@ -9,12 +9,14 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 import yaml
 
 from framepack_live.engine.errors import InputError
 
 from .config import ClusterConfig
+from .model_status import REGISTRY, describe
 
 APP_NAME = "framepack-live"
 
@@ -39,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ingress-replicas", type=int, default=None, metavar="R",
         help="Ingress replicas: any of them serves any session (default 2 where there are 2 or more CPUs, else 1)",
+    )
+    parser.add_argument(
+        "--lora-dir", type=Path, default=None, metavar="DIR",
+        help="LoRAs sessions may choose from (diffusers' LoRA directories or .safetensors files, each with a card)",
     )
     parser.add_argument("--session-dir", default=None, help="where sessions keep their frames (default: the temp dir)")
     access = parser.add_argument_group("networking and access (with --config: set them in the file's args)")
@@ -69,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 #: Flags that configure the application itself; a `--config` file sets them in its `args` instead.
-APP_FLAGS = ("ice_server", "ice_username", "ice_credential", "trusted_proxy", "allowed_origin", "api_keys")
+APP_FLAGS = ("ice_server", "ice_username", "ice_credential", "trusted_proxy", "allowed_origin", "api_keys", "lora_dir")
 
 #: Serve's HTTP proxy runs uvicorn, which by default takes the client address from
 #: `X-Forwarded-For` for any peer on loopback. Whom to trust is the application's `trusted_proxies`
@@ -103,7 +109,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             host, port = args.host or "127.0.0.1", args.port or 8000
             serve.start(http_options={"host": host, "port": port})
-            serve.run(_application_from_flags(args, ray), name=APP_NAME, route_prefix="/")
+            # Not `serve.run`, which would block with nothing to show while a first start downloads
+            # the model: the Ingress answers /healthz meanwhile, and this terminal shows the same.
+            target = serve.RunTarget(_application_from_flags(args, ray), name=APP_NAME, route_prefix="/")
+            serve.run_many([target], wait_for_applications_running=False)
+            wait_until_running([APP_NAME])
         print(f"framepack-live is serving at http://{host}:{port}  (Ctrl-C stops it)", flush=True)
         while True:
             time.sleep(3600)
@@ -141,6 +151,7 @@ def _config_from_flags(args: argparse.Namespace, device: str) -> ClusterConfig:
         trusted_proxies=args.trusted_proxy,
         allowed_origins=args.allowed_origin,
         api_keys_file=str(args.api_keys.resolve()) if args.api_keys else None,
+        lora_dir=str(args.lora_dir.resolve()) if args.lora_dir else None,
     )
 
 
@@ -172,22 +183,78 @@ def _deploy_config_file(args: argparse.Namespace) -> tuple[str, int]:
     return http["host"], http["port"]
 
 
-def deploy_schema(config) -> None:
+def deploy_schema(config, out: TextIO = sys.stderr) -> None:
     """Apply a validated `ServeDeploySchema` on the running Serve and wait until its applications
-    run (no deadline: replicas of a real model download and load for minutes)."""
-    from ray import serve
+    run, showing how far their models are on `out`."""
     from ray.serve.context import _get_global_client
 
     _get_global_client().deploy_apps(config)
-    while True:
-        statuses = {app.name: serve.status().applications.get(app.name) for app in config.applications}
-        states = {name: status.status if status else "NOT_STARTED" for name, status in statuses.items()}
-        if all(state == "RUNNING" for state in states.values()):
-            return
-        failed = {name: statuses[name].message for name, state in states.items() if state == "DEPLOY_FAILED"}
-        if failed:
-            raise RuntimeError(f"deploying failed: {failed}")
-        time.sleep(1)
+    wait_until_running([app.name for app in config.applications], out)
+
+
+def wait_until_running(apps: list[str], out: TextIO = sys.stderr) -> None:
+    """Wait until the applications run, with their models' state on `out` (the figures of
+    `/healthz`): no deadline, since replicas of a real model download and load for minutes.
+    A model that failed to load (the hub cannot be reached) raises `ModelUnavailable`'s one line
+    at once, rather than after Serve's retries of the replicas, which would fail the same way;
+    an application that failed to deploy otherwise raises Serve's message."""
+    from ray import serve
+
+    line = StatusLine(out)
+    try:
+        while True:
+            statuses = {name: serve.status().applications.get(name) for name in apps}
+            states = {name: status.status if status else "NOT_STARTED" for name, status in statuses.items()}
+            if all(state == "RUNNING" for state in states.values()):
+                return
+            models = [model for model in map(model_status, apps) if model]
+            failed_models = [model["error"] for model in models if model["state"] == "failed"]
+            if failed_models:
+                raise InputError("model_unavailable", failed_models[0])
+            failed = {name: statuses[name].message for name, state in states.items() if state == "DEPLOY_FAILED"}
+            if failed:
+                raise RuntimeError(f"deploying failed: {failed}")
+            line.show("; ".join(map(describe, models)) or "starting the application")
+            time.sleep(1)
+    finally:
+        line.close()
+
+
+def model_status(app: str) -> dict | None:
+    """The application's model summary from its registry; None until the registry answers (or
+    for an application that has none)."""
+    from ray import serve
+
+    try:
+        return serve.get_deployment_handle(REGISTRY, app).model_status.remote().result(timeout_s=2)
+    except Exception:
+        return None
+
+
+class StatusLine:
+    """One line rewritten in place on a terminal; elsewhere (a log file) a new line whenever the
+    state changes, and every `LOG_EVERY_S` while it does not."""
+
+    LOG_EVERY_S = 30.0
+
+    def __init__(self, out: TextIO) -> None:
+        self.out, self.tty = out, out.isatty()
+        self._last, self._at, self._width = "", 0.0, 0
+
+    def show(self, text: str) -> None:
+        if self.tty:
+            self.out.write("\r" + text.ljust(self._width))
+            self._width = len(text)
+        elif text.split(":")[0] != self._last.split(":")[0] or time.monotonic() - self._at > self.LOG_EVERY_S:
+            self.out.write(text + "\n")
+            self._at = time.monotonic()
+        self._last = text
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.tty and self._width:
+            self.out.write("\n")
+            self.out.flush()
 
 
 def _raise_keyboard_interrupt(signum, frame) -> None:

@@ -34,7 +34,7 @@ from .metrics import SessionMetrics
 
 #: Methods of `Session` an Ingress may call through `SessionHost.call` (the `SessionHandle` ones).
 HANDLE_METHODS = frozenset({
-    "steer", "pause", "resume", "stop", "attach", "poll", "delivered", "frames", "live_edge",
+    "steer", "rewind", "pause", "resume", "stop", "attach", "poll", "delivered", "frames", "live_edge",
     "add_peer", "remove_peer", "peer_count", "export_parts", "export_part", "check_token",
 })
 
@@ -59,6 +59,8 @@ class SessionRequest:
     prompt: str
     image: Image.Image | None
     media: str
+    #: A start made from the prompt alone (`start: "text"`).
+    from_text: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,13 +75,21 @@ class SessionStatus:
 
 @ray.remote(num_cpus=0)
 class SessionHost:
-    def __init__(self, request: SessionRequest, stream: StreamSettings, stages: Stages) -> None:
-        self._request, self._stream, self._stages = request, stream, stages
+    """Made before its session (the registry keeps spares ready: a new actor's process takes
+    seconds to start and import), and given it by `begin`."""
+
+    def __init__(self, stream: StreamSettings, stages: Stages) -> None:
+        self._stream, self._stages = stream, stages
         self.session: Session | None = None
 
-    async def begin(self) -> None:
+    def ready(self) -> None:
+        """Answers once the actor's process is up: a spare is ready for a session."""
+
+    async def begin(self, request: SessionRequest) -> None:
         """Build and start the session on the actor's event loop (its constructor needs the loop)."""
-        request, stream, stages = self._request, self._stream, self._stages
+        if self.session is not None:
+            raise RuntimeError(f"this actor already runs session {self.session.id}")
+        stream, stages = self._stream, self._stages
         self.session = Session(
             session_id=request.session_id,
             token_digest=request.token_digest,
@@ -92,8 +102,9 @@ class SessionHost:
             limits=stream.limits,
             store=FrameStore(stream.session_dir / request.session_id, stream.jpeg_quality),
             restart_steered=stream.restart_steered,
+            model=stream.model.source if stream.model is not None else None,
+            from_text=request.from_text,
         )
-        self._request = None  # the start image is the session's now; drop this copy
         self.session.start()
 
     async def call(self, method: str, *args):
@@ -106,7 +117,10 @@ class SessionHost:
     def settings(self) -> GenerationSettings:
         return self.session.settings
 
-    def status(self) -> SessionStatus:
+    def status(self) -> SessionStatus | None:
+        """None for a spare: no session yet."""
+        if self.session is None:
+            return None
         idle_since = self.session.presence.idle_since()
         return SessionStatus(
             client=self.session.client,
@@ -115,7 +129,8 @@ class SessionHost:
         )
 
     async def close(self) -> None:
-        await self.session.close()
+        if self.session is not None:
+            await self.session.close()
 
 
 def unwrap_input_error(exc: BaseException) -> InputError | None:
@@ -145,6 +160,9 @@ class RemoteSession:
     async def steer(self, prompt: str, transition: int | None = None) -> None:
         await self._call("steer", prompt, transition)
 
+    async def rewind(self, section: int, prompt: str, transition: int | None = None, branch: int | None = None) -> None:
+        await self._call("rewind", section, prompt, transition, branch)
+
     async def pause(self) -> None:
         await self._call("pause")
 
@@ -163,8 +181,10 @@ class RemoteSession:
     def delivered(self, viewer: int, seq: int) -> None:
         self._actor.call.remote("delivered", viewer, seq)  # not awaited: nothing to wait for
 
-    async def frames(self, first: int, count: int, wait_s: float, peer: str | None = None) -> FrameBatch:
-        return await self._call("frames", first, count, wait_s, peer)
+    async def frames(
+        self, first: int, count: int, wait_s: float, peer: str | None = None, branch: int | None = None
+    ) -> FrameBatch:
+        return await self._call("frames", first, count, wait_s, peer, branch)
 
     async def live_edge(self) -> int:
         return await self._call("live_edge")
@@ -178,11 +198,11 @@ class RemoteSession:
     async def peer_count(self) -> int:
         return await self._call("peer_count")
 
-    async def export_parts(self) -> int:
-        return await self._call("export_parts")
+    async def export_parts(self, branch: int | None = None) -> int:
+        return await self._call("export_parts", branch)
 
-    async def export_part(self, index: int) -> bytes:
-        return await self._call("export_part", index)
+    async def export_part(self, index: int, parts: int, branch: int | None = None) -> bytes:
+        return await self._call("export_part", index, parts, branch)
 
     async def check_token(self, token: str) -> None:
         await self._call("check_token", token)

@@ -5,11 +5,17 @@ once must not both take the last slot). It holds no session's state, only the li
 actors, and that list is rebuilt from the actors' names when Serve restarts the replica: the
 sessions themselves live on in their `SessionHost` actors whatever happens to it. Deleting or
 redeploying the application ends its sessions (`__del__`).
+
+A new actor's process takes seconds to start and import (it was most of the wait before a
+session's first frame), so the registry keeps spare actors started (`ClusterConfig.spare_sessions`),
+each named for the id of a session to come, and starts another a while after a session takes one.
+A spare left by an earlier replica of the registry has no session: the next count frees it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 
 import ray
@@ -27,20 +33,32 @@ from framepack_live.stream.settings import StreamSettings
 from .backend import Stages
 from .logs import log
 from .metrics import RegistryMetrics
+from .model_status import REGISTRY, ModelBoard, ReplicaReport
 from .session_host import NAMESPACE, SessionHost, SessionRequest, SessionStatus, session_actor_name
 
 
+#: Seconds after a session took a spare before another is started: its process start would
+#: otherwise compete for the CPUs with the new session's first section.
+SPARE_AFTER_S = 30.0
 
-@serve.deployment(name="SessionRegistry", num_replicas=1, max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})
+
+@serve.deployment(name=REGISTRY, num_replicas=1, max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})
 class SessionRegistry:
-    async def __init__(self, encoder, denoiser, decoder, stream: StreamSettings) -> None:
+    async def __init__(self, encoder, denoiser, decoder, stream: StreamSettings, spare_sessions: int = 0) -> None:
         self._stages = Stages(encoder, denoiser, decoder)
         self._stream = stream
         self._app = serve.get_replica_context().app_name
         self._sessions: dict[str, ray.actor.ActorHandle] = self._adopt()
+        #: Ids and actors of sessions to come, started ahead (`_make_spare`).
+        self._spares: list[tuple[str, ray.actor.ActorHandle]] = []
+        self._sparing: set[asyncio.Task] = set()
+        for _ in range(spare_sessions):
+            self._start_spare(0.0)
         self._admitting = asyncio.Lock()
         self._metrics = RegistryMetrics()
         self._reaper = asyncio.create_task(self._reap_forever())
+        stages = tuple(stage.deployment_name for stage in (encoder, denoiser, decoder))
+        self._model = ModelBoard(stream.model.name if stream.model else "the model", stages)
 
     def _adopt(self) -> dict[str, ray.actor.ActorHandle]:
         """The session actors of this application that already exist (after a restart)."""
@@ -66,7 +84,8 @@ class SessionRegistry:
             except InputError:
                 self._metrics.rejected.inc()
                 raise
-            session_id, token = secrets.token_hex(8), secrets.token_urlsafe(32)
+            session_id, actor = self._take_spare()
+            token = secrets.token_urlsafe(32)
             request = SessionRequest(
                 session_id=session_id,
                 token_digest=token_hash(token),
@@ -75,22 +94,66 @@ class SessionRegistry:
                 prompt=start.prompt,
                 image=image,
                 media=start.media,
+                from_text=start.start == "text",
             )
-            actor = SessionHost.options(
-                name=session_actor_name(self._app, session_id),
-                namespace=NAMESPACE,
-                lifetime="detached",
-                # Beside the registry (the head node in the shipped configs), away from the GPU
-                # nodes that come and go; its frames are on this node's disk.
-                scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True),
-            ).remote(request, self._stream, self._stages)
-            await actor.begin.remote()
+            try:
+                await actor.begin.remote(request)
+            except RayActorError:  # the spare died meanwhile (its node went): a fresh actor
+                log.warning("the spare session actor was gone; starting a new one")
+                session_id = secrets.token_hex(8)
+                request = dataclasses.replace(request, session_id=session_id)
+                actor = self._new_actor(session_id)
+                await actor.begin.remote(request)
             self._sessions[session_id] = actor
         log.info("session created", extra={"session_id": session_id, "client": client})
         return session_id, token
 
+    def _new_actor(self, session_id: str) -> ray.actor.ActorHandle:
+        return SessionHost.options(
+            name=session_actor_name(self._app, session_id),
+            namespace=NAMESPACE,
+            lifetime="detached",
+            # Beside the registry (the head node in the shipped configs), away from the GPU
+            # nodes that come and go; its frames are on this node's disk.
+            scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True),
+        ).remote(self._stream, self._stages)
+
+    def _take_spare(self) -> tuple[str, ray.actor.ActorHandle]:
+        """A spare's id and actor for a new session, and another spare started in its place; a new
+        actor when there is none."""
+        if not self._spares:
+            session_id = secrets.token_hex(8)
+            return session_id, self._new_actor(session_id)
+        self._start_spare(SPARE_AFTER_S)
+        return self._spares.pop(0)
+
+    def _start_spare(self, after_s: float) -> None:
+        task = asyncio.create_task(self._make_spare(after_s))
+        self._sparing.add(task)  # held until done: the loop keeps only weak references to tasks
+        task.add_done_callback(self._sparing.discard)
+
+    async def _make_spare(self, after_s: float) -> None:
+        await asyncio.sleep(after_s)
+        session_id = secrets.token_hex(8)
+        spare = (session_id, self._new_actor(session_id))
+        self._spares.append(spare)
+        try:
+            await spare[1].ready.remote()
+        except RayActorError:
+            log.warning("a spare session actor died before its session; another in %.0f s", SPARE_AFTER_S)
+            if spare in self._spares:
+                self._spares.remove(spare)
+            self._start_spare(SPARE_AFTER_S)
+
     async def active_count(self) -> int:
         return sum(status.active for status in (await self._statuses()).values())
+
+    def report_model(self, report: ReplicaReport) -> None:
+        """A stage replica's model: how far its download and load are (`model_status.Reporter`)."""
+        self._model.report(report)
+
+    def model_status(self) -> dict:
+        return self._model.summary()
 
     async def _statuses(self) -> dict[str, SessionStatus]:
         """Every live session's status; sessions whose actor is gone are forgotten."""
@@ -101,6 +164,8 @@ class SessionRegistry:
             if isinstance(answer, RayActorError):
                 log.warning("session %s is gone", session_id, extra={"session_id": session_id})
                 self._sessions.pop(session_id, None)
+            elif answer is None:  # an earlier replica's spare, adopted by its name: never a session
+                ray.kill(self._sessions.pop(session_id))
             elif isinstance(answer, BaseException):
                 raise answer
             else:
@@ -133,6 +198,8 @@ class SessionRegistry:
         """Serve calls this when it shuts the replica down on purpose (not when it died): the
         application is going, and its sessions with their files."""
         actors = list(self._sessions.values())
+        for _, spare in self._spares:
+            ray.kill(spare)
         try:
             ray.get([actor.close.remote() for actor in actors], timeout=30)
         except Exception:

@@ -25,7 +25,6 @@ mode a per-video setting: the two choices are independent.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,6 +32,7 @@ import torch
 
 if TYPE_CHECKING:  # plans and results travel to processes that never load a model (a session's)
     from .model import FramePackModel
+from .interrupt import Stop, interruptible
 from .settings import VAE_TEMPORAL_RATIO
 
 #: Causal decoding: new frames over which the seam's correction fades out (one latent frame's worth).
@@ -72,12 +72,15 @@ class DecodePlan:
     shown: np.ndarray | None = None
 
 
-def decode_section(model: FramePackModel, plan: DecodePlan) -> Decoded:
-    if plan.causal:
-        return decode_causal(model, plan.latents, plan.context, plan.shown, plan.cursor)
-    if plan.forward:
-        return decode_forward(model, plan.latents, plan.pending, plan.cursor, plan.overlap)
-    return decode_inverted(model, plan.latents, plan.pending, plan.cursor, plan.overlap, plan.last)
+def decode_section(model: FramePackModel, plan: DecodePlan, stop: Stop | None = None) -> Decoded:
+    """`stop`: raises `engine.interrupt.Interrupted` part-way once it is true (a steer made the
+    section's frames unwanted)."""
+    with interruptible(model.pipeline.vae, stop):
+        if plan.causal:
+            return decode_causal(model, plan.latents, plan.context, plan.shown, plan.cursor)
+        if plan.forward:
+            return decode_forward(model, plan.latents, plan.pending, plan.cursor, plan.overlap)
+        return decode_inverted(model, plan.latents, plan.pending, plan.cursor, plan.overlap, plan.last)
 
 
 @torch.no_grad()

@@ -94,8 +94,12 @@ class DownloadProgress:
                 self._bar.update(count)
 
     def finish(self) -> None:
+        """Every file is in the cache now, including any another process fetched meanwhile (the
+        hub library waits on its lock, and counts nothing for it)."""
         with self._lock:
-            self._state = "done"
+            self._state, self._done = "done", self._total
+            if self._bar is not None:
+                self._bar.update(self._total - self._bar.n)
             self._close_bar()
 
     def fail(self, message: str) -> None:

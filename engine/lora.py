@@ -16,8 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from .errors import InputError
-from .model import FramePackModel
+
+if TYPE_CHECKING:  # names and paths are read by processes that never load a model (a server's sessions)
+    from .model import FramePackModel
 
 #: The file diffusers' `save_lora_weights` writes in a LoRA directory.
 WEIGHT_NAME = "pytorch_lora_weights.safetensors"

@@ -44,6 +44,11 @@ class GenerationSettings:
     #: (forward only): the new latents decoded after the previous section's as the causal VAE's
     #: context, every frame final at once; what a live stream wants.
     decode: DecodeMode = "blend"
+    #: `causal` decoding: latent frames of the previous section decoded before the new ones as the
+    #: VAE's context (1 to `window`; None: the whole window). The decode's cost grows with it (on
+    #: the toy model 4 latent frames take half the time of 6), and the frames hardly differ past
+    #: the first (`framepack-live bench seams` measures both).
+    decode_context: int | None = None
     #: Sections a steer's new prompt is blended in over (`video_state.steer`); 0 switches at once.
     transition: int = 0
     #: A step preview after every this many denoising steps, for drivers that ask for previews (0: none).
@@ -74,6 +79,8 @@ class GenerationSettings:
             problems.append(f"decode must be 'blend' or 'causal', got {self.decode!r}")
         if self.decode == "causal" and self.sampling != "forward":
             problems.append("causal decoding needs forward sampling: an inverted video has no earlier frames to decode after")
+        if self.decode_context is not None and not 1 <= self.decode_context <= self.window:
+            problems.append(f"decode_context must be 1 to the window ({self.window}) latent frames, got {self.decode_context}")
         if self.transition < 0:
             problems.append(f"transition must be >= 0 sections, got {self.transition}")
         if self.preview_every < 0:

@@ -19,7 +19,7 @@ latents, end-image latents, then each section's noise), carried between sections
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -249,16 +249,19 @@ def accept_section(state: VideoState, plan: SectionPlan, latents: torch.Tensor) 
         state.video = torch.cat([state.video, latents], dim=2)
         if settings.decode == "causal":
             # The first section decodes with the start frame, all of it new; later ones after the
-            # previous section's latents as context.
-            context = 0 if state.last_frame is None else settings.window
+            # previous section's latents (the newest `decode_context` of them) as context.
+            context = 0 if state.last_frame is None else settings.decode_context or settings.window
+            # A copy: a slice would carry the whole history's storage when the plan is pickled for
+            # another process (a Decoder replica).
             return DecodePlan(
-                forward=True, latents=state.video[:, :, -(context + latents.shape[2]) :] if context else state.video,
+                forward=True,
+                latents=(state.video[:, :, -(context + latents.shape[2]) :] if context else state.video).clone(),
                 pending=None, cursor=state.frame_cursor, overlap=0, last=False, causal=True, context=context,
                 shown=state.last_frame,
             )
         decode_from = state.video[:, :, -2 * settings.window :] if state.pending is not None else state.video
         return DecodePlan(
-            forward=True, latents=decode_from, pending=state.pending, cursor=state.frame_cursor,
+            forward=True, latents=decode_from.clone(), pending=state.pending, cursor=state.frame_cursor,
             overlap=settings.overlap_frames, last=False,
         )
     last = state.finished
@@ -317,3 +320,28 @@ def compact(state: VideoState) -> None:
 def latents_read(settings: GenerationSettings) -> int:
     """Newest latent frames a later section reads: packing's history and the next decode's context."""
     return max(HISTORY_FRAMES, 2 * settings.window)
+
+
+def snapshot(state: VideoState) -> VideoState:
+    """A copy of `state` to keep (a section boundary) or to continue from (a rewind): cut to the
+    latents later sections read, sharing no tensor or list with `state`, so neither the original
+    going on nor a driver reading the copy's tensors in place can change the other. The start
+    conditioning is shared: it is never changed."""
+    keep = latents_read(state.settings)
+    video = state.video[:, :, -keep:] if state.forward else state.video[:, :, :keep]
+    return replace(
+        state,
+        video=video.clone(),
+        rng_state=state.rng_state.clone(),
+        pending=None if state.pending is None else state.pending.clone(),
+        last_frame=None if state.last_frame is None else state.last_frame.copy(),
+        timeline=list(state.timeline),
+    )
+
+
+def snapshot_bytes(state: VideoState) -> int:
+    """Bytes of what `snapshot` copies (the tensors; the timeline's prompts are a few bytes more)."""
+    tensors = [state.video, state.rng_state, state.pending]
+    total = sum(t.numel() * t.element_size() for t in tensors if t is not None)
+    return total + (state.last_frame.nbytes if state.last_frame is not None else 0)
+

@@ -23,6 +23,8 @@ def generation_settings(settings: StreamSettings, start: Start) -> GenerationSet
     overrides = {name: getattr(start, name) for name in OVERRIDABLE if getattr(start, name) is not None}
     if start.sections is not None:
         overrides["sections"] = start.sections or None  # 0: until stopped
+    if start.chosen_loras:
+        overrides["loras"] = lora_paths(settings, start)
     try:
         chosen = dataclasses.replace(settings.generation, **overrides)
     except ValueError as exc:
@@ -32,6 +34,18 @@ def generation_settings(settings: StreamSettings, start: Start) -> GenerationSet
     if chosen.steps > limits.max_steps:
         raise InputError("bad_request", f"at most {limits.max_steps} steps")
     return chosen
+
+
+def lora_paths(settings: StreamSettings, start: Start) -> tuple[tuple[str, float], ...]:
+    """The weights files and scales of the LoRAs a `start` names: only the operator's LoRAs, by
+    name (a client never names a file on the server)."""
+    names = [choice.name for choice in start.chosen_loras]
+    if len(set(names)) != len(names):
+        raise InputError("bad_request", "a LoRA is listed twice; give it once with the scale wanted")
+    model = settings.model
+    if model is None or not model.loras:
+        raise InputError("bad_request", "this server offers no LoRAs")
+    return tuple((model.lora_path(choice.name), choice.scale) for choice in start.chosen_loras)
 
 
 def check_room(settings: StreamSettings, active_clients: Iterable[str], client: str) -> None:

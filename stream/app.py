@@ -106,8 +106,9 @@ def page_config(settings: StreamSettings) -> dict:
             "guidance": defaults.guidance,
             "seed": defaults.seed,
             "frames_per_section": defaults.frames_per_section,
+            "transition": defaults.transition,
         },
-        "loras": list(model.loras) if model is not None else [],
+        "loras": [] if model is None else [{"name": lora.name, "description": lora.description} for lora in model.loras],
         "limits": {
             "max_steps": limits.max_steps,
             "max_pixels": limits.max_video_pixels,
@@ -152,10 +153,12 @@ def create_router(directory: SessionDirectory) -> APIRouter:
 
     @router.get("/healthz")
     async def healthz() -> dict:
-        """Liveness, running sessions, and what the answering process holds of their video."""
+        """Liveness, running sessions, the model (downloading, loading or ready: a first start
+        fetches it) and what the answering process holds of the sessions' video."""
         return {
             "status": "ok",
             "sessions": await directory.active_count(),
+            "model": await directory.model_status(),
             "instance": settings.instance,
             "held_frame_bytes": memory.held_frame_bytes(),
             "rss_bytes": memory.rss_bytes(),
@@ -187,29 +190,30 @@ def create_router(directory: SessionDirectory) -> APIRouter:
         return JSONResponse({"url": url, "expires": expires}, headers={"Cache-Control": "no-store"})
 
     @router.get("/sessions/{session_id}/video.mp4")
-    async def video(session_id: str, expires: str = "", signature: str = "") -> Response:
+    async def video(session_id: str, expires: str = "", signature: str = "", branch: int | None = None) -> Response:
+        """The MP4 of a branch's path (`?branch=N`; default: the branch being made)."""
         try:
             access.check_download_link(session_id, expires, signature)
             session = await directory.find(session_id)
-            parts = await session.export_parts()
+            parts = await session.export_parts(branch)
             if not parts:
                 raise InputError("not_found", "the session has no frames yet")
         except InputError as exc:
             return error_response(exc)
         headers = {
             "Cache-Control": "no-store",
-            "Content-Disposition": f'attachment; filename="framepack-live-{session_id}.mp4"',
+            "Content-Disposition": f'attachment; filename="framepack-live-{session_id}{"" if branch is None else f"-branch{branch}"}.mp4"',
         }
-        return StreamingResponse(_export(session, parts), media_type="video/mp4", headers=headers)
+        return StreamingResponse(_export(session, parts, branch), media_type="video/mp4", headers=headers)
 
     return router
 
 
-async def _export(session: SessionHandle, parts: int):
+async def _export(session: SessionHandle, parts: int, branch: int | None):
     """The MP4 of the frames made when the download began, a part (a section) at a time: the
     server holds one part of it, however long the video."""
     for index in range(parts):
-        yield await session.export_part(index)
+        yield await session.export_part(index, parts, branch)
 
 
 def create_app(backend: SectionBackend, settings: StreamSettings | None = None, static_dir: str | Path | None = None) -> FastAPI:

@@ -36,6 +36,21 @@ def worth_restarting(step: int, steps: int) -> bool:
     return 2 * step <= steps
 
 
+def worth_redoing(decoding_for: float, decode_s: float | None, denoise_s: float | None) -> bool:
+    """Whether a steer that comes while a section is decoded, its frames not yet shown, should drop
+    that section and make it again with the new prompt, where the decode runs apart from the
+    denoise (a server's stages, which work ahead on the next section meanwhile).
+
+    Made again, the steer's frames come a denoise and a decode after the steer. Kept, they come
+    with the next section: after the rest of this decode (the next section is denoised with the
+    new prompt meanwhile, if that takes no longer) and its own decode. So it pays while more of
+    this decode is left than a denoise takes, by the last section's figures (none yet: keep it).
+    """
+    if decode_s is None or denoise_s is None:
+        return False
+    return decode_s - decoding_for > denoise_s
+
+
 class SectionSource(Protocol):
     """One video in the making: the engine state needed to continue it lives behind this object.
 
@@ -63,8 +78,21 @@ class SectionSource(Protocol):
 
     async def restart(self, prompt: str, transition: int | None = None) -> bool:
         """A steer during `next_section`: start the section being denoised over with `prompt` when
-        that pays (`worth_restarting`); True if it did. Otherwise, or if the engine refuses the
+        that pays (`worth_restarting`), or the one being decoded where decoding runs apart
+        (`worth_redoing`); True if it did. Otherwise, or if the engine refuses the
         prompt, nothing changes and the next `next_section` call brings the prompt as usual."""
+        ...
+
+    async def rewind(self, section: int, prompt: str, transition: int | None = None, branch: int | None = None) -> int:
+        """Go back to the boundary before `section` of `branch`'s path (default: the branch being
+        made; `section` may be its end) and make a new branch from there: the next `next_section`
+        makes section `section` again, from the engine state kept for that boundary, with `prompt`
+        (blended in over `transition` sections when it differs from the prompt that boundary had).
+        Returns the new branch's number (branches count from 0, in the order they are made).
+        Called between `next_section` calls; anything made ahead for the old branch is dropped.
+        `InputError` (`bad_request` for a boundary not made, the engine's codes for a refused
+        prompt) before anything changes. With the prompt (and transition) the section was made
+        with, it is made again bit for bit."""
         ...
 
     async def flush(self) -> Section | None:
@@ -79,8 +107,12 @@ class SectionSource(Protocol):
 class SectionBackend(Protocol):
     """Makes sections for any number of sessions."""
 
-    async def open(self, prompt: str, image: Image.Image | None, settings: GenerationSettings) -> SectionSource:
+    async def open(
+        self, prompt: str, image: Image.Image | None, settings: GenerationSettings, from_text: bool = False
+    ) -> SectionSource:
         """Encode the start (prompt, and the start image or the built-in one when None) of a new video.
+        `from_text`: no image; the start is made from the prompt (`engine.text_start`), which
+        costs one section's denoise and decode before the first section.
 
         Raises `InputError` for a prompt or image the engine refuses.
         """

@@ -36,6 +36,8 @@ class Received:
     #: `preview` messages with their JPEG, and when each arrived (`time.monotonic()`).
     previews: list[tuple[dict, bytes, float]] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
+    #: `branch` messages: rewinds the session made.
+    branches: list[dict] = field(default_factory=list)
     done: dict | None = None
     #: Sections received a second time: after a re-attach the server re-sends what it could not
     #: know was delivered (at least once), and a client drops the repeat, as the page does.
@@ -45,8 +47,13 @@ class Received:
     def frames(self) -> list[bytes]:
         return [jpeg for _, jpegs in self.sections for jpeg in jpegs]
 
+    def branch(self, number: int) -> list[tuple[dict, list[bytes]]]:
+        """The sections received that branch `number` made itself."""
+        return [(m, jpegs) for m, jpegs in self.sections if m.get("branch", 0) == number]
+
     def gaps(self) -> list[str]:
-        """Why this is not the whole video, in order and without gaps; empty when it is.
+        """Why this is not the whole video, in order and without gaps; empty when it is (a
+        session without rewinds).
 
         A client that reads too slowly is skipped ahead (sections are dropped from its live
         view), which shows up here; the MP4 export still has everything.
@@ -68,18 +75,19 @@ class Received:
 
 
 def _same_piece(a: dict, b: dict) -> bool:
-    return (a["section"], a["first_frame"]) == (b["section"], b["first_frame"])
+    return (a.get("branch", 0), a["section"], a["first_frame"]) == (b.get("branch", 0), b["section"], b["first_frame"])
 
 
-async def download(http, session_id: str, token: str):
+async def download(http, session_id: str, token: str, branch: int | None = None):
     """The session's MP4 the way the page gets it: a signed link for the token
     (`POST /sessions/{id}/download`), then the link. `http` is an `httpx.AsyncClient` on the
     server's base URL (the caller's, so this module needs no HTTP library); returns the link's
-    response, or the refusal when no link was given."""
+    response, or the refusal when no link was given. `branch`: that branch's path (`?branch=N`)."""
     link = await http.post(f"/sessions/{session_id}/download", json={"token": token})
     if link.status_code != 200:
         return link
-    return await http.get(link.json()["url"])
+    url = link.json()["url"]
+    return await http.get(url if branch is None else f"{url}&branch={branch}")
 
 
 async def send(ws: ClientConnection, **message) -> None:
@@ -141,6 +149,8 @@ async def receive(
             into.progress.append(message)
         elif kind == "preview":
             into.previews.append((message, await _recv_binary(ws, message, timeout), time.monotonic()))
+        elif kind == "branch":
+            into.branches.append(message)
         elif kind == "done":
             into.done = message
         elif kind == "error":
@@ -149,3 +159,15 @@ async def receive(
         if until is not None and until(message):
             break
     return into
+
+
+async def rewind(ws: ClientConnection, into: Received, section: int, prompt: str, timeout: float = 60) -> dict:
+    """Rewind the session to the boundary before `section` and read into `into` until the new
+    branch's first section has come; returns its `branch` message."""
+    await send(ws, type="rewind", section=section, prompt=prompt)
+    await receive(ws, into, timeout=timeout, until=lambda m: m["type"] in ("branch", "error"))
+    if not into.branches:
+        raise ProtocolViolation(f"no `branch` after a rewind (errors: {into.errors})")
+    branch = into.branches[-1]
+    await receive(ws, into, timeout=timeout, until=lambda m: m["type"] == "section" and m["branch"] == branch["branch"])
+    return branch

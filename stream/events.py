@@ -3,7 +3,7 @@
 Pulling rather than pushing is what lets a session live apart from the connections that watch it:
 a viewer holds only a cursor (the last entry it was sent), so a client that re-attaches through
 another server process carries on from where it was, and a session never waits for a viewer.
-Entries (`section` records and asynchronous `error` notices) are kept in order; progress and
+Entries (`section` and `branch` records, and asynchronous `error` notices) are kept in order; progress and
 previews are only ever wanted at their newest, so each is one slot with a version number.
 """
 
@@ -31,11 +31,28 @@ class SectionRecord:
     fps: int
     width: int
     height: int
+    #: The branch whose path the section continues (0: the first; see `BranchRecord`).
+    branch: int = 0
 
     def message(self) -> str:
         return protocol.section_message(
-            self.index, self.prompt, self.frames, self.fps, self.width, self.height, self.first_frame
+            self.index, self.prompt, self.frames, self.fps, self.width, self.height, self.first_frame, self.branch
         )
+
+
+@dataclass(frozen=True)
+class BranchRecord:
+    """A rewind made `branch`: its path is `parent`'s sections before `section`, then its own,
+    the first of which is `section` made again with `prompt`. The sections that follow are its."""
+
+    seq: int
+    branch: int
+    parent: int
+    section: int
+    prompt: str
+
+    def message(self) -> str:
+        return protocol.branch_message(self.branch, self.parent, self.section, self.prompt)
 
 
 @dataclass(frozen=True)
@@ -49,7 +66,7 @@ class Notice:
         return self.text
 
 
-Entry = SectionRecord | Notice
+Entry = SectionRecord | BranchRecord | Notice
 
 
 @dataclass
@@ -80,6 +97,12 @@ class EventLog:
 
     def add_section(self, **fields) -> SectionRecord:
         record = SectionRecord(seq=len(self.entries), **fields)
+        self.entries.append(record)
+        self.notify()
+        return record
+
+    def add_branch(self, **fields) -> BranchRecord:
+        record = BranchRecord(seq=len(self.entries), **fields)
         self.entries.append(record)
         self.notify()
         return record

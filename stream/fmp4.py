@@ -35,7 +35,11 @@ class Segment:
     fragment: bytes
 
 
-def encode_segment(frames: np.ndarray, fps: int, first_frame: int, sequence: int, crf: int = 18) -> Segment:
+#: x264's quality for sessions' video: visually lossless, as a download should be.
+CRF = 18
+
+
+def encode_segment(frames: np.ndarray, fps: int, first_frame: int, sequence: int, crf: int = CRF) -> Segment:
     """uint8 `[T, H, W, 3]` frames as the fragment that sits at `first_frame` of the video, numbered
     `sequence` (1-based, increasing along the file)."""
     buffer = io.BytesIO()
@@ -51,6 +55,27 @@ def encode_segment(frames: np.ndarray, fps: int, first_frame: int, sequence: int
     _write_field(moof, ("mfhd",), ">I", sequence)
     _write_field(moof, ("traf", "tfdt"), ">Q", int(ticks))
     return Segment(header=header, fragment=bytes(moof) + boxes["mdat"])
+
+
+def with_metadata(header: bytes, metadata: dict[str, str]) -> bytes:
+    """`header` (a segment's `ftyp` + `moov`) carrying `metadata` as container tags.
+
+    The tags live in the `moov` box's `udta` child. FFmpeg writes it (a one-frame MP4 muxed with
+    the tags, see `Mp4Writer`) and it replaces the header's own; the track's boxes stay as they
+    are, so the fragments encoded with the first header play on.
+    """
+    donor = io.BytesIO()
+    with Mp4Writer(donor, 1, preset="ultrafast", options=FRAGMENTED, metadata=metadata) as writer:
+        writer.write(np.zeros((1, 16, 16, 3), dtype=np.uint8))
+    udta = dict(_children(dict(_boxes(donor.getvalue()))["moov"]))["udta"]
+    boxes = dict(_boxes(header))
+    body = b"".join(child for kind, child in _children(boxes["moov"]) if kind != "udta") + udta
+    return boxes["ftyp"] + struct.pack(">I4s", 8 + len(body), b"moov") + body
+
+
+def _children(box: bytes):
+    """(type, bytes) of the boxes inside a container box (one without version and flags)."""
+    return _boxes(box, 8, len(box))
 
 
 def _boxes(data: bytes, start: int = 0, end: int | None = None):

@@ -29,10 +29,13 @@ class Attachment:
 
 @dataclass(frozen=True)
 class FrameBatch:
-    """JPEG frames from a requested index on; `ended` once no frame will follow them."""
+    """JPEG frames of the branch being made from index `first` on (the one asked for, unless a
+    rewind made another branch current); `ended` once no frame will follow them."""
 
     jpegs: list[bytes]
     ended: bool
+    first: int = 0
+    branch: int = 0
 
 
 class SessionHandle(Protocol):
@@ -40,6 +43,7 @@ class SessionHandle(Protocol):
     settings: GenerationSettings
 
     async def steer(self, prompt: str, transition: int | None = None) -> None: ...
+    async def rewind(self, section: int, prompt: str, transition: int | None = None, branch: int | None = None) -> None: ...
     async def pause(self) -> None: ...
     async def resume(self) -> None: ...
     async def stop(self) -> None: ...
@@ -57,9 +61,13 @@ class SessionHandle(Protocol):
         once (a remote session is told without waiting for its answer)."""
         ...
 
-    async def frames(self, first: int, count: int, wait_s: float, peer: str | None = None) -> FrameBatch:
+    async def frames(
+        self, first: int, count: int, wait_s: float, peer: str | None = None, branch: int | None = None
+    ) -> FrameBatch:
         """Up to `count` frames from `first` on, waiting up to `wait_s` for the first to exist.
-        `peer` renews that WebRTC peer's presence."""
+        `peer` renews that WebRTC peer's presence. `branch`: the branch the caller played so far;
+        when a rewind has made another one current, the frames come from where that one forked
+        (if earlier than `first`), so a player follows a rewind at once."""
         ...
 
     async def live_edge(self) -> int:
@@ -74,11 +82,16 @@ class SessionHandle(Protocol):
 
     async def peer_count(self) -> int: ...
 
-    async def export_parts(self) -> int:
-        """How many parts the MP4 of every frame so far has (0: no frames yet)."""
+    async def export_parts(self, branch: int | None = None) -> int:
+        """How many parts the MP4 of a branch's path so far has (default: the current branch; 0:
+        no frames yet); `bad_request` for a branch that does not exist."""
         ...
 
-    async def export_part(self, index: int) -> bytes: ...
+    async def export_part(self, index: int, parts: int, branch: int | None = None) -> bytes:
+        """Part `index` of the export of `branch`'s path (default: the current branch) that has
+        `parts` parts; the first, the MP4's header, carries how those parts were made
+        (`stream.metadata.VideoRecord`)."""
+        ...
 
 
 class SessionDirectory(Protocol):
@@ -100,6 +113,13 @@ class SessionDirectory(Protocol):
         ...
 
     async def active_count(self) -> int: ...
+
+    async def model_status(self) -> dict | None:
+        """Where the model is loaded after the server started (the cluster's stages): its state
+        (`starting`, `checking`, `downloading`, `loading`, `ready`, `failed`), bytes, rate, time
+        left, error and per-stage figures (`cluster.model_status.ModelBoard.summary`). None where
+        the model was loaded before the server began to answer."""
+        ...
 
     async def close(self) -> None:
         """Server shutdown: stop what this directory owns."""

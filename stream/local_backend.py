@@ -15,11 +15,15 @@ from typing import TypeVar
 
 from PIL import Image
 
+from framepack_live.engine import video_state
+from framepack_live.engine.boundaries import Boundaries
+from framepack_live.engine.conditioning import check_prompt
 from framepack_live.engine.errors import InputError
 from framepack_live.engine.generator import SectionGenerator
 from framepack_live.engine.model import FramePackModel
 from framepack_live.engine.section import Section
 from framepack_live.engine.settings import GenerationSettings
+from framepack_live.engine.text_start import start_from_text
 
 from .backend import PreviewCallback, ProgressCallback, worth_restarting
 
@@ -37,13 +41,23 @@ class InProcessBackend:
         """Queue `fn` on the engine thread and await it without blocking the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: fn(*args, **kwargs))
 
-    async def open(self, prompt: str, image: Image.Image | None, settings: GenerationSettings) -> LocalSource:
-        generator = await self.run(SectionGenerator, self.model, prompt=prompt, image=image, settings=settings)
+    async def open(
+        self, prompt: str, image: Image.Image | None, settings: GenerationSettings, from_text: bool = False
+    ) -> LocalSource:
+        if from_text:
+            generator = await self.run(_from_text, self.model, prompt, settings)
+        else:
+            generator = await self.run(SectionGenerator, self.model, prompt=prompt, image=image, settings=settings)
         return LocalSource(self, generator, prompt)
 
     def shutdown(self) -> None:
         """Stop the worker once the queued calls are done (for tests and command-line exits)."""
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _from_text(model: FramePackModel, prompt: str, settings: GenerationSettings) -> SectionGenerator:
+    check_prompt(model, prompt)  # before the sketch section is spent on it
+    return SectionGenerator.from_state(model, video_state.begin(start_from_text(model, prompt, settings), settings, prompt))
 
 
 class Restart(Exception):
@@ -54,7 +68,8 @@ class LocalSource:
     """One `SectionGenerator`; its calls go through the backend's queue.
 
     A restart abandons the section at its next denoising step (from the progress callback, in the
-    worker thread): planning is pure, so nothing of the abandoned section stays in the state.
+    worker thread): planning is pure, so nothing of the abandoned section stays in the state. The
+    state each section is planned from is kept (`Boundaries`) for rewinds.
     """
 
     def __init__(self, backend: InProcessBackend, generator: SectionGenerator, prompt: str) -> None:
@@ -65,6 +80,7 @@ class LocalSource:
         #: queue; None between calls.
         self._denoising: tuple[int, int] | None = None
         self._restart: tuple[str, int | None] | None = None
+        self._boundaries = Boundaries()
 
     async def next_section(
         self,
@@ -89,6 +105,7 @@ class LocalSource:
         on_preview = None if preview is None else (lambda step, steps, frames: preview(step, steps, frames[0]))
         try:
             while True:
+                self._boundaries.keep(self._generator.state)
                 try:
                     return self._generator.next_section(on_step, on_preview)
                 except Restart:
@@ -117,9 +134,25 @@ class LocalSource:
         self._restart = (prompt, transition)
         return True
 
+    async def rewind(self, section: int, prompt: str, transition: int | None = None, branch: int | None = None) -> int:
+        return await self._backend.run(self._rewind, section, prompt, transition, branch)
+
+    def _rewind(self, section: int, prompt: str, transition: int | None, branch: int | None) -> int:
+        generator = self._generator
+        check_prompt(generator.model, prompt)
+        self._boundaries.keep(generator.state)  # the end of the branch left, to come back to
+        try:
+            state = self._boundaries.rewind(section, branch)
+        except ValueError as exc:
+            raise InputError("bad_request", str(exc)) from None
+        generator.state, self._prompt = state, state.prompt
+        self._steer(prompt, transition)
+        return self._boundaries.branch
+
     async def flush(self) -> Section | None:
         return await self._backend.run(self._generator.flush)
 
     async def close(self) -> None:
         # Nothing runs on it any more; dropping the reference frees the history latents.
         self._generator = None
+        self._boundaries.close()

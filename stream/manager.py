@@ -49,6 +49,8 @@ class SessionManager:
             limits=self.settings.limits,
             store=store,
             restart_steered=self.settings.restart_steered,
+            model=self.settings.model.source if self.settings.model is not None else None,
+            from_text=start.start == "text",
         )
         self._sessions[session.id] = session
         if self._reaper is None:  # started here, not in a lifespan hook, so any host app works
@@ -58,6 +60,10 @@ class SessionManager:
 
     async def active_count(self) -> int:
         return sum(s.active for s in self._sessions.values())
+
+    async def model_status(self) -> None:
+        """The model was loaded before this directory was made."""
+        return None
 
     async def get(self, session_id: str, token: str) -> Session:
         session = await self.find(session_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 from dataclasses import asdict, dataclass, field
 from importlib import metadata as package_metadata
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 import av
+from PIL import Image
 
 from framepack_live.engine.errors import InputError
 from framepack_live.engine.settings import GenerationSettings
@@ -73,8 +75,9 @@ class Start:
 class VideoRecord:
     """One video's making, as the MP4 carries it."""
 
-    #: `--model` as given: a preset name, a model directory or a hub id.
-    model: str
+    #: `--model` as given: a preset name, a model directory or a hub id; None when the server that
+    #: made it did not say (`StreamSettings.model`).
+    model: str | None
     settings: GenerationSettings
     #: One entry per section in the order they were made: `section` (playback index), `prompt`,
     #: `branch` (0 unless the video was rewound and steered anew).
@@ -127,6 +130,17 @@ class VideoRecord:
     def container_metadata(self) -> dict[str, str]:
         """What `Mp4Writer(metadata=...)` stores."""
         return {TAG: self.to_json()}
+
+
+def image_start(image: Image.Image | None) -> Start:
+    """The start of a video made from a decoded image (None: the built-in one). Kept as PNG:
+    lossless, so decoding it again gives the same pixels the video was made from."""
+    if image is None:
+        return Start("default")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    data = buffer.getvalue()
+    return Start("image", image=data, sha256=sha256(data))
 
 
 def software_versions() -> dict[str, str]:

@@ -20,5 +20,6 @@ def model_defaults(model: str | None, overrides: dict | None = None) -> tuple[Mo
     trained = GenerationSettings(**{**square, **source.settings({})})
     name = model or DEFAULT_MODEL
     path = Path(name).expanduser()
-    info = ModelInfo(name=path.name if path.is_dir() else name, trained=trained)
+    local = path.is_dir()
+    info = ModelInfo(name=path.name if local else name, trained=trained, source=str(path.resolve()) if local else name)
     return info, GenerationSettings(**{**square, **source.settings(overrides or {})})

@@ -24,10 +24,25 @@ class _Message(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
 
+#: LoRAs one `start` may combine, and the bounds of a LoRA's scale: past 2 a LoRA overwhelms the
+#: base model, and a negative scale inverts what it learned, which nobody asks for by accident.
+MAX_LORAS = 4
+MAX_LORA_SCALE = 2.0
+
+
+class LoraChoice(_Message):
+    """One of the server's LoRAs (`GET /config` lists them) by name, and its scale."""
+
+    name: str
+    scale: float = Field(default=1.0, ge=0.0, le=MAX_LORA_SCALE, allow_inf_nan=False)
+
+
 class Start(_Message):
     type: Literal["start"]
     prompt: str
     image: str | None = None
+    #: "text": a start made from the prompt alone (`engine.text_start`), with no image.
+    start: Literal["image", "text"] = "image"
     seed: int | None = None
     sections: int | None = Field(default=None, ge=0)
     width: int | None = None
@@ -36,14 +51,32 @@ class Start(_Message):
     guidance: float | None = None
     transition: int | None = Field(default=None, ge=0)
     media: Literal["jpeg", "none"] = "jpeg"
+    loras: list[LoraChoice] = Field(default_factory=list, max_length=MAX_LORAS)
+    #: DESIGN.md's short form: one LoRA by name, at scale 1 (`loras` takes several, with scales).
+    lora: str | None = None
     #: One of the operator's keys, where the server requires them (`GET /config`).
     api_key: str | None = Field(default=None, repr=False)
+
+    @property
+    def chosen_loras(self) -> list[LoraChoice]:
+        return [*self.loras, *([LoraChoice(name=self.lora)] if self.lora is not None else [])]
 
 
 class Steer(_Message):
     type: Literal["steer"]
     prompt: str
     transition: int | None = Field(default=None, ge=0)
+
+
+class Rewind(_Message):
+    """Go back to the boundary before `section` (0 .. the sections made) of `branch`'s path
+    (default: the current branch) and go on from there with `prompt`, as a new branch."""
+
+    type: Literal["rewind"]
+    section: int = Field(ge=0)
+    prompt: str
+    transition: int | None = Field(default=None, ge=0)
+    branch: int | None = Field(default=None, ge=0)
 
 
 class Pause(_Message):
@@ -64,7 +97,7 @@ class ResumeSession(_Message):
     token: str
 
 
-ClientMessage = Annotated[Start | Steer | Pause | Resume | Stop | ResumeSession, Field(discriminator="type")]
+ClientMessage = Annotated[Start | Steer | Rewind | Pause | Resume | Stop | ResumeSession, Field(discriminator="type")]
 _client_message = TypeAdapter(ClientMessage)
 
 
@@ -80,6 +113,8 @@ def parse_client_message(text: str | bytes, limits: Limits) -> ClientMessage:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"])
         raise InputError("bad_request", f"{where}: {first['msg']}" if where else first["msg"]) from None
+    if isinstance(message, Start) and message.start == "text" and message.image is not None:
+        raise InputError("bad_request", "a start from the prompt alone takes no image; drop `image` or `start`")
     prompt = getattr(message, "prompt", None)
     if prompt is not None and len(prompt) > limits.max_prompt_chars:
         raise InputError("prompt_too_long", f"prompt of {len(prompt)} characters; at most {limits.max_prompt_chars}")
@@ -118,12 +153,17 @@ def preview_message(section: int, step: int, steps: int, width: int, height: int
 
 
 def section_message(
-    section: int, prompt: str, frames: int, fps: int, width: int, height: int, first_frame: int
+    section: int, prompt: str, frames: int, fps: int, width: int, height: int, first_frame: int, branch: int = 0
 ) -> str:
     return _json(
         "section", section=section, prompt=prompt, frames=frames, fps=fps, width=width, height=height,
-        first_frame=first_frame,
+        first_frame=first_frame, branch=branch,
     )
+
+
+def branch_message(branch: int, parent: int, section: int, prompt: str) -> str:
+    """A rewind made `branch` from `parent`'s boundary before `section`; the sections that follow are its."""
+    return _json("branch", branch=branch, parent=parent, section=section, prompt=prompt)
 
 
 def error_message(code: str, message: str) -> str:

@@ -4,7 +4,9 @@
                           │                             │
                           └──── stop / last section ────┴──► stopped     (any error ──► failed)
 
-The session drives its `SectionSource` one section at a time. What it makes goes to its
+The session drives its `SectionSource` one section at a time. A `rewind` goes back to a section
+boundary and goes on from there as a new branch; every branch is kept (`FrameStore`), so the
+timeline is a tree whose every path can be watched and exported. What it makes goes to its
 `FrameStore` (disk) and its `EventLog`, from which viewers pull at their own pace, so no viewer
 ever holds it back; `Presence` says whether anybody still watches. A `Session` is a
 `SessionHandle`: the web side talks to it the same way whether it runs in this process or in
@@ -14,24 +16,28 @@ another one (the cluster wraps it in an actor).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import hashlib
 import logging
 import secrets
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
 from framepack_live.engine.errors import InputError
+from framepack_live.engine.images import default_start_image, fit_to_size
 from framepack_live.engine.section import Section
 from framepack_live.engine.settings import GenerationSettings
 
-from . import protocol
+from . import fmp4, protocol
 from .backend import PreviewCallback, ProgressCallback, SectionBackend, SectionSource
 from .events import EventLog, Poll, SectionRecord, Slot
 from .frame_store import FrameStore
 from .handle import Attachment, FrameBatch
 from .media import encode_jpegs
+from .metadata import Start, VideoRecord, file_sha256, image_start, software_versions
 from .presence import Presence
 from .ratelimit import TokenBucket
 from .settings import Limits
@@ -57,6 +63,17 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+@dataclass
+class Branch:
+    """A line of the session's timeline: its parent's sections before `fork`, then its own."""
+
+    parent: int | None
+    #: Its first own section.
+    fork: int
+    #: Sections on its path so far.
+    sections: int
+
+
 class Session:
     """See the module docstring. All methods run on the event loop that created the session."""
 
@@ -73,6 +90,8 @@ class Session:
         limits: Limits,
         store: FrameStore,
         restart_steered: bool = True,
+        model: str | None = None,
+        from_text: bool = False,
     ) -> None:
         self.id = session_id
         self.client = client
@@ -84,6 +103,7 @@ class Session:
         self._token_digest = token_digest
         self._backend = backend
         self._image = image
+        self._from_text = from_text
         self._media = media
         self._limits = limits
         self._prompt = prompt  # the newest steer: applied when the next section starts
@@ -93,7 +113,10 @@ class Session:
         self._source: SectionSource | None = None
         #: The newest step preview (`preview` message and its JPEG), sent with that step's progress.
         self._preview: tuple[int, int, str, bytes] | None = None
-        self._made = 0
+        self._branches = [Branch(parent=None, fork=0, sections=0)]
+        self._branch = 0  # the one being made
+        #: A rewind waiting for the next section boundary: (section, prompt, transition, branch).
+        self._rewind: tuple[int, str, int | None, int] | None = None
         self._stop_requested = False
         self._unpaused = asyncio.Event()
         self._unpaused.set()
@@ -102,6 +125,10 @@ class Session:
         self._task: asyncio.Task | None = None
         self._loop = asyncio.get_running_loop()
         self._frame_cap = int(limits.max_video_seconds * settings.fps)
+        #: Named in the export's record (`ModelInfo.source`).
+        self._model = model
+        #: The record's start and the LoRA files' hashes, taken before the first section.
+        self._made_from: tuple[Start, list[str]] | None = None
 
     def check_token(self, token: str) -> None:
         if not secrets.compare_digest(self._token_digest, token_hash(token)):
@@ -134,6 +161,29 @@ class Session:
         if self._restart_steered and self._source is not None:
             await self._source.restart(prompt, transition)
 
+    async def rewind(self, section: int, prompt: str, transition: int | None = None, branch: int | None = None) -> None:
+        """Go back to the boundary before `section` (0 .. its sections made) of `branch` (default:
+        the current one) and go on from there with `prompt` as a new branch, from the next section
+        boundary on: the section being made finishes on the branch it was made for. A newer rewind
+        replaces a waiting one; a steer that comes after it applies to the new branch."""
+        self._require_active()
+        if transition is not None and transition < 0:
+            raise InputError("bad_request", f"transition must be >= 0 sections, got {transition}")
+        number = self._branch if branch is None else branch
+        if not 0 <= number < len(self._branches):
+            raise InputError("bad_request", f"no branch {number}: this session has {len(self._branches)}")
+        made = self._branches[number].sections
+        if not 0 <= section <= made:
+            raise InputError(
+                "bad_request", f"section {section} is not a boundary of branch {number}: it has {made} sections (0 .. {made})"
+            )
+        if not self._steers.take():
+            raise InputError(
+                "busy", f"too many steers: at most {self._limits.steer_burst} at once, {self._limits.steer_rate}/s after"
+            )
+        self._rewind = (section, prompt, transition, number)
+        self._prompt, self._transition = prompt, transition
+
     async def pause(self) -> None:
         """Stop after the current section; idempotent."""
         self._require_active()
@@ -161,7 +211,9 @@ class Session:
     async def _run(self) -> None:
         source: SectionSource | None = None
         try:
-            source = self._source = await self._backend.open(self._prompt, self._image, self.settings)
+            self._preview_start()
+            self._made_from = await asyncio.to_thread(_made_from, self._image, self._from_text, self.settings)
+            source = self._source = await self._backend.open(self._prompt, self._image, self.settings, self._from_text)
             self._image = None
             last = False
             while not last:
@@ -170,10 +222,14 @@ class Session:
                     if self._made:  # stopped between sections: the held-back tail follows on its own
                         await self._deliver(await source.flush())
                     break
+                if self._rewind is not None:
+                    await self._apply_rewind(source)
                 section = await self._next_section(source)
                 if section is None:
                     continue
-                last = self._stop_requested or (self.settings.sections or 0) == self._made
+                last = self._stop_requested or (
+                    (self.settings.sections or 0) == self._made and self._rewind is None
+                )
                 if last:  # wait for the tail so that the last `section` message carries it
                     section = _join(section, await source.flush())
                 await self._deliver(section)
@@ -189,9 +245,51 @@ class Session:
             if source is not None:
                 await source.close()
 
+    @property
+    def _made(self) -> int:
+        """Sections on the current branch's path: what a `sections` limit counts."""
+        return self._branches[self._branch].sections
+
+    async def _apply_rewind(self, source: SectionSource) -> None:
+        """The waiting rewind, at a section boundary: a new branch, or a notice if it was refused."""
+        section, prompt, transition, parent = self._rewind
+        self._rewind = None
+        try:
+            number = await source.rewind(section, prompt, transition, parent)
+        except InputError as exc:
+            self.events.add_notice(protocol.error_message(exc.code, exc.message))
+            if self._prompt == prompt:  # unless a newer steer came meanwhile
+                self._prompt = self._good_prompt
+            return
+        stored = await asyncio.to_thread(self.store.fork, parent, self._section_start(parent, section))
+        if number != len(self._branches) or stored != number:
+            raise RuntimeError(f"the engine made branch {number}, the session expected {len(self._branches)}")
+        self._branches.append(Branch(parent=parent, fork=section, sections=section))
+        self._branch = number
+        self._good_prompt = prompt
+        self.events.add_branch(branch=number, parent=parent, section=section, prompt=prompt)
+
+    def _section_start(self, branch: int, section: int) -> int:
+        """First frame of `section` on `branch`'s path (its end when `section` is not made yet)."""
+        if section == self._branches[branch].sections:
+            return self.store.frames_of(branch)
+        owner = self._owner(branch, section)
+        return next(r.first_frame for r in self.events.records if r.branch == owner and r.index == section)
+
+    def _owner(self, branch: int, section: int) -> int:
+        """The branch that made `section` of `branch`'s path: the branch itself from its fork on,
+        else the ancestor whose sections it shares there."""
+        while section < self._branches[branch].fork:
+            branch = self._branches[branch].parent
+        return branch
+
+    def _path_records(self, branch: int) -> list[SectionRecord]:
+        """The section records on `branch`'s path, in the order they were made (its pieces' order)."""
+        return [r for r in self.events.records if self._owner(branch, r.index) == r.branch]
+
     def _capped(self) -> bool:
-        """The kept video reached `Limits.max_video_seconds`: say so, and end the session."""
-        if self.store.frame_count < self._frame_cap:
+        """The stored video (every branch) reached `Limits.max_video_seconds`: say so, and end the session."""
+        if self.store.stored_frames < self._frame_cap:
             return False
         minutes = self._limits.max_video_seconds / 60
         self.events.add_notice(protocol.error_message(
@@ -214,7 +312,7 @@ class Session:
                 self._prompt = self._good_prompt
             return None
         self._good_prompt = section.prompt  # a restart may have made it with a newer steer
-        self._made += 1
+        self._branches[self._branch].sections += 1
         return section
 
     def _progress_callback(self, section: int) -> ProgressCallback:
@@ -242,6 +340,17 @@ class Session:
 
         return preview
 
+    def _preview_start(self) -> None:
+        """The start image, at the video's size, as the first section's preview at step 0: what
+        that section goes on from, on screen at once while the backend encodes the start (the first
+        step's preview comes only after that). A start from the prompt alone has no image yet."""
+        if self._from_text or not self.settings.preview_every:
+            return
+        settings = self.settings
+        image = fit_to_size(self._image or default_start_image(), settings.width, settings.height)
+        self._preview_callback(self._made)(0, settings.steps, np.asarray(image.convert("RGB"))[None])
+        self._progress_callback(self._made)(0, settings.steps)
+
     def _keep_preview(self, preview: tuple[int, int, str, bytes]) -> None:
         self._preview = preview
 
@@ -256,7 +365,7 @@ class Session:
         _, height, width, _ = section.frames.shape
         self.events.add_section(
             index=section.index, prompt=section.prompt, first_frame=section.first_frame,
-            frames=section.num_frames, fps=section.fps, width=width, height=height,
+            frames=section.num_frames, fps=section.fps, width=width, height=height, branch=self._branch,
         )
 
     def _fail(self, code: str, message: str) -> None:
@@ -290,19 +399,25 @@ class Session:
     async def _jpegs_of(self, entry) -> list[bytes]:
         if self._media != "jpeg" or not isinstance(entry, SectionRecord):
             return []
-        return await asyncio.to_thread(self.store.read_frames, entry.first_frame, entry.frames)
+        return await asyncio.to_thread(self.store.read_frames, entry.first_frame, entry.frames, entry.branch)
 
     def delivered(self, viewer: int, seq: int) -> None:
         if viewer == self.presence.viewer:
             self._delivered = max(self._delivered, seq)
 
-    async def frames(self, first: int, count: int, wait_s: float, peer: str | None = None) -> FrameBatch:
+    async def frames(
+        self, first: int, count: int, wait_s: float, peer: str | None = None, branch: int | None = None
+    ) -> FrameBatch:
         if peer is not None:
             self.presence.peer_seen(peer)
-        if first >= self.store.frame_count and self.active:
+        if first >= self.store.frame_count and self.active and branch in (None, self._branch):
             await self.events.wait(len(self.events.entries) - 1, self.events.progress.version, wait_s)
-        jpegs = await asyncio.to_thread(self.store.read_frames, first, count)
-        return FrameBatch(jpegs=jpegs, ended=not self.active and first + len(jpegs) >= self.store.frame_count)
+        current = self._branch
+        if branch is not None and branch != current:
+            first = min(first, self.store.fork_frame(current))
+        jpegs = await asyncio.to_thread(self.store.read_frames, first, count, current)
+        ended = not self.active and first + len(jpegs) >= self.store.frames_of(current)
+        return FrameBatch(jpegs=jpegs, ended=ended, first=first, branch=current)
 
     async def live_edge(self) -> int:
         records = self.events.records
@@ -319,11 +434,42 @@ class Session:
     async def peer_count(self) -> int:
         return len(self.presence.peers())
 
-    async def export_parts(self) -> int:
-        return len(self.store.export_parts())
+    async def export_parts(self, branch: int | None = None) -> int:
+        return len(self._export_parts(branch))
 
-    async def export_part(self, index: int) -> bytes:
-        return await asyncio.to_thread(self.store.export_parts()[index].read_bytes)
+    async def export_part(self, index: int, parts: int, branch: int | None = None) -> bytes:
+        data = await asyncio.to_thread(self._export_parts(branch)[index].read_bytes)
+        if index == 0:  # the header: it carries how the video was made
+            data = await asyncio.to_thread(fmp4.with_metadata, data, self.record(parts, branch).container_metadata())
+        return data
+
+    def _export_parts(self, branch: int | None):
+        try:
+            return self.store.export_parts(branch)
+        except ValueError as exc:
+            raise InputError("bad_request", str(exc)) from None
+
+    def record(self, parts: int, branch: int | None = None) -> VideoRecord:
+        """How the first `parts` export parts (header and pieces) of `branch`'s path (default: the
+        current branch) were made: the model, the settings (with the sections they hold), the
+        prompt and branch of each section and the start, so that `render --from` can make the video
+        again."""
+        number = self._branch if branch is None else branch
+        start, lora_sha256 = self._made_from
+        timeline, seen = [], set()
+        for record in self._path_records(number)[: parts - 1]:  # a piece per record, in order
+            if record.index not in seen:  # a stopped session's held-back tail repeats an index
+                seen.add(record.index)
+                timeline.append({"section": record.index, "prompt": record.prompt, "branch": record.branch})
+        return VideoRecord(
+            model=self._model,
+            settings=dataclasses.replace(self.settings, sections=len(timeline)),
+            timeline=timeline,
+            start=start,
+            lora_sha256=lora_sha256,
+            runtime={"crf": fmp4.CRF},
+            software=software_versions(),
+        )
 
     # -- end -------------------------------------------------------------------------------
 
@@ -336,6 +482,14 @@ class Session:
             self.state = SessionState.STOPPED
         self.events.notify()
         await asyncio.to_thread(self.store.delete)
+
+
+def _made_from(
+    image: Image.Image | None, from_text: bool, settings: GenerationSettings
+) -> tuple[Start, list[str]]:
+    """The start and LoRA hashes of a video's record (blocking: a LoRA file can be large)."""
+    start = Start("text") if from_text else image_start(image)
+    return start, [file_sha256(path) for path, _ in settings.loras]
 
 
 def _join(section: Section, tail: Section | None) -> Section:

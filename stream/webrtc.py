@@ -45,6 +45,7 @@ class FrameFeed:
 
     def __init__(self, session: SessionHandle, peer: str, first: int) -> None:
         self._session, self._peer, self._next = session, peer, first
+        self._branch: int | None = None  # the session's branch the buffered frames belong to
         self.buffer: deque[bytes] = deque()
         self.ended = False
         self._arrived = asyncio.Event()
@@ -63,9 +64,12 @@ class FrameFeed:
                     count = 0
                 else:
                     count = FETCH_FRAMES
-                batch = await self._session.frames(self._next, count, FETCH_WAIT_S, self._peer)
+                batch = await self._session.frames(self._next, count, FETCH_WAIT_S, self._peer, self._branch)
+                if batch.first != self._next:  # a rewind: play the new branch from its fork at once
+                    self.buffer.clear()
+                self._branch = batch.branch
                 self.buffer.extend(batch.jpegs)
-                self._next += len(batch.jpegs)
+                self._next = batch.first + len(batch.jpegs)
                 self.ended = batch.ended
                 self._arrived.set()
         except Exception:  # the session is gone (freed, or its process lost): the video ends here

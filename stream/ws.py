@@ -80,6 +80,8 @@ class Connection:
             session = self._current()
             if isinstance(command, protocol.Steer):
                 await session.steer(command.prompt, command.transition)
+            elif isinstance(command, protocol.Rewind):
+                await session.rewind(command.section, command.prompt, command.transition, command.branch)
             elif isinstance(command, protocol.Pause):
                 await session.pause()
             elif isinstance(command, protocol.Resume):

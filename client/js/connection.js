@@ -1,12 +1,14 @@
 // One WebSocket to /ws. Text messages are JSON; with media "jpeg" every `section`
-// message is followed by exactly `frames` binary messages (one JPEG each), so this
-// class pairs each binary message with the section it belongs to.
+// message is followed by exactly `frames` binary messages (one JPEG each), and every
+// `preview` message by one, so this class pairs each binary message with the message
+// it belongs to.
 
 export class Connection {
   /**
    * @param {object} handlers
    * @param {(msg: object) => void} handlers.onMessage  every JSON message
    * @param {(section: object, index: number, jpeg: Blob) => void} handlers.onFrame
+   * @param {(preview: object, jpeg: Blob) => void} handlers.onPreview  a step preview
    * @param {(clean: boolean) => void} handlers.onClose  after a successful open only;
    *        clean = closed by this page
    */
@@ -15,6 +17,7 @@ export class Connection {
     this.ws = null;
     this.closing = false;
     this.expect = null; // {section, next, remaining}: JPEGs still owed by the last `section`
+    this.preview = null; // a `preview` message whose JPEG is the next binary message
   }
 
   /** Resolves once the socket is open; rejects if it cannot connect. */
@@ -63,11 +66,20 @@ export class Connection {
     }
     if (message.type === "section") {
       this.expect = { section: message, next: 0, remaining: message.frames || 0 };
+    } else if (message.type === "preview") {
+      this.preview = message; // shown once its JPEG is in, not announced on its own
+      return;
     }
     this.handlers.onMessage(message);
   }
 
   receiveFrame(blob) {
+    if (this.preview) {
+      const preview = this.preview;
+      this.preview = null;
+      this.handlers.onPreview(preview, new Blob([blob], { type: "image/jpeg" }));
+      return;
+    }
     // A JPEG without a section before it would be a server bug; dropping it keeps the
     // pairing of later frames right.
     if (!this.expect || this.expect.remaining <= 0) return;

@@ -1,6 +1,8 @@
 // The main view: WebRTC into the <video> when it works, WebSocket JPEGs on the <canvas>
 // when it does not. The session always asks for JPEG frames (the timeline's thumbnails
 // and this fallback need them), so falling back never has to renegotiate anything.
+// While a section is denoised, its step previews (always over the WebSocket) are drawn
+// over either, marked as such, until its decoded frames come.
 
 import { CanvasPlayer } from "./canvas-player.js";
 import { receiveVideo } from "./webrtc.js";
@@ -20,8 +22,8 @@ const BADGES = {
 };
 
 export class LiveView {
-  constructor({ viewer, video, canvas, placeholder, badge, forceWebSocket }) {
-    Object.assign(this, { viewer, video, canvas, placeholder, badge, forceWebSocket });
+  constructor({ viewer, video, canvas, placeholder, badge, previewImage, previewBadge, forceWebSocket }) {
+    Object.assign(this, { viewer, video, canvas, placeholder, badge, previewImage, previewBadge, forceWebSocket });
     this.player = new CanvasPlayer(canvas, () => {
       this.placeholder.hidden = true;
     });
@@ -30,6 +32,10 @@ export class LiveView {
     this.sessionId = null;
     this.attempt = 0; // bumps per attach, so a late WebRTC answer for an old session is dropped
     this.deadline = null;
+    this.shownPreview = null; // the preview message whose picture is up, or null
+    this.nextPreview = null; // the newest preview not yet up: {message, url}
+    this.previewTimer = null;
+    this.playedAt = 0; // performance.now() by which the decoded frames received will have played
     this.setMode("none");
   }
 
@@ -111,12 +117,19 @@ export class LiveView {
     this.video.srcObject = null;
     this.player.stop();
     this.player.clear();
+    this.clearPreview();
+    this.playedAt = 0;
     this.setMode("none");
   }
 
-  /** Every WebSocket JPEG passes through here, whichever path is on screen. */
-  frame(jpeg, fps, width, height) {
+  /** Every WebSocket JPEG passes through here, whichever path is on screen.
+   *  @param {object} section  the `section` message the frame belongs to */
+  frame(jpeg, { section, fps, width, height }) {
     this.viewer.style.setProperty("--ratio", `${width} / ${height}`);
+    // Frames play one after another at the session's fps on either path (the WebRTC track
+    // is fed the same frames), so this is when the view will have shown them all.
+    this.playedAt = Math.max(performance.now(), this.playedAt) + 1000 / (fps || 30);
+    this.settlePreviews(section);
     if (this.mode === "webrtc") return;
     // Buffered while WebRTC connects, so a fallback can show them at once (and shown while
     // it reconnects).
@@ -127,6 +140,78 @@ export class LiveView {
         FIRST_FRAME_TIMEOUT_MS,
       );
     }
+  }
+
+  /** A step preview of the section being denoised. It goes up once the frames already
+   *  received have played (until then they are newer news than a rough preview of what
+   *  follows them), and stays until that section's frames come. */
+  preview(message, jpeg) {
+    if (this.sessionId === null) return;
+    if (this.nextPreview) URL.revokeObjectURL(this.nextPreview.url);
+    this.nextPreview = { message, url: URL.createObjectURL(jpeg) };
+    this.schedulePreview();
+  }
+
+  schedulePreview() {
+    clearTimeout(this.previewTimer);
+    this.previewTimer = setTimeout(() => this.showPreview(), Math.max(0, this.playedAt - performance.now()));
+  }
+
+  showPreview() {
+    const next = this.nextPreview;
+    if (!next) return;
+    this.nextPreview = null;
+    const image = this.previewImage;
+    const old = image.src;
+    image.src = next.url;
+    if (old.startsWith("blob:")) URL.revokeObjectURL(old); // what is painted stays painted
+    image
+      .decode()
+      .then(() => {
+        if (image.src !== next.url) return; // a newer preview, or the frames, came meanwhile
+        const { section, step, steps, width, height } = next.message;
+        this.shownPreview = next.message;
+        this.viewer.style.setProperty("--ratio", `${width} / ${height}`);
+        this.viewer.classList.add("previewing");
+        this.viewer.dataset.preview = `${section}:${step}`;
+        image.hidden = false;
+        this.previewBadge.hidden = false;
+        // Step 0 is the start image, shown while the server encodes it.
+        this.previewBadge.textContent = step ? `preview · step ${step}/${steps}` : "preview · start image";
+        this.previewBadge.title = step
+          ? `A rough preview of section ${section + 1} while it is made; its frames replace it`
+          : "The start image the video goes on from; the first section's frames replace it";
+        this.placeholder.hidden = true;
+      })
+      .catch(() => {}); // an undecodable preview is skipped; the next one repairs the picture
+  }
+
+  /** Frames of `section` came: previews of it (or earlier ones) are out of date, and a
+   *  preview of a later one waits until these frames have played. */
+  settlePreviews(section) {
+    if (this.shownPreview && section >= this.shownPreview.section) this.hidePreview();
+    if (!this.nextPreview) return;
+    if (section >= this.nextPreview.message.section) this.clearPreview();
+    else this.schedulePreview();
+  }
+
+  hidePreview() {
+    const image = this.previewImage;
+    if (image.src.startsWith("blob:")) URL.revokeObjectURL(image.src);
+    image.removeAttribute("src");
+    image.hidden = true;
+    this.shownPreview = null;
+    this.previewBadge.hidden = true;
+    this.viewer.classList.remove("previewing");
+    delete this.viewer.dataset.preview;
+  }
+
+  /** No preview any more, shown or waiting (the section came, or the session went). */
+  clearPreview() {
+    clearTimeout(this.previewTimer);
+    if (this.nextPreview) URL.revokeObjectURL(this.nextPreview.url);
+    this.nextPreview = null;
+    this.hidePreview();
   }
 
   useWebRTC() {
@@ -168,6 +253,6 @@ export class LiveView {
     // keeps playing the WebSocket frames over it.
     this.video.hidden = mode === "none" || mode === "ws";
     this.canvas.hidden = mode !== "ws" && mode !== "reconnecting";
-    this.placeholder.hidden = mode === "webrtc";
+    this.placeholder.hidden = mode === "webrtc" || this.shownPreview !== null;
   }
 }

@@ -5,6 +5,8 @@
 import { describeError } from "./messages.js";
 import { ImagePicker } from "./image-picker.js";
 import { LiveView } from "./live-view.js";
+import { LoraChooser } from "./lora-chooser.js";
+import { describeModel, modelReady, watchModel } from "./model-status.js";
 import { applyServerConfig, fetchServerConfig } from "./server-config.js";
 import { SessionClient } from "./session-client.js";
 import {
@@ -19,6 +21,7 @@ const $ = (id) => document.getElementById(id);
 // stopping: `stop` sent, no `done` yet · ended: `done` received
 const state = {
   config: null, // GET /config, once it is in
+  model: undefined, // GET /healthz's model (null: loaded before the server answered); a first start downloads it
   phase: "idle",
   sessionId: null,
   token: null,
@@ -29,7 +32,7 @@ const state = {
   reattaching: false,
   connection: "open", // "open" | "lost" | "failed"
   queuedSteer: null, // steer prompt sent but not yet seen on a section
-  seenChunks: new Set(), // "section:first_frame" of every section piece received
+  seenChunks: new Set(), // "branch:section:first_frame" of every section piece received
   replaying: false, // the frames now arriving belong to a piece that was already played
 };
 
@@ -39,9 +42,11 @@ const view = new LiveView({
   canvas: $("canvas"),
   placeholder: $("viewer-empty"),
   badge: $("transport"),
+  previewImage: $("preview"),
+  previewBadge: $("preview-badge"),
   forceWebSocket: new URLSearchParams(location.search).get("transport") === "ws",
 });
-const timeline = new Timeline($("timeline"), $("timeline-empty"));
+const timeline = new Timeline($("timeline"), $("timeline-empty"), $("branches"), { onRewind: rewind, onShow: render });
 const picker = new ImagePicker({
   input: $("image-input"),
   dropzone: $("dropzone"),
@@ -50,7 +55,8 @@ const picker = new ImagePicker({
   reset: $("image-reset"),
   onError: (code) => showError(code),
 });
-const client = new SessionClient({ onMessage, onFrame, onConnection });
+const loras = new LoraChooser({ field: $("lora-field"), list: $("lora-list") });
+const client = new SessionClient({ onMessage, onFrame, onPreview, onConnection });
 
 // ---------- server → page ----------
 
@@ -69,20 +75,29 @@ function onMessage(message) {
       state.progress = message;
       timeline.progress(message);
       break;
-    case "section":
-      state.sections = Math.max(state.sections, message.section + 1);
-      state.frames = Math.max(state.frames, message.first_frame + message.frames);
+    case "branch":
+      timeline.addBranch(message);
+      Object.assign(state, timeline.pathLength());
+      state.progress = null;
+      setQueuedSteer(null);
+      saveTimeline(state.sessionId, timeline.snapshot());
+      break;
+    case "section": {
+      const branch = message.branch ?? 0;
       state.fps = message.fps || state.fps;
       state.reattaching = false;
       if (state.progress && state.progress.section <= message.section) state.progress = null;
       if (state.queuedSteer !== null && message.prompt === state.queuedSteer) setQueuedSteer(null);
       // Frames follow their `section` message. After a reconnect the server re-sends
       // what it thinks was missed; playing it again would show old frames as live.
-      state.replaying = state.seenChunks.has(`${message.section}:${message.first_frame}`);
-      state.seenChunks.add(`${message.section}:${message.first_frame}`);
+      const piece = `${branch}:${message.section}:${message.first_frame}`;
+      state.replaying = state.seenChunks.has(piece);
+      state.seenChunks.add(piece);
       timeline.addSection(message);
+      Object.assign(state, timeline.pathLength());
       saveTimeline(state.sessionId, timeline.snapshot());
       break;
+    }
     case "error":
       onError(message);
       break;
@@ -92,6 +107,7 @@ function onMessage(message) {
       state.sections = Math.max(state.sections, message.sections);
       state.frames = Math.max(state.frames, message.frames);
       timeline.removePending();
+      view.clearPreview();
       setQueuedSteer(null);
       break;
   }
@@ -99,17 +115,26 @@ function onMessage(message) {
 }
 
 function onFrame(section, index, jpeg) {
-  if (index === 0 && timeline.needsThumbnail(section.section)) {
+  const branch = section.branch ?? 0;
+  if (index === 0 && timeline.needsThumbnail(branch, section.section)) {
     const sessionId = state.sessionId;
     thumbnailDataUrl(jpeg)
       .then((src) => {
         if (sessionId !== state.sessionId) return; // a new session began meanwhile
-        timeline.setThumbnail(section.section, src);
+        timeline.setThumbnail(branch, section.section, src);
         saveTimeline(sessionId, timeline.snapshot());
       })
       .catch(() => {}); // an undecodable frame leaves the card without a picture
   }
-  if (!state.replaying) view.frame(jpeg, section.fps, section.width, section.height);
+  if (!state.replaying) view.frame(jpeg, section);
+}
+
+/** A step preview of the section being made: in the live view and on its timeline card. */
+function onPreview(preview, jpeg) {
+  // One of a section already received (it came late) is out of date.
+  if (preview.section < state.sections || state.phase === "ended") return;
+  timeline.preview(preview, jpeg);
+  view.preview(preview, jpeg);
 }
 
 function onError({ code, message }) {
@@ -140,6 +165,7 @@ function onError({ code, message }) {
     state.phase = "ended";
     state.progress = null;
     timeline.removePending();
+    view.clearPreview();
   }
 }
 
@@ -181,12 +207,16 @@ function startSession(event) {
     seed: integer($("seed"), 0),
     steps: integer($("steps"), state.config.defaults.steps),
     sections: $("until-stopped").checked ? 0 : integer($("sections"), 1),
+    transition: transition(),
     // JPEG frames even when WebRTC works: the timeline's thumbnails come from them, and
     // the view can fall back to them at any time without a new session.
     media: "jpeg",
   };
   const image = picker.value();
-  if (image) message.image = image;
+  if ($("text-start").checked) message.start = "text";
+  else if (image) message.image = image;
+  const chosen = loras.value();
+  if (chosen.length) message.loras = chosen;
   if (state.config.api_key_required) {
     message.api_key = apiKey;
     saveApiKey(apiKey);
@@ -205,12 +235,9 @@ function reattach(saved) {
   state.reattaching = true;
   // The server re-sends only sections no page has received; the rest comes from storage.
   const entries = loadTimeline(saved.sessionId);
-  timeline.restore(entries);
-  for (const entry of entries) {
-    state.sections = Math.max(state.sections, entry.section + 1);
-    state.frames = Math.max(state.frames, entry.end);
-    state.fps = entry.fps;
-  }
+  if (entries) timeline.restore(entries);
+  Object.assign(state, timeline.pathLength());
+  state.fps = [...timeline.cards.values()].at(-1)?.fps ?? state.fps;
   render();
   client.reattach(saved.sessionId, saved.token);
 }
@@ -219,6 +246,8 @@ function resetSession() {
   client.close();
   view.detach();
   timeline.clear();
+  $("branch-player").hidden = true;
+  $("branch-player").removeAttribute("src");
   setQueuedSteer(null);
   Object.assign(state, {
     phase: "idle", sessionId: null, token: null, progress: null,
@@ -243,28 +272,59 @@ function steer(event) {
   event.preventDefault();
   const input = $("steer-prompt");
   const prompt = input.value.trim();
-  if (!prompt || !client.send({ type: "steer", prompt })) return;
+  if (!prompt || !client.send({ type: "steer", prompt, transition: transition() })) return;
   input.value = "";
   setQueuedSteer(prompt);
 }
 
-/** A signed link to the MP4 (short-lived, so the session's token never sits in a URL). */
+/** "Rewind here" on a timeline card: that section again, with the steer box's prompt or its own. */
+function rewind({ branch, section, prompt }) {
+  const input = $("steer-prompt");
+  const chosen = input.value.trim() || prompt;
+  if (!client.send({ type: "rewind", section, prompt: chosen, branch })) return;
+  input.value = "";
+  $("steer-hint").textContent = `Rewinding to section ${section + 1} at the next section boundary: “${chosen}”`;
+}
+
+/** A signed link to the MP4 of the branch on display (short-lived, so the session's token
+ * never sits in a URL); null after showing why there is none. */
+async function branchLink() {
+  const response = await fetch(`/sessions/${encodeURIComponent(state.sessionId)}/download`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ token: state.token }),
+  });
+  const answer = await response.json();
+  if (!response.ok) {
+    showError(answer.code, answer.message);
+    return null;
+  }
+  return `${answer.url}&branch=${timeline.shown}`;
+}
+
+/** Play the branch on display from its start, under the timeline. */
+async function watchBranch() {
+  try {
+    const url = await branchLink();
+    if (url === null) return;
+    const player = $("branch-player");
+    player.src = url;
+    player.hidden = false;
+    await player.play();
+  } catch (error) {
+    showError("download_failed", error.message);
+  }
+}
+
 async function download() {
   const sessionId = state.sessionId;
   try {
-    const response = await fetch(`/sessions/${encodeURIComponent(sessionId)}/download`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ token: state.token }),
-    });
-    const answer = await response.json();
-    if (!response.ok) {
-      showError(answer.code, answer.message);
-      return;
-    }
+    const url = await branchLink();
+    if (url === null) return;
     const link = document.createElement("a");
-    link.href = answer.url;
-    link.download = `framepack-live-${sessionId}.mp4`;
+    link.href = url;
+    const branch = timeline.branches.size > 1 ? `-branch${timeline.shown + 1}` : "";
+    link.download = `framepack-live-${sessionId}${branch}.mp4`;
     link.hidden = true;
     document.body.append(link);
     link.click();
@@ -281,8 +341,8 @@ function showApiKeyField() {
 function setQueuedSteer(prompt) {
   state.queuedSteer = prompt;
   $("steer-hint").textContent = prompt === null
-    ? "Takes effect at the next section boundary."
-    : `Queued for the next section: “${prompt}”`;
+    ? "Restarts the section being made when it is early enough, else takes effect from the next one."
+    : `Steering to “${prompt}”: on screen with the first section made with it.`;
 }
 
 // ---------- rendering ----------
@@ -293,6 +353,7 @@ function render() {
   const live = phase === "running" || phase === "paused";
   $("setup-fields").disabled = state.config === null || phase === "starting" || live;
   $("start").textContent = phase === "ended" || phase === "stopping" ? "Start a new video" : "Start";
+  $("start").disabled = !modelReady(state.model);
   $("pause").hidden = phase === "paused";
   $("pause").disabled = phase !== "running";
   $("resume").hidden = phase !== "paused";
@@ -300,7 +361,11 @@ function render() {
   $("steer-prompt").disabled = !live;
   $("steer-send").disabled = !live;
 
-  $("download").disabled = state.sessionId === null || state.sections === 0;
+  const nothing = state.sessionId === null || timeline.pathLength(timeline.shown).sections === 0;
+  $("download").disabled = nothing;
+  $("download").textContent = timeline.branches.size > 1 ? `Download branch ${timeline.shown + 1}` : "Download MP4";
+  $("branch-watch").disabled = nothing;
+  timeline.setRewindable(live);
 
   $("status").textContent = statusText();
 }
@@ -310,7 +375,9 @@ function statusText() {
   const { phase, progress, sections, frames, fps } = state;
   const made = `${sections} ${sections === 1 ? "section" : "sections"}, ${(frames / fps).toFixed(1)} s`;
   switch (phase) {
-    case "idle": return state.config ? "Ready. Write a prompt and press Start." : "Loading the server's settings…";
+    case "idle":
+      if (!state.config || state.model === undefined) return "Loading the server's settings…";
+      return modelReady(state.model) ? "Ready. Write a prompt and press Start." : describeModel(state.model);
     case "starting": return "Starting…";
     case "paused": return `Paused after the current section (${made}).`;
     case "stopping": return "Stopping…";
@@ -331,6 +398,11 @@ function hideError() {
   $("error").hidden = true;
 }
 
+/** Sections over which a new prompt blends in: the field's, else the server's default. */
+function transition() {
+  return Math.max(0, integer($("transition"), state.config.defaults.transition ?? 0));
+}
+
 function integer(input, fallback) {
   const value = Number.parseInt(input.value, 10);
   return Number.isFinite(value) ? value : fallback;
@@ -345,6 +417,11 @@ $("prompt").addEventListener("keydown", (event) => {
 $("until-stopped").addEventListener("change", (event) => {
   $("sections").disabled = event.target.checked;
 });
+$("text-start").addEventListener("change", (event) => {
+  // The image is not used while the prompt alone makes the start.
+  $("dropzone").classList.toggle("unused", event.target.checked);
+  $("image-input").disabled = event.target.checked;
+});
 $("seed-random").addEventListener("click", () => {
   $("seed").value = Math.floor(Math.random() * 2 ** 31);
 });
@@ -353,6 +430,7 @@ $("resume").addEventListener("click", () => command("resume"));
 $("stop").addEventListener("click", () => command("stop"));
 $("steer").addEventListener("submit", steer);
 $("download").addEventListener("click", download);
+$("branch-watch").addEventListener("click", watchBranch);
 $("error-dismiss").addEventListener("click", hideError);
 
 async function init() {
@@ -367,12 +445,18 @@ async function init() {
     resolution: $("resolution"),
     steps: $("steps"),
     sections: $("sections"),
+    transition: $("transition"),
     modelInfo: $("model-info"),
   });
+  loras.offer(state.config.loras);
   view.iceServers = state.config.ice_servers;
   // Asked for once: a key this browser kept is sent without showing the field again.
   $("api-key").value = loadApiKey();
   if (state.config.api_key_required && !$("api-key").value) showApiKeyField();
+  watchModel((model) => {
+    state.model = model;
+    render();
+  });
   const saved = loadSession();
   if (saved) reattach(saved);
   else render();

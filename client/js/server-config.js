@@ -11,7 +11,7 @@ export async function fetchServerConfig() {
 }
 
 /** Preselect and bound the form's choices by the server's config. */
-export function applyServerConfig(config, { resolution, steps, sections, modelInfo }) {
+export function applyServerConfig(config, { resolution, steps, sections, transition, modelInfo }) {
   const { model, defaults, limits } = config;
   if (model) {
     const option = resolutionOption(resolution, model.width, model.height);
@@ -30,6 +30,9 @@ export function applyServerConfig(config, { resolution, steps, sections, modelIn
   steps.value = defaults.steps;
   sections.max = limits.max_sections;
   if (Number(sections.value) > limits.max_sections) sections.value = limits.max_sections;
+  // Servers from before transitions did not say theirs: an immediate switch is what they do.
+  transition.value = defaults.transition ?? 0;
+  transition.max = limits.max_sections;
 }
 
 /** The <option> for width x height, added in order of size when the list lacks it. */

@@ -11,6 +11,7 @@ export class SessionClient {
    * @param {object} handlers
    * @param {(msg: object) => void} handlers.onMessage
    * @param {(section: object, index: number, jpeg: Blob) => void} handlers.onFrame
+   * @param {(preview: object, jpeg: Blob) => void} handlers.onPreview
    * @param {(state: "open" | "lost" | "failed") => void} handlers.onConnection
    */
   constructor(handlers) {
@@ -53,6 +54,7 @@ export class SessionClient {
     const connection = new Connection({
       onMessage: (message) => this.receive(message),
       onFrame: this.handlers.onFrame,
+      onPreview: this.handlers.onPreview,
       onClose: (clean) => {
         if (!clean && connection === this.connection) this.lost();
       },

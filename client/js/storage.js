@@ -21,13 +21,13 @@ export function forgetSession() {
   localStorage.removeItem(TIMELINE_KEY);
 }
 
-/** @param {Array<object>} entries  Timeline.snapshot() */
+/** @param {object} entries  Timeline.snapshot() */
 export function saveTimeline(sessionId, entries) {
   try {
     localStorage.setItem(TIMELINE_KEY, JSON.stringify({ sessionId, entries }));
   } catch {
     // Storage full (a very long video): keep the entries, drop the thumbnails.
-    const bare = entries.map((entry) => ({ ...entry, thumbnail: null }));
+    const bare = { ...entries, cards: entries.cards.map((card) => ({ ...card, thumbnail: null })) };
     try {
       localStorage.setItem(TIMELINE_KEY, JSON.stringify({ sessionId, entries: bare }));
     } catch {
@@ -38,7 +38,7 @@ export function saveTimeline(sessionId, entries) {
 
 export function loadTimeline(sessionId) {
   const saved = read(TIMELINE_KEY);
-  return saved && saved.sessionId === sessionId && Array.isArray(saved.entries) ? saved.entries : [];
+  return saved && saved.sessionId === sessionId && saved.entries ? saved.entries : null;
 }
 
 export function saveApiKey(key) {

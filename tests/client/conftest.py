@@ -122,3 +122,55 @@ def new_page(browser, console_errors):
 def output_dir():
     OUTPUT_DIR.mkdir(exist_ok=True)
     return OUTPUT_DIR
+
+
+# What the live view and the timeline show, in order: every step preview drawn in the view
+# (with whether its picture is decoded and the badge is up), the preview leaving it, every
+# preview on the card of the section in the making, and every section's card (its prompt).
+RECORD_VIEW_EVENTS = """addEventListener("DOMContentLoaded", () => {
+  window.viewEvents = [];
+  const viewer = document.getElementById("viewer");
+  const image = document.getElementById("preview");
+  const badge = document.getElementById("preview-badge");
+  new MutationObserver(() => {
+    const value = viewer.dataset.preview;
+    window.viewEvents.push(value === undefined ? { kind: "preview-gone" } : {
+      kind: "preview", value, drawn: image.complete && image.naturalWidth > 0 && !image.hidden,
+      badge: badge.hidden ? null : badge.textContent,
+    });
+  }).observe(viewer, { attributes: true, attributeFilter: ["data-preview"] });
+  new MutationObserver((records) => {
+    for (const record of records) {
+      if (record.type === "attributes") {
+        window.viewEvents.push({ kind: "card-preview", section: Number(record.target.closest("li").dataset.section) });
+      }
+      for (const node of record.addedNodes) {
+        if (node.matches && node.matches(".entry:not(.pending)")) {
+          window.viewEvents.push({ kind: "section", section: Number(node.dataset.section),
+                                   prompt: node.querySelector(".entry-prompt").textContent });
+        }
+      }
+    }
+  }).observe(document.getElementById("timeline"), { childList: true, subtree: true, attributes: true,
+                                                     attributeFilter: ["data-step"] });
+});"""
+
+
+def view_events(page) -> list[dict]:
+    """The events `RECORD_VIEW_EVENTS` (an init script) saw so far."""
+    return page.evaluate("window.viewEvents")
+
+
+def assert_previews_before_frames(events: list[dict]) -> None:
+    """The first section was previewed in the view (picture decoded, badge up) and on its card
+    before its card came, and the preview left the view when its frames came (never to return)."""
+    first = next(i for i, event in enumerate(events) if event["kind"] == "section")
+    previews = [event for event in events[:first] if event["kind"] == "preview" and event["value"].startswith("0:")]
+    assert previews, f"no preview of section 0 drawn before its frames: {events[:first + 1]}"
+    # The start image first (step 0, sent as the session begins), then the steps'.
+    badges = ["preview · start image" if event["value"] == "0:0" else "preview · step " for event in previews]
+    assert all(event["drawn"] and event["badge"].startswith(badge) for event, badge in zip(previews, badges)), previews
+    assert any(event["kind"] == "card-preview" and event["section"] == 0 for event in events[:first])
+    after = [event for event in events[first:] if event["kind"] in ("preview", "preview-gone")]
+    assert after and after[0]["kind"] == "preview-gone", f"the preview stayed over the frames: {events}"
+    assert not any(event["kind"] == "preview" and event["value"].startswith("0:") for event in after), events

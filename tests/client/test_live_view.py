@@ -1,7 +1,7 @@
 """The live-view page in headless Chromium against the real server on the tiny engine.
 
 One scenario, run once over WebRTC and once with the WebSocket fallback forced: start a
-session, see changing frames, steer, take screenshots, reload and re-attach, stop,
+session, see its step previews drawn (marked) and then changing frames, steer, take screenshots, reload and re-attach, stop,
 download a playable MP4, and no console errors on the way.
 """
 
@@ -12,6 +12,8 @@ import json
 import av
 import pytest
 from playwright.sync_api import Page, expect
+
+from .conftest import RECORD_VIEW_EVENTS, assert_previews_before_frames, view_events
 
 PROMPT = "a red ball rolls across the grass"
 STEER = "the ball turns blue and bounces"
@@ -102,6 +104,7 @@ def record_done(page: Page) -> list[dict]:
 @pytest.mark.parametrize("transport", ["webrtc", "ws"])
 def test_live_session(transport, server_url, new_page, console_errors, output_dir, tmp_path):
     page = new_page()
+    page.add_init_script(RECORD_VIEW_EVENTS)
     done = record_done(page)
     urls = []
     page.on("request", lambda request: urls.append(request.url))
@@ -109,10 +112,12 @@ def test_live_session(transport, server_url, new_page, console_errors, output_di
     view = "#video" if transport == "webrtc" else "#canvas"
     badge = page.locator("#transport")
 
-    # Start, and the live view shows frames that change.
+    # Start: previews of the first section while it is made (in the view, marked, and on its
+    # card), then frames that change.
     start_session(page)
     expect(badge).to_have_attribute("data-kind", transport, timeout=SECTION_TIMEOUT_MS)
     assert_frames_change(page, view)
+    assert_previews_before_frames(view_events(page))
 
     # Steer: an entry made after the steer carries the new prompt; earlier ones the old.
     wait_for_entry(page, "true")

@@ -11,6 +11,8 @@ from playwright.sync_api import Page, expect
 from framepack_live.engine.settings import GenerationSettings
 from framepack_live.stream.settings import Limits, ModelInfo
 
+from .conftest import RECORD_VIEW_EVENTS, assert_previews_before_frames, view_events
+
 pytestmark = pytest.mark.heavy
 
 SECTION_TIMEOUT_MS = 120_000
@@ -81,7 +83,10 @@ def test_a_models_resolution_missing_from_the_list_is_added(serve_page, tiny_mod
 def test_the_pages_defaults_on_the_default_model(serve_page, new_page, console_errors, output_dir):
     """What `make serve` gives a new user: the shipped toyworld model, and a start with the page's
     own resolution and steps asks for (and gets) its 128x128 at its 8 steps, not 256x256 at 25.
-    Mid-session, after a steer, the page is photographed (docs/screenshots/live-view.png)."""
+    Live: previews of the first section are drawn (marked) before its frames; a steer sent as a
+    section arrives is on screen with the next section when it came in the first half of that
+    section's steps (the server restarts it), else with the one after: within 1.5 section periods.
+    Mid-session, after the steer, the page is photographed (docs/screenshots/live-view.png)."""
     from framepack_live.engine.model import FramePackModel
     from framepack_live.stream.model_defaults import model_defaults
     from framepack_live.stream.settings import StreamSettings
@@ -90,10 +95,13 @@ def test_the_pages_defaults_on_the_default_model(serve_page, new_page, console_e
     settings = StreamSettings(model=model_info, generation=generation)
     with serve_page(FramePackModel.load(None, device="cpu"), settings) as url:
         page = new_page()
-        sent, received = [], []
+        page.add_init_script(RECORD_VIEW_EVENTS)
+        sent, received, socket = [], [], []  # socket: both directions, in order
         page.on("websocket", lambda ws: (
-            ws.on("framesent", lambda payload: isinstance(payload, str) and sent.append(json.loads(payload))),
-            ws.on("framereceived", lambda payload: isinstance(payload, str) and received.append(json.loads(payload))),
+            ws.on("framesent", lambda payload: isinstance(payload, str) and (
+                sent.append(json.loads(payload)), socket.append(sent[-1]))),
+            ws.on("framereceived", lambda payload: isinstance(payload, str) and (
+                received.append(json.loads(payload)), socket.append(received[-1]))),
         ))
         page.goto(url + "/")
         expect(page.locator("#model-info")).to_have_text("Model: toyworld, made for 128 × 128 in 8 steps")
@@ -102,21 +110,44 @@ def test_the_pages_defaults_on_the_default_model(serve_page, new_page, console_e
         page.click("#start")
         entries = page.locator("#timeline .entry:not(.pending)")
         expect(entries.first).to_be_visible(timeout=SECTION_TIMEOUT_MS)
+        expect(page.locator("#transition")).to_have_value("0")  # the server's default
         page.fill("#steer-prompt", "the red circle moves up")
         page.press("#steer-prompt", "Enter")
         steered = entries.filter(has_text="the red circle moves up")
-        expect(steered.first).to_be_visible(timeout=SECTION_TIMEOUT_MS)
+        expect(steered.first).to_be_visible(timeout=2 * SECTION_TIMEOUT_MS)  # the next section or the one after
+        events = view_events(page)
         expect(page.locator("#transport")).to_have_attribute("data-kind", "webrtc", timeout=SECTION_TIMEOUT_MS)
-        page.wait_for_timeout(1000)  # a frame of the steered section on screen
+        # Photographed while the next section is previewed over the steered one's last frame.
+        expect(page.locator("#preview-badge")).to_be_visible(timeout=SECTION_TIMEOUT_MS)
         page.screenshot(path=output_dir / "live-toyworld-1280.png", full_page=True)
         page.click("#stop")
         expect(page.locator("#status")).to_contain_text("Finished", timeout=SECTION_TIMEOUT_MS)
     (start,) = [message for message in sent if message["type"] == "start"]
-    assert (start["width"], start["height"], start["steps"]) == (128, 128, 8)
+    assert (start["width"], start["height"], start["steps"], start["transition"]) == (128, 128, 8, 0)
+    assert_previews_before_frames(events)
+    assert_steer_within_target(socket, events)
     sections = [message for message in received if message["type"] == "section"]
     assert sections and {(m["width"], m["height"]) for m in sections} == {(128, 128)}
     assert {m["steps"] for m in received if m["type"] == "progress"} == {8}
     assert console_errors == []
+
+
+def assert_steer_within_target(socket: list[dict], events: list[dict]) -> None:
+    """The steer's first section is the one being made when it was sent, if at most half of its
+    steps were done by then (with a step to spare for the time the steer takes to arrive), else
+    the next one; and the timeline showed the sections in that order."""
+    at = next(i for i, message in enumerate(socket) if message["type"] == "steer")
+    steer = socket[at]
+    assert steer["transition"] == 0
+    made = max(m["section"] for m in socket[:at] if m["type"] == "section")
+    done = max([m["step"] for m in socket[:at] if m["type"] == "progress" and m["section"] == made + 1], default=0)
+    first = min(m["section"] for m in socket[at:] if m["type"] == "section" and m["prompt"] == steer["prompt"])
+    steps = next(m["steps"] for m in socket if m["type"] == "progress")
+    assert first <= made + 2, f"the steer sent after section {made} came only with section {first}"
+    if 2 * (done + 1) <= steps:
+        assert first == made + 1, f"sent at step {done} of section {made + 1}, yet not restarted: section {first}"
+    cards = [event["section"] for event in events if event["kind"] == "section"]
+    assert cards == sorted(cards) and first in cards
 
 
 def test_the_pages_peer_uses_the_servers_ice_servers(tiny_server, stun_server, new_page, console_errors):

@@ -70,6 +70,21 @@ def test_serve_flags_set_the_networking_and_access_settings(tmp_path):
         run(build_parser().parse_args(["serve", "--config", "config/serve.yaml", "--api-keys", str(keys)]))
 
 
+def test_serve_lora_dir_lists_the_loras_sessions_may_choose(tiny_loras, tmp_path):
+    args = build_parser().parse_args(["serve", "--lora-dir", str(tiny_loras)])
+    config = _config_from_flags(args, "cpu")
+    assert config.lora_dir == str(tiny_loras.resolve())
+    loras = stream_settings(config).model.loras
+    assert [lora.name for lora in loras] == ["first", "second"]
+    assert loras[0].path == str((tiny_loras / "first" / "pytorch_lora_weights.safetensors").resolve())
+    # A directory without LoRAs, or none at all, is refused before anything is deployed.
+    for bad in (tmp_path, tmp_path / "missing"):
+        with pytest.raises(ValueError, match="LoRA"):
+            stream_settings(ClusterConfig(lora_dir=str(bad)))
+    with pytest.raises(InputError, match="--lora-dir"):
+        run(build_parser().parse_args(["serve", "--config", "config/serve.yaml", "--lora-dir", str(tiny_loras)]))
+
+
 async def test_config_names_the_model_and_the_operators_settings(server, generation):
     async with httpx.AsyncClient(base_url=server.url) as http:
         config = (await http.get("/config")).json()

@@ -82,61 +82,7 @@ def test_download_progress_counts_the_hub_library_bytes_and_reports_rate_and_tim
     assert progress.status().to_dict()["state"] == "done"
 
 
-class LocalHub:
-    """The three hub endpoints `model_info`, `snapshot_download` and `hf_hub_download` use, served
-    from memory on this machine, so the real download code runs end to end without any network."""
-
-    SHA = "0123456789abcdef0123456789abcdef01234567"
-
-    def __init__(self, files: dict[str, bytes]) -> None:
-        import hashlib
-        import json
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        hub = self
-        self.files, self.served = files, []
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def reply(self, body: bytes, headers: dict[str, str], send_body: bool) -> None:
-                self.send_response(200)
-                for key, value in {**headers, "Content-Length": str(len(body))}.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                if send_body:
-                    self.wfile.write(body)
-
-            def answer(self, send_body: bool) -> None:
-                path = self.path.split("?")[0]
-                if "/tree/" in path:
-                    tree = [{"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
-                            for name, data in hub.files.items()]
-                    return self.reply(json.dumps(tree).encode(), {"Content-Type": "application/json"}, send_body)
-                if path.startswith("/api/models/"):
-                    info = {"id": path.removeprefix("/api/models/"), "sha": hub.SHA,
-                            "siblings": [{"rfilename": n, "size": len(d)} for n, d in hub.files.items()]}
-                    return self.reply(json.dumps(info).encode(), {"Content-Type": "application/json"}, send_body)
-                name = path.split(f"/resolve/{hub.SHA}/", 1)[1]
-                if send_body:
-                    hub.served.append(name)
-                data = hub.files[name]
-                self.reply(data, {"X-Repo-Commit": hub.SHA, "ETag": f'"{hashlib.sha1(data).hexdigest()}"'}, send_body)
-
-            def do_GET(self) -> None:
-                self.answer(True)
-
-            def do_HEAD(self) -> None:
-                self.answer(False)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-def test_a_first_run_fetches_only_what_the_stage_loads_and_counts_every_byte(tmp_path, monkeypatch):
+def test_a_first_run_fetches_only_what_the_stage_loads_and_counts_every_byte(tmp_path, monkeypatch, local_hub):
     from huggingface_hub import constants
 
     from framepack_live.engine.download import ensure_local
@@ -147,19 +93,16 @@ def test_a_first_run_fetches_only_what_the_stage_loads_and_counts_every_byte(tmp
     files = {"model_index.json": b"{}", "scheduler/scheduler_config.json": b"{\"a\": 1}", "vae/config.json": b"[]",
              "vae/diffusion_pytorch_model.safetensors": b"v" * 300_000, "vae/diffusion_pytorch_model.bin": b"b" * 10,
              "transformer/diffusion_pytorch_model.safetensors": b"t" * 100}
-    hub = LocalHub(files)
-    try:
-        progress = DownloadProgress(show=False)
-        source = ensure_local("fake", ModelSource(base="owner/fake"), ("vae",), progress, endpoint=hub.url)
-        status = progress.status()
-        expected = {"model_index.json", "scheduler/scheduler_config.json", "vae/config.json",
-                    "vae/diffusion_pytorch_model.safetensors"}
-        assert set(hub.served) == expected
-        assert (status.state, status.total_bytes, status.done_bytes) == ("done", 300_012, 300_012)
-        assert (Path(source.base) / "vae" / "diffusion_pytorch_model.safetensors").stat().st_size == 300_000
-        again = DownloadProgress(show=False)
-        assert ensure_local("fake", ModelSource(base="owner/fake"), ("vae",), again, endpoint=hub.url) == source
-        assert len(hub.served) == 4  # all cached: nothing fetched twice
-        assert again.status().done_bytes == again.status().total_bytes == 300_012
-    finally:
-        hub.server.shutdown()
+    hub = local_hub(files)
+    progress = DownloadProgress(show=False)
+    source = ensure_local("fake", ModelSource(base="owner/fake"), ("vae",), progress, endpoint=hub.url)
+    status = progress.status()
+    expected = {"model_index.json", "scheduler/scheduler_config.json", "vae/config.json",
+                "vae/diffusion_pytorch_model.safetensors"}
+    assert set(hub.served) == expected
+    assert (status.state, status.total_bytes, status.done_bytes) == ("done", 300_012, 300_012)
+    assert (Path(source.base) / "vae" / "diffusion_pytorch_model.safetensors").stat().st_size == 300_000
+    again = DownloadProgress(show=False)
+    assert ensure_local("fake", ModelSource(base="owner/fake"), ("vae",), again, endpoint=hub.url) == source
+    assert len(hub.served) == 4  # all cached: nothing fetched twice
+    assert again.status().done_bytes == again.status().total_bytes == 300_012

@@ -83,6 +83,8 @@ CASES: list[tuple[str, Case, str]] = [
     ("non-image bytes", lambda ws, _: send_raw(ws, json.dumps({"type": "start", "prompt": "a", "image": data_url(b"GIF89a, not really")})), "bad_image"),
     ("20000x20000 PNG", lambda ws, _: send_raw(ws, json.dumps({"type": "start", "prompt": "a", "image": data_url(huge_png())})), "bad_image"),
     ("over-long prompt", lambda ws, _: send_raw(ws, json.dumps({"type": "start", "prompt": "a" * (LIMITS.max_prompt_chars + 1)})), "prompt_too_long"),
+    ("rewind to a negative section", lambda ws, _: send_raw(ws, json.dumps({"type": "rewind", "section": -1, "prompt": "a"})), "bad_request"),
+    ("rewind without a session", lambda ws, _: send_raw(ws, json.dumps({"type": "rewind", "section": 0, "prompt": "a"})), "bad_request"),
     ("unknown session", lambda ws, _: send_raw(ws, json.dumps({"type": "resume_session", "session_id": "nope", "token": "x"})), "not_found"),
     ("steer flood", steer_flood, "busy"),
     ("too many sessions", too_many_sessions, "busy"),

@@ -35,7 +35,7 @@ def test_session_defaults_are_the_models_own():
 
 async def test_config_tells_the_page_what_to_offer(server_factory, model):
     info, trained_defaults = model_defaults("tiny")
-    generation = dataclasses.replace(trained_defaults, steps=2, window=2)  # an operator's own defaults
+    generation = dataclasses.replace(trained_defaults, steps=2, window=2, transition=1)  # an operator's own defaults
     limits = Limits(max_steps=12, max_video_seconds=60)
     access = Access(api_key_digests=frozenset({key_digest("k")}))
     with server_factory(limits=limits, generation=generation, model=info, ice_servers=ICE, access=access) as server:
@@ -53,6 +53,7 @@ async def test_config_tells_the_page_what_to_offer(server_factory, model):
     assert config["defaults"] == {
         "width": generation.width, "height": generation.height, "steps": 2, "window": 2, "fps": generation.fps,
         "guidance": generation.guidance, "seed": generation.seed, "frames_per_section": generation.frames_per_section,
+        "transition": 1,
     }
     assert config["loras"] == []
     assert config["limits"]["max_steps"] == 12 and config["limits"]["max_pixels"] == limits.max_video_pixels

@@ -114,9 +114,12 @@ async def fast_session_beside(server, slow: bool) -> float:
 async def test_slow_reader_holds_back_neither_its_generation_nor_another_session(server_factory):
     with server_factory(**SETTINGS) as server:
         ratios = []
-        for _ in range(3):  # paired and alternated, so that load from elsewhere evens out
+        for _ in range(2):  # paired and alternated, so that load from elsewhere evens out
             fast = await fast_session_beside(server, slow=False)
             slow = await fast_session_beside(server, slow=True)
             ratios.append(slow / fast)
     print(f"fast session beside a slow reader / beside a fast one: {[round(r, 3) for r in ratios]}")
-    assert statistics.median(ratios) <= 1.10
+    # A fast session held back by the slow reader would wait for it to drain a message a second
+    # (tens of seconds against a few); the bound is loose because the suite's other worker and
+    # other jobs load the machine unevenly.
+    assert statistics.median(ratios) <= 1.5

@@ -29,7 +29,7 @@ import torch
 
 from ..engine import video_state
 from ..engine.conditioning import blend_embeds, encode_prompt
-from ..engine.decoding import decode_latents, decode_section, to_uint8
+from ..engine.decoding import decode_section, to_uint8
 from ..engine.denoising import denoise_plans
 from ..engine.generator import start_video
 from ..engine.model import FramePackModel
@@ -103,7 +103,7 @@ def run_case(model: FramePackModel, settings: GenerationSettings, case: int, wor
         if tail is not None:
             frames[mode].append(tail.frames)
     videos = {mode: np.concatenate(parts) for mode, parts in frames.items()}
-    videos["whole"] = to_uint8(decode_latents(model, lead.video))
+    videos["whole"] = to_uint8(model.decode_live(lead.video))  # the same decoder as the sections'
     return {"videos": videos, "sizes": sizes, "seconds": seconds}
 
 

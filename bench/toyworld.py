@@ -381,6 +381,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--case-offset", type=int, default=0,
                         help="first held-out case (default 0, the reported figures'); choose weights or settings on "
                              "another range (e.g. 1000) so the reported cases are not the ones the choice was tuned on")
+    parser.add_argument("--decoder", choices=["live", "vae"], default="live",
+                        help="decode for tracking with the model's live decoder (as the live view shows it; the VAE "
+                             "where it has none) or always with the full VAE (as exports do)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     if min(args.cases, args.drift_sections, args.drift_videos) < 1:
@@ -394,7 +397,7 @@ def main(argv: list[str]) -> int:
                      f"+ {2 * PART_SPACING}, + {3 * PART_SPACING} and + {4 * PART_SPACING} on")
     torch.set_num_threads(args.threads)
     began = time.monotonic()
-    model = FramePackModel.load(args.model)
+    model = FramePackModel.load(args.model, live_decoder=args.decoder == "live")
     world = WorldConfig(size=args.size)
     given = {"steps": args.steps, "scheduler": args.scheduler, "cfg": args.cfg}
     chosen = resolve(args.model).settings(given)
@@ -410,6 +413,7 @@ def main(argv: list[str]) -> int:
         "cfg": base.cfg,
         "window": world.window,
         "case_offset": args.case_offset,
+        "decoder": "live" if model.fast_decoder is not None else "vae",
         "loras": [list(choice) for choice in loras],
     }
     if "following" in args.parts:

@@ -17,6 +17,7 @@ import json
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -24,7 +25,7 @@ import torch
 from ..train.latents import encode_clips, prompt_table
 from ..train.runtime import Runtime
 from ..train.stack import frozen_stack
-from ..train.transformer import TransformerTrainConfig, step_batch, train_step
+from ..train.transformer import FlowObjective, TransformerTrainConfig, train_step
 from ..train.world import WorldConfig
 from .toyworld import DEFAULT_WEIGHTS
 
@@ -52,9 +53,9 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as run_dir:
         clips = encode_clips(model, world, args.clips, Path(run_dir), Runtime(device), vae_source=args.model)
     prompts = prompt_table(model).to(device)
-    config = TransformerTrainConfig(batch=args.batch)
-    batches = [step_batch(clips, world, config, step).to(device) for step in range(args.steps)]
-    trainers = {name: _Trainer(model.pipeline.transformer, Runtime(device, *MODES[name]), prompts, config)
+    objective = FlowObjective(clips, world, TransformerTrainConfig(batch=args.batch))
+    batches = [objective.batch(step).to(device) for step in range(args.steps)]
+    trainers = {name: _Trainer(model.pipeline.transformer, Runtime(device, *MODES[name]), prompts, objective)
                 for name in args.modes}
 
     def timed(trainer: _Trainer) -> float:
@@ -86,11 +87,12 @@ def main(argv: list[str]) -> int:
 class _Trainer:
     """One mode's own copy of the transformer and optimiser, stepping with `train_transformer`'s step."""
 
-    def __init__(self, transformer: torch.nn.Module, runtime: Runtime, prompts, config: TransformerTrainConfig):
-        self.runtime, self.prompts, self.config = runtime, prompts, config
+    def __init__(self, transformer: torch.nn.Module, runtime: Runtime, prompts, objective: FlowObjective):
+        self.runtime, self.prompts, self.objective = runtime, prompts, objective
         self.model = copy.deepcopy(transformer).to(runtime.device).train().requires_grad_(True)
         self.step_model = runtime.prepare(self.model)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-6)
 
     def step(self, batch) -> None:
-        train_step(self.model, self.step_model, self.optimizer, batch, self.prompts, self.config, self.runtime)
+        loss = partial(self.objective.loss, batch=batch, prompts=self.prompts)
+        train_step(self.model, self.step_model, self.optimizer, loss, self.runtime)

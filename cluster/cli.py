@@ -12,7 +12,7 @@ import sys
 
 from ..engine.errors import InputError
 
-BENCHMARKS = ("context", "sp", "serve", "sessions", "toyworld", "train", "gpu", "seams", "preview", "extend", "rewind", "live")
+BENCHMARKS = ("context", "sp", "serve", "sessions", "toyworld", "train", "gpu", "seams", "preview", "extend", "rewind", "live", "realtime")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from framepack_live.engine.caching import CacheSpec
 from framepack_live.stream.access import normalize_origin, normalize_proxy
 from framepack_live.stream.settings import check_ice_server
 
@@ -41,6 +42,12 @@ class ClusterConfig:
     #: `GenerationSettings` fields of every session's defaults; a `start` message may override
     #: width, height, steps, guidance, seed and sections.
     generation: dict[str, Any] = field(default_factory=dict)
+    #: `torch.compile` the transformer and the small live decoder in every replica (a first section
+    #: that compiles, faster ones after; `framepack-live bench realtime` measures what it gains).
+    compile: bool = False
+    #: Step cache on the Denoiser's transformer (`engine.caching.CacheSpec`, e.g. `first-block:0.1`,
+    #: or `none`); None: the model's own default.
+    cache: str | None = None
     #: Keep 1/N of the transformer's block weights on each of the N sequence-parallel ranks,
     #: gathered block by block as they run (`engine.parallel.shard_weights`): the 13 B model on
     #: GPUs that cannot hold all of it. Costs one all-gather of the block weights per step.
@@ -96,8 +103,8 @@ class ClusterConfig:
             problems.append("shard_weights needs sequence_parallel >= 2 (the weights are split over its ranks)")
         if self.torch_threads < 1:
             problems.append(f"torch_threads must be >= 1, got {self.torch_threads}")
-        for check, values in ((check_ice_server, self.ice_servers), (normalize_proxy, self.trusted_proxies),
-                              (normalize_origin, self.allowed_origins)):
+        for check, values in ((CacheSpec.parse, [self.cache]), (check_ice_server, self.ice_servers),
+                              (normalize_proxy, self.trusted_proxies), (normalize_origin, self.allowed_origins)):
             for value in values:
                 try:
                     check(value)

@@ -32,8 +32,8 @@ def load_model(config: ClusterConfig, parts: tuple[str, ...]) -> FramePackModel:
     shard = config.shard_weights and "transformer" in parts
     progress = DownloadProgress(show=False)
     with reported(config.model or DEFAULT_MODEL, progress):
-        return FramePackModel.load(config.model, device=config.device, parts=parts, shard_weights=shard,
-                                   download=progress)
+        return FramePackModel.load(config.model, device=config.device, parts=parts, cache=config.cache,
+                                   compile=config.compile, shard_weights=shard, download=progress)
 
 
 class ModelThread:

@@ -32,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-sessions", type=int, default=ClusterConfig.max_sessions)
     parser.add_argument("--max-batch-size", type=int, default=ClusterConfig.max_batch_size)
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the transformer and the live decoder (slower first section, faster after)")
+    parser.add_argument("--cache", default=None, metavar="SPEC",
+                        help="step cache on the transformer: none, first-block:T, mag:T or taylorseer:N "
+                             "(default: the model's own; docs/benchmarks.md has the speed/quality table)")
     parser.add_argument("--denoisers", type=int, default=None, metavar="R", help="Denoiser replicas (default 1)")
     parser.add_argument(
         "--ingress-replicas", type=int, default=None, metavar="R",
@@ -141,6 +146,8 @@ def _config_from_flags(args: argparse.Namespace, device: str) -> ClusterConfig:
         sequence_parallel=args.sequence_parallel,
         max_sessions=args.max_sessions,
         max_batch_size=args.max_batch_size,
+        compile=args.compile,
+        cache=args.cache,
         session_dir=args.session_dir,
         jobs_dir=args.jobs_dir,
         ice_servers=ice_servers_from_flags(args),

@@ -35,6 +35,16 @@ class PromptEmbeds:
     def to(self, device: torch.device, dtype: torch.dtype | None = None) -> PromptEmbeds:
         return PromptEmbeds(**{f.name: _move(getattr(self, f.name), device, dtype) for f in fields(self)})
 
+    def cropped(self, length: int) -> PromptEmbeds:
+        """The first `length` tokens: the encoder pads every prompt to its maximum with masked tokens
+        at the end, which the transformer ignores as keys but still carries through every block."""
+        return PromptEmbeds(self.embeds[:, :length], self.mask[:, :length], self.pooled)
+
+    @property
+    def length(self) -> int:
+        """Tokens up to the last unmasked one of any prompt in the batch."""
+        return int(self.mask.sum(dim=1).max())
+
     @classmethod
     def cat(cls, embeds: list[PromptEmbeds]) -> PromptEmbeds:
         """Several prompts on the batch axis (equal lengths: the encoder pads to a fixed length)."""

@@ -14,12 +14,17 @@ needs that context). Two modes (`GenerationSettings.decode`):
   that difference is added to the first `SEAM_FADE_FRAMES` new frames, fading out, so the video
   goes on from exactly the frame the viewer saw. Only latents and one uint8 frame go in, only
   uint8 frames come out.
+
+Either mode decodes through `FramePackModel.decode_live`: the model's small live decoder where it
+has one and it was loaded (`engine.fast_decoder`; causal too, each of its frames depends on its
+latent and the one before, so the overlapping frames of two decodes agree), else the full VAE,
+which `render` (the export) always loads. Which decoder is a property of the loaded model, which
+mode a per-video setting: the two choices are independent.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -80,7 +85,7 @@ def decode_section(model: FramePackModel, plan: DecodePlan, stop: Stop | None = 
 
 @torch.no_grad()
 def decode_latents(model: FramePackModel, latents: torch.Tensor) -> torch.Tensor:
-    """Latents [1, C, T, h, w] to pixels [1, 3, (T-1)*4+1, H, W] in [-1, 1], float32 on the CPU."""
+    """Latents [1, C, T, h, w] to pixels [1, 3, (T-1)*4+1, H, W] in [-1, 1], float32 on the CPU, by the full VAE."""
     vae = model.pipeline.vae
     pixels = vae.decode(latents.to(device=model.pipeline._execution_device, dtype=vae.dtype) / vae.config.scaling_factor)
     return pixels.sample.float().cpu()
@@ -109,7 +114,7 @@ def decode_causal(
 ) -> Decoded:
     """Decode the newest section of a forward video after `context` latent frames already shown;
     all its frames are final. See the module docstring for the seam's correction."""
-    pixels = decode_latents(model, latents)
+    pixels = model.decode_live(latents)
     skip = context_frames(context)
     new = pixels[:, :, skip:]
     if shown is not None and skip > 0:
@@ -129,7 +134,7 @@ def decode_forward(
     `latents` is the start frame plus the first section the first time, afterwards the previous
     section plus the new one.
     """
-    current = decode_latents(model, latents)
+    current = model.decode_live(latents)
     region = current if pending is None else cross_fade(pending, current, overlap)
     return Decoded(first_frame=final_so_far, frames=to_uint8(region[:, :, :-overlap]), pending=region[:, :, -overlap:])
 
@@ -147,7 +152,7 @@ def decode_inverted(
     The decoded region grows toward the start of the video; `region_end` is the playback index
     where the pending frames end. At the last step everything is final.
     """
-    current = decode_latents(model, latents)
+    current = model.decode_live(latents)
     region = current if pending is None else cross_fade(current, pending, overlap)
     final = region if last else region[:, :, overlap:]
     keep = region[:, :, :0] if last else region[:, :, :overlap]

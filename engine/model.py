@@ -12,7 +12,9 @@ from diffusers.utils import logging as diffusers_logging
 from transformers import AutoImageProcessor, SiglipVisionModel
 from transformers.utils import logging as transformers_logging
 
+from . import caching
 from .download import DownloadProgress, ensure_local
+from .fast_decoder import FastDecoder
 from .presets import DEFAULT_MODEL, ModelSource, resolve
 from .preview import LatentPreview
 
@@ -47,6 +49,8 @@ class FramePackModel:
     source: ModelSource
     device: torch.device
     dtype: torch.dtype
+    #: The live view's small decoder (`engine.fast_decoder`), when the model has one and it was asked for.
+    fast_decoder: FastDecoder | None = None
     #: The latent -> RGB map of step previews (engine.preview); None when the model has none.
     preview: LatentPreview | None = None
 
@@ -59,6 +63,9 @@ class FramePackModel:
         cpu_offload: bool = False,
         vae_tiling: bool = False,
         parts: tuple[str, ...] = tuple(PARTS),
+        live_decoder: bool = True,
+        cache: str | None = None,
+        compile: bool = False,
         shard_weights: bool = False,
         download: DownloadProgress | None = None,
     ) -> FramePackModel:
@@ -67,9 +74,14 @@ class FramePackModel:
         `cpu_offload` keeps each component on the CPU until it runs (diffusers' model offload), for
         GPUs with too little memory for the 13 B transformer; `vae_tiling` decodes in tiles.
         `parts` (keys of `PARTS`) loads only what a stage runs: a cluster's decoder needs the VAE,
-        not the 13 B transformer. Start-image encoding needs `image` and `vae`. `shard_weights`
-        keeps only this rank's share of the transformer's block weights (`engine.parallel.shard_weights`;
-        `torch.distributed` must be up): they are split on the host, so the device never holds them all.
+        not the 13 B transformer. Start-image encoding needs `image` and `vae`.
+        `live_decoder` loads the model's small decoder with the VAE where it names one
+        (`decode_live`); `cache` is a step cache (`engine.caching.CacheSpec`, `none` for none; by
+        default the model's own, its framepack_live.json `cache`, usually none); `compile` runs the transformer and the small decoder through
+        `torch.compile` (a first section that compiles, faster ones after: docs/benchmarks.md).
+        `shard_weights` keeps only this rank's share of the transformer's block weights
+        (`engine.parallel.shard_weights`; `torch.distributed` must be up): they are split on the
+        host, so the device never holds them all.
         Hub components are fetched first (engine.download), their progress in `download` (a
         terminal bar by default); a hub that cannot be reached raises `ModelUnavailable`.
         """
@@ -111,7 +123,38 @@ class FramePackModel:
             pipeline.enable_model_cpu_offload(device=device)
         else:
             pipeline.to(device)
-        return cls(pipeline=pipeline, source=source, device=device, dtype=dtype, preview=_preview(pipeline, source))
+        fast_decoder = None
+        if live_decoder and source.live_decoder and "vae" in parts:
+            fast_decoder = FastDecoder.from_pretrained(source.base, subfolder=source.live_decoder).to(device).eval()
+        loaded = cls(pipeline=pipeline, source=source, device=device, dtype=dtype, fast_decoder=fast_decoder,
+                     preview=_preview(pipeline, source))
+        if "transformer" in parts:
+            loaded.set_cache(cache or source.cache)
+        if compile:
+            loaded.compile()
+        return loaded
+
+    def set_cache(self, spec: str | None, mag_ratios: list[float] | None = None) -> None:
+        """Use step cache `spec` (`engine.caching.CacheSpec`; None or `none`: no cache) from now on;
+        MagCache with `mag_ratios`, or the model's own (its framepack_live.json)."""
+        steps = int(self.source.defaults.get("steps", 25))
+        caching.enable(self.transformer, caching.CacheSpec.parse(spec), steps, mag_ratios or self.source.mag_ratios)
+
+    def compile(self) -> None:
+        """`torch.compile` the transformer and the small decoder in place (after any `set_cache`:
+        the hooks are part of what is compiled)."""
+        for module in (self.pipeline.transformer, self.fast_decoder):
+            if module is not None:
+                module.compile()
+
+    def decode_live(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents [1, C, T, h, w] to pixels [1, 3, (T-1)*4+1, H, W] in [-1, 1] for the live view:
+        by the small decoder when the model has one loaded, else by the full VAE (which exports use)."""
+        if self.fast_decoder is not None:
+            return self.fast_decoder.decode(latents)
+        from .decoding import decode_latents  # here: decoding imports this module
+
+        return decode_latents(self, latents)
 
     @property
     def transformer(self) -> HunyuanVideoFramepackTransformer3DModel:

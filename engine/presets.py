@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
+from .fast_decoder import LIVE_DECODER_KEY
 from .settings import Sampling
 from .tiny import PROJECT_FILE, ensure_tiny
 
@@ -27,6 +28,12 @@ class ModelSource:
     #: `GenerationSettings` fields the checkpoint was trained for (a toy model's window, say),
     #: used where the user gave none.
     defaults: dict = field(default_factory=dict)
+    #: Subfolder of `base` holding the live view's small decoder (`engine.fast_decoder`), if any.
+    live_decoder: str | None = None
+    #: The step cache the engine puts on the transformer unless told otherwise (`engine.caching`),
+    #: and MagCache's per-step ratios measured on this model.
+    cache: str | None = None
+    mag_ratios: list[float] | None = None
 
     def settings(self, given: dict) -> dict:
         """`GenerationSettings` fields: these defaults, overridden by every `given` value that is not None."""
@@ -49,7 +56,8 @@ PRESETS: dict[str, ModelSource] = {
 }
 DEFAULT_MODEL = "toyworld"
 #: Weights this project trains and ships (see docs/toyworld.md).
-SHIPPED = {"toyworld": Path(__file__).resolve().parent / "weights" / "toyworld"}
+_WEIGHTS = Path(__file__).resolve().parent / "weights"
+SHIPPED = {"toyworld": _WEIGHTS / "toyworld", "toyworld-fast": _WEIGHTS / "toyworld-fast"}
 #: Keys of a model directory's framepack_live.json that become generation defaults.
 DEFAULT_KEYS = ("window", "steps", "scheduler", "guidance", "cfg")
 
@@ -93,4 +101,7 @@ def _local(path: Path) -> ModelSource:
         prompt_template=extra.get("prompt_template"),
         resolution=extra.get("resolution", 640),
         defaults={key: extra[key] for key in DEFAULT_KEYS if key in extra},
+        live_decoder=extra.get(LIVE_DECODER_KEY),
+        cache=extra.get("cache"),
+        mag_ratios=extra.get("mag_ratios"),
     )

@@ -75,11 +75,13 @@ def begin(model: FramePackModel, job: RenderJob) -> SectionGenerator:
 
 def generate(job: RenderJob, device: torch.device | None = None, parallel: bool = False, show: bool = True) -> Rendered:
     """Load the job's model and make the whole video. Runs on every rank."""
+    # An export: decoded by the full VAE, never by a model's small live decoder.
     model = FramePackModel.load(
         job.model,
         device=device or job.device,
         cpu_offload=job.cpu_offload,
         vae_tiling=job.vae_tiling,
+        live_decoder=False,
         shard_weights=parallel and job.shard_weights,
         download=DownloadProgress(show=show),
     )

@@ -54,6 +54,20 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--inverted-one-caption", action="store_true",
                         help="train the inverted layout only on clips whose caption has not changed since the "
                              "start (it sees neither the sections in between nor their captions)")
+    parser.add_argument("--distill", action="store_true",
+                        help="distil --init's model (its card's Euler steps and real CFG) into a few-step student "
+                             "without real CFG (train/distill.py); --steps/--seconds, --batch and --lr then train "
+                             "the student")
+    parser.add_argument("--student-steps", type=int, default=4, help="with --distill: the student's steps per section")
+    parser.add_argument("--teacher-batches", type=int, default=192,
+                        help="with --distill: batches of --batch teacher trajectories, sampled once and reused")
+    parser.add_argument("--decoder-steps", type=int, default=0,
+                        help="train the live view's small decoder (engine/fast_decoder.py) on the VAE's decodes for "
+                             "this many steps, exported as fast_decoder/ (0: none)")
+    parser.add_argument("--decoder-seconds", type=float, default=None,
+                        help="train the small decoder this long instead of --decoder-steps")
+    parser.add_argument("--decoder-snippets", type=int, default=512,
+                        help="latent snippets the VAE decodes once for the small decoder to learn from")
     parser.add_argument("--lora", type=int, default=0, metavar="RANK",
                         help="train a LoRA of this rank on the attention projections of --init's transformer, which "
                              "stays frozen, and write it in diffusers' LoRA format (0: train the whole transformer)")
@@ -84,12 +98,17 @@ def parse_args(argv: list[str] | None):
     args = parser.parse_args(argv)
     if not 0 <= args.inverted_fraction <= 1:
         parser.error("--inverted-fraction is a share between 0 and 1")
+    if args.distill and args.init is None:
+        parser.error("--distill needs --init: the model to distil")
     if not 0 <= args.ema_decay < 1:
         parser.error("--ema-decay is in [0, 1)")
     if args.lora < 0 or not 0 < args.lora_share <= 1:
         parser.error("--lora is a rank (0: no LoRA) and --lora-share a share in (0, 1]")
     if args.lora and args.init is None:
         parser.error("--lora adapts an exported model: give it with --init")
+    if args.lora and (args.distill or args.decoder_steps or args.decoder_seconds):
+        parser.error("--lora trains an adapter only: --distill and --decoder-steps/--decoder-seconds export a whole "
+                     "model, run them without --lora")
     if args.run_dir is None:
         args.run_dir = RUNS / (args.out.name if args.out is not None else "toyworld")
     if args.init is not None:
@@ -108,13 +127,14 @@ FIXED_BY_INIT = ("stage", "vae_steps", "vae_seconds", "vae_batch", "vae_crop", "
 NOT_REPRODUCED = ("run_dir", "threads", "device", "workers", "fp32", "bf16", "compile", "init", "out")
 
 
-def reproduce_command(args: argparse.Namespace, vae_steps: int, steps: int) -> str:
+def reproduce_command(args: argparse.Namespace, vae_steps: int, steps: int, decoder_steps: int = 0) -> str:
     """The options that train this model again: the steps this run actually took in place of its
     clock budgets (which give other step counts on other machines, and restart the schedule when a
     resumed run raises them), plus every option this run changed from its default, except
     `NOT_REPRODUCED` and, in a fine-tune, the VAE options it did not use."""
     defaults = vars(parse_args([]))
-    chosen = {**vars(args), "vae_steps": vae_steps, "steps": steps, "vae_seconds": None, "seconds": None}
+    chosen = {**vars(args), "vae_steps": vae_steps, "steps": steps, "decoder_steps": decoder_steps,
+              "vae_seconds": None, "seconds": None, "decoder_seconds": None}
     skipped = NOT_REPRODUCED + (FIXED_BY_INIT if args.init else ())
     parts = []
     for name, value in chosen.items():
@@ -141,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     from .models import TransformerConfig, build_transformer
     from .runtime import Budget, Runtime
     from .stack import frozen_stack
-    from .transformer import TransformerTrainConfig, train_transformer
+    from .transformer import FlowObjective, TransformerTrainConfig, train_transformer
     from .vae import VaeTrainConfig, train_vae
 
     runtime = Runtime.detect(args.device, args.workers, bf16=False if args.fp32 else args.bf16 or None,
@@ -182,9 +202,22 @@ def main(argv: list[str] | None = None) -> int:
     config = TransformerTrainConfig(batch=args.batch, lr=args.lr, video_end=args.video_end,
                                     inverted_fraction=args.inverted_fraction,
                                     inverted_one_caption=args.inverted_one_caption, ema_decay=args.ema_decay)
-    ema, loss, progress = train_transformer(transformer, clips, prompts, world, config, args.run_dir, runtime,
+    generation, distill = None, None
+    if args.distill:
+        distill, objective, generation = distillation(args, model, clips, world, config, prompts, runtime)
+    else:
+        objective = FlowObjective(clips, world, config)
+    ema, loss, progress = train_transformer(transformer, prompts, objective, config, args.run_dir, runtime,
                                             Budget(args.steps, args.seconds), init=init)
-    print(f"transformer: {progress.steps} steps, smoothed flow-matching loss {loss:.4f}")
+    print(f"{objective.name}: {progress.steps} steps, smoothed loss {loss:.4f}")
+    decoder = None
+    if args.decoder_steps or args.decoder_seconds:
+        from .fast_decoder import DecoderTrainConfig, fast_decoder_stage
+
+        decoder = fast_decoder_stage(model, clips, world, DecoderTrainConfig(snippets=args.decoder_snippets),
+                                     args.run_dir, runtime.for_vae(), Budget(args.decoder_steps, args.decoder_seconds),
+                                     vae_source=init or "vae.pt", student=objective if args.distill else None)
+        print(f"fast decoder: {decoder.progress.steps} steps, smoothed loss {decoder.loss:.4f}")
     if args.out is not None and args.lora:
         from .card import device_name
         from .lora import export_lora, lora_card
@@ -194,11 +227,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.out} ({directory_size(args.out) / 2**20:.2f} MiB)")
     elif args.out is not None:
         model.pipeline.transformer = ema
-        commands = [*earlier, reproduce_command(args, vae_steps, progress.steps)]
-        card = model_card(args, runtime, vae_line, progress, loss, commands, parent_card)
-        export(model, args.out, world, card, commands)
+        commands = [*earlier, reproduce_command(args, vae_steps, progress.steps,
+                                                decoder.progress.steps if decoder else 0)]
+        card = model_card(args, runtime, vae_line, progress, loss, commands, parent_card, distill, decoder)
+        export(model, args.out, world, card, commands, generation=generation,
+               live_decoder=decoder.model if decoder else None)
         print(f"wrote {args.out} ({directory_size(args.out) / 2**20:.1f} MiB)")
     return 0
+
+
+def distillation(args, model, clips, world, config, prompts, runtime):
+    """The student's `DistillConfig`, its objective (after sampling the teacher's trajectories) and
+    the generation defaults it is exported with: its steps, no real CFG."""
+    from ..engine.presets import resolve
+    from .distill import DistillConfig, prepare_student
+
+    teacher = resolve(str(args.init)).defaults
+    if teacher.get("scheduler", "euler") != "euler" or "steps" not in teacher:
+        raise SystemExit(f"--distill needs a teacher sampled with Euler steps named in its framepack_live.json; "
+                         f"{args.init} has {teacher}")
+    distill = DistillConfig(steps=args.student_steps, teacher_steps=teacher["steps"], cfg=teacher.get("cfg", 1.0),
+                            teacher_batches=args.teacher_batches)
+    objective = prepare_student(model.pipeline.transformer, clips, world, config, distill, prompts, args.run_dir,
+                                runtime, str(args.init))
+    return distill, objective, {"steps": distill.steps, "scheduler": "euler", "cfg": 1.0}
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import copy
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -173,37 +174,71 @@ def motion_weights(x0: torch.Tensor, weight: float) -> torch.Tensor:
     return 1.0 + weight * change / peak
 
 
-def flow_loss(transformer, batch: Batch, prompts: PromptTable, guidance: float, motion_weight: float = 0.0) -> torch.Tensor:
-    x0, noise = batch.target, batch.noise
-    size = x0.shape[0]
-    shift = section_shift(x0.shape[2], x0.shape[3], x0.shape[4], transformer.config.patch_size)
-    sigma = shift * batch.u / (1 + (shift - 1) * batch.u)
-    s = sigma.view(-1, 1, 1, 1, 1)
-    x_t = (1 - s) * x0 + s * noise
+def predict(transformer, batch: Batch, prompts: PromptTable, x: torch.Tensor, sigma: torch.Tensor,
+            guidance: float) -> torch.Tensor:
+    """The transformer's velocity at noise levels `sigma` ([B]) for `x`, in `batch`'s layout and captions."""
     prompt = prompts.lookup(batch.captions)
-    velocity = transformer(
-        hidden_states=x_t,
+    return transformer(
+        hidden_states=x,
         timestep=sigma * 1000.0,
         encoder_hidden_states=prompt.embeds,
         encoder_attention_mask=prompt.mask,
         pooled_projections=prompt.pooled,
         image_embeds=batch.image_embeds,
-        guidance=torch.full((size,), guidance * 1000.0, device=x0.device),
+        guidance=torch.full((x.shape[0],), guidance * 1000.0, device=x.device),
         return_dict=False,
         **batch.context.model_kwargs(torch.float32),
     )[0]
-    weights = motion_weights(x0, motion_weight)
-    return (weights * (velocity.float() - (noise - x0)).pow(2)).mean() / weights.mean()
 
 
-def train_step(model: torch.nn.Module, step_model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch,
-               prompts: PromptTable, config: TransformerTrainConfig, runtime: Runtime) -> torch.Tensor:
-    """One optimiser step; returns the loss (still on the device: reading it waits for the GPU).
+def weighted_mse(prediction: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    return (weights * (prediction.float() - target).pow(2)).mean() / weights.mean()
+
+
+def flow_loss(transformer, batch: Batch, prompts: PromptTable, guidance: float, motion_weight: float = 0.0) -> torch.Tensor:
+    x0, noise = batch.target, batch.noise
+    shift = section_shift(x0.shape[2], x0.shape[3], x0.shape[4], transformer.config.patch_size)
+    sigma = shift * batch.u / (1 + (shift - 1) * batch.u)
+    s = sigma.view(-1, 1, 1, 1, 1)
+    velocity = predict(transformer, batch, prompts, (1 - s) * x0 + s * noise, sigma, guidance)
+    return weighted_mse(velocity, noise - x0, motion_weights(x0, motion_weight))
+
+
+@dataclass(frozen=True)
+class FlowObjective:
+    """Next-section flow matching on encoded clips: what `train_transformer` trains by default."""
+
+    clips: list[LatentClip]
+    world: WorldConfig
+    config: TransformerTrainConfig
+    #: The stage's checkpoint file in the run directory.
+    name: str = "transformer"
+
+    def __post_init__(self) -> None:
+        if self.config.inverted_one_caption:
+            one_caption_clips(self.clips, self.world.sections - 1)  # the smallest pool: refuse now, not mid-run
+
+    @property
+    def about(self) -> dict:
+        """What the stage's checkpoint is built on besides the world and the starting model: nothing more."""
+        return {}
+
+    def batch(self, step: int) -> Batch:
+        return step_batch(self.clips, self.world, self.config, step)
+
+    def loss(self, transformer, batch: Batch, prompts: PromptTable) -> torch.Tensor:
+        return flow_loss(transformer, batch, prompts, self.config.guidance, self.config.motion_weight)
+
+
+def train_step(model: torch.nn.Module, step_model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               loss_of: Callable[[torch.nn.Module], torch.Tensor], runtime: Runtime) -> torch.Tensor:
+    """One optimiser step on the loss `loss_of(step_model)`; returns it (still on the device: reading
+    it waits for the GPU).
 
     `step_model` is `runtime.prepare(model)`, the module the forward pass runs through (compiled or
     `model` itself); `model` owns the parameters whose gradients are clipped."""
     with runtime.autocast():
-        loss = flow_loss(step_model, batch, prompts, config.guidance, config.motion_weight)
+        loss = loss_of(step_model)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -211,17 +246,17 @@ def train_step(model: torch.nn.Module, step_model: torch.nn.Module, optimizer: t
     return loss.detach()
 
 
-def train_transformer(transformer, clips: list[LatentClip], prompts: PromptTable, world: WorldConfig,
-                      config: TransformerTrainConfig, run_dir: Path, runtime: Runtime, budget: Budget,
-                      init: str | None = None):
+def train_transformer(transformer, prompts: PromptTable, objective, config: TransformerTrainConfig, run_dir: Path,
+                      runtime: Runtime, budget: Budget, init: str | None = None):
     """Train (or resume) in `run_dir`; returns the EMA weights' model (on the CPU), the smoothed loss and the stage's `Progress`.
 
-    `init` names the model `transformer` was loaded from when fine-tuning (None: fresh weights),
-    so that a run directory is never resumed by a run that starts from something else."""
-    if config.inverted_one_caption:
-        one_caption_clips(clips, world.sections - 1)  # the smallest pool: refuse now, not in a data worker mid-run
-    path = run_dir / "transformer.pt"
-    about = {"init": init, "world": asdict(world)}
+    `objective` gives each step's batch and its loss (`FlowObjective`, or distillation's
+    `train.distill.StudentObjective`) and names the stage's checkpoint; `config` the optimiser's
+    rate, warm-up, EMA and checkpoint interval. `init` names the model `transformer` was loaded
+    from when fine-tuning (None: fresh weights), so that a run directory is never resumed by a run
+    that starts from something else."""
+    path = run_dir / f"{objective.name}.pt"
+    about = {"init": init, "world": asdict(objective.world), **objective.about}
     transformer.to(runtime.device)
     step_model = runtime.prepare(transformer)
     ema = copy.deepcopy(transformer).requires_grad_(False)
@@ -234,14 +269,16 @@ def train_transformer(transformer, clips: list[LatentClip], prompts: PromptTable
     prompts = prompts.to(runtime.device)
     smoothed = state.get("loss")
     transformer.train()
-    clock = Clock("transformer", budget, state["step"], state.get("elapsed", 0.0))
-    batches = runtime.batches(partial(step_batch, clips, world, config), start=clock.step)
+    clock = Clock(objective.name, budget, state["step"], state.get("elapsed", 0.0))
+    batches = runtime.batches(objective.batch, start=clock.step)
     while not clock.done:
         warmup = min(1.0, (clock.step + 1) / config.warmup)
         lr = config.lr * warmup * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * clock.progress)))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = train_step(transformer, step_model, optimizer, next(batches).to(runtime.device), prompts, config, runtime)
+        batch = next(batches).to(runtime.device)
+        loss = train_step(transformer, step_model, optimizer, partial(objective.loss, batch=batch, prompts=prompts),
+                          runtime)
         with torch.no_grad():
             for averaged, current in zip(ema.parameters(), transformer.parameters()):
                 averaged.lerp_(current, 1 - config.ema_decay)

@@ -128,8 +128,12 @@ class EventLog:
         while not (
             len(self.entries) > after + 1 or self.progress.version != progress_version or self.final is not None
         ):
+            # `asyncio.timeout`, not `wait_for`: on Python 3.11 a `wait_for` cancelled just as the
+            # event is set returns instead of raising (gh-86296), so a viewer whose connection
+            # closed kept polling, and a session nobody watched was never freed.
             try:
-                await asyncio.wait_for(self._changed.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait()
             except TimeoutError:
                 return
 

@@ -2,20 +2,23 @@
 frame after Start, a steer's time to the screen, and how much section seams show, measured over
 /ws against a running server for the old behaviour and today's, side by side in one run.
 
-* `before`: the old page defaults (256x256, 25 steps), sections decoded by blending with the next
-  one (`decode: blend`, most of a section's frames held back until the next is decoded), a steer
-  applied from the next section boundary only (`restart_steered: False`), no previews, every
-  session's actor started when it is asked for (`spare_sessions: 0`).
-* `after`: what a new user gets today: the page's defaults from `GET /config` (the model's trained
-  resolution and steps), the causal live decode after one latent frame of context, a steer
-  restarting the section being denoised when it comes in its first half (or the section being
-  decoded, when more of the decode is left than a denoise takes), a preview after every step, the
-  start image previewed at once, session actors started ahead.
+* `before`: the old default model (`--old-model`, toyworld: real CFG, the full VAE), the old page
+  defaults (256x256, 25 steps), sections decoded by blending with the next one (`decode:
+  blend`, most of a section's frames held back until the next is decoded), a steer applied from the
+  next section boundary only (`restart_steered: False`), no previews, every session's actor started
+  when it is asked for (`spare_sessions: 0`), sections as fast as the model makes them.
+* `after`: what a new user gets today: `serve`'s default model (`--model`, toyworld-fast: its
+  4-step student with a small live decoder), the page's defaults from `GET /config` (the model's
+  trained resolution and steps), sessions kept to the viewer's real-time pace (`stream.pace`), the
+  causal live decode after one latent frame of context, a steer restarting the section being
+  denoised when it comes in its first half (or the section being decoded, when more of the decode
+  is left than a denoise takes), a preview after every step, the start image previewed at once,
+  session actors started ahead.
 
-Each runs on its own deployment of the whole server (local Ray, Serve), on the default model, after
-a one-section warm-up session (replicas' first calls pay for allocations). One session per side:
-`--sections` sections; a steer sent as soon as section `--steer-after`'s frames are in (as a user
-would, on seeing them). Figures, all from the client's clock:
+Each runs on its own deployment of the whole server (local Ray, Serve), after a one-section warm-up
+session (replicas' first calls pay for allocations). One session per side: `--sections` sections; a
+steer sent as soon as section `--steer-after`'s frames are in (as a user would, on seeing them).
+Figures, all from the client's clock:
 
 * time to first preview and first frame: from sending `start` to the first `preview` JPEG (today
   the start image, sent before the start is encoded), to the first preview of a denoising step,
@@ -43,6 +46,7 @@ import numpy as np
 from PIL import Image
 
 from framepack_live.cluster.config import ClusterConfig
+from framepack_live.engine.presets import DEFAULT_MODEL, LIVE_MODEL
 
 from .local_server import deploy, local_serve
 from .seams import TARGET as SEAM_TARGET
@@ -62,7 +66,9 @@ TARGETS = {
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="framepack-live bench live", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="default: the shipped toyworld model")
+    parser.add_argument("--model", default=LIVE_MODEL, help="the model of the after side (default: what serve serves)")
+    parser.add_argument("--old-model", default=DEFAULT_MODEL,
+                        help="the model of the before side (default: toyworld, which serve served before toyworld-fast)")
     parser.add_argument("--sections", type=int, default=5)
     parser.add_argument("--steer-after", type=int, default=1, help="the section whose frames trigger the steer")
     parser.add_argument("--num-cpus", type=int, default=2)
@@ -74,11 +80,11 @@ def main(argv: list[str]) -> int:
     began = time.monotonic()
     old_page = {"width": args.old_size, "height": args.old_size, "steps": args.old_steps}
     sides = {
-        "before": ClusterConfig(model=args.model, restart_steered=False, spare_sessions=0,
+        "before": ClusterConfig(model=args.old_model, restart_steered=False, spare_sessions=0, live_lead_sections=None,
                                 generation={"decode": "blend", "preview_every": 0}),
         "after": ClusterConfig(model=args.model),
     }
-    report: dict = {"benchmark": "live", "model": args.model or "toyworld", "cpus": args.num_cpus,
+    report: dict = {"benchmark": "live", "model": args.model, "old_model": args.old_model, "cpus": args.num_cpus,
                     "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
     with local_serve(args.num_cpus) as port:
         for side, config in sides.items():

@@ -11,7 +11,8 @@ framepack_live.json: steps, CFG, live decoder) on this machine:
   takes the compilation);
 - server: the whole application (local Ray, Encoder/Denoiser/Decoder replicas, a WebSocket
   client receiving every JPEG), after a warm-up session: video seconds received per wall second
-  between the first section's arrival and the end;
+  between the first section's arrival and the end, with sessions unpaced (`live_lead_sections`
+  None: a live session otherwise keeps to real-time play-out, `stream.pace`);
 - quality, beside the speed: `bench toyworld`'s prompt following (both orders) and steering at the
   same settings, on a range of held-out cases nothing was tuned on (`--case-offset`, default 2000),
   for each step cache asked for (`--caches`: the speed/quality table of step caching);
@@ -139,8 +140,9 @@ def server(variants: list[Variant], size: int, sections: int, num_cpus: int) -> 
         for variant in variants:
             settings = live_settings(variant.model, size)
             generation = {key: value for key, value in settings.to_dict().items() if key != "sections"}
+            # Unpaced: what the server can make, not the real-time play-out a live session keeps to.
             deploy(ClusterConfig(model=variant.model, generation=generation, compile=variant.compile,
-                                 cache=variant.cache))
+                                 cache=variant.cache, live_lead_sections=None))
             url = f"ws://127.0.0.1:{port}/ws"
             asyncio.run(_session(url, 2))
             timed = asyncio.run(_session(url, sections))

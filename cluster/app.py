@@ -49,7 +49,8 @@ def stream_settings(config: ClusterConfig) -> StreamSettings:
         api_key_digests=read_api_keys(config.api_keys_file) if config.api_keys_file else frozenset(),
     )
     return StreamSettings(
-        limits=Limits(max_sessions_total=config.max_sessions, max_sessions_per_client=config.max_sessions_per_client),
+        limits=Limits(max_sessions_total=config.max_sessions, max_sessions_per_client=config.max_sessions_per_client,
+                      live_lead_sections=config.live_lead_sections),
         generation=generation,
         restart_steered=config.restart_steered,
         model=model,

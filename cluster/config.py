@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from framepack_live.engine.caching import CacheSpec
+from framepack_live.engine.presets import LIVE_MODEL
 from framepack_live.stream.access import normalize_origin, normalize_proxy
-from framepack_live.stream.settings import check_ice_server
+from framepack_live.stream.settings import Limits, check_ice_server
 
 Device = Literal["cpu", "cuda"]
 
@@ -21,8 +22,9 @@ class ClusterConfig:
     placement-group bundle per rank, so the ranks are scheduled together or not at all.
     """
 
-    #: Preset name, local pipeline directory or hub id; None is the shipped toyworld model on CPU.
-    model: str | None = None
+    #: Preset name, local pipeline directory or hub id; by default the shipped toyworld-fast
+    #: (`engine.presets.LIVE_MODEL`), on CPU.
+    model: str = LIVE_MODEL
     device: Device = "cpu"
     sequence_parallel: int = 1
     #: Sessions the ingress accepts at once; one more gets `busy` instead of a growing queue.
@@ -58,6 +60,10 @@ class ClusterConfig:
     #: Whether a steer restarts the section being denoised when at most half of it is done
     #: (`stream.backend.worth_restarting`), rather than waiting for the next section boundary.
     restart_steered: bool = True
+    #: How far a session's video may run ahead of a viewer playing it in real time, in sections
+    #: (`stream.settings.Limits.live_lead_sections`): a model faster than real time then waits
+    #: instead of piling up video a steer would have to play out. None: as fast as the model goes.
+    live_lead_sections: float | None = Limits.live_lead_sections
     #: Session actors kept started ahead (`session_registry`): that many `start`s in a row answer
     #: at once instead of waiting seconds for a process; each costs an idle process on the
     #: registry's node. 0: every session starts its own.
@@ -101,6 +107,8 @@ class ClusterConfig:
             problems.append(f"batch_wait_timeout_s must be >= 0, got {self.batch_wait_timeout_s}")
         if self.shard_weights and self.sequence_parallel < 2:
             problems.append("shard_weights needs sequence_parallel >= 2 (the weights are split over its ranks)")
+        if self.live_lead_sections is not None and self.live_lead_sections < 0:
+            problems.append(f"live_lead_sections must be >= 0 or None, got {self.live_lead_sections}")
         if self.torch_threads < 1:
             problems.append(f"torch_threads must be >= 1, got {self.torch_threads}")
         for check, values in ((CacheSpec.parse, [self.cache]), (check_ice_server, self.ice_servers),

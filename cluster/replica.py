@@ -15,7 +15,6 @@ import torch
 
 from framepack_live.engine.download import DownloadProgress
 from framepack_live.engine.model import FramePackModel
-from framepack_live.engine.presets import DEFAULT_MODEL
 
 from .config import ClusterConfig
 from .model_status import reported
@@ -31,7 +30,7 @@ def load_model(config: ClusterConfig, parts: tuple[str, ...]) -> FramePackModel:
     torch.set_num_threads(config.torch_threads)
     shard = config.shard_weights and "transformer" in parts
     progress = DownloadProgress(show=False)
-    with reported(config.model or DEFAULT_MODEL, progress):
+    with reported(config.model, progress):
         return FramePackModel.load(config.model, device=config.device, parts=parts, cache=config.cache,
                                    compile=config.compile, shard_weights=shard, download=progress)
 

@@ -14,6 +14,7 @@ from typing import TextIO
 import yaml
 
 from framepack_live.engine.errors import InputError
+from framepack_live.engine.presets import LIVE_MODEL
 
 from .config import ClusterConfig
 from .model_status import REGISTRY, describe
@@ -25,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `serve` subcommand's flags (the command line owner dispatches to `run`)."""
     parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="HTTP port (default 8000)")
-    parser.add_argument("--model", default=None, help="preset, pipeline directory or hub id (default: toyworld on CPU)")
+    parser.add_argument("--model", default=LIVE_MODEL,
+                        help=f"preset, pipeline directory or hub id (default: {LIVE_MODEL}, the toy model's few-step "
+                             "student with its live decoder, on CPU; toyworld is its 8-step teacher)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when Ray sees a GPU")
     parser.add_argument(
         "--sequence-parallel", type=int, default=1, metavar="N", help="devices one Denoiser replica spans"
@@ -37,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", default=None, metavar="SPEC",
                         help="step cache on the transformer: none, first-block:T, mag:T or taylorseer:N "
                              "(default: the model's own; docs/benchmarks.md has the speed/quality table)")
+    parser.add_argument("--live-lead", type=_lead, default=ClusterConfig.live_lead_sections, metavar="SECTIONS",
+                        help="how far a session may run ahead of real-time playback, in sections, before it waits "
+                             f"(default {ClusterConfig.live_lead_sections}; 'off': as fast as the model goes)")
     parser.add_argument("--denoisers", type=int, default=None, metavar="R", help="Denoiser replicas (default 1)")
     parser.add_argument(
         "--ingress-replicas", type=int, default=None, metavar="R",
@@ -148,6 +154,7 @@ def _config_from_flags(args: argparse.Namespace, device: str) -> ClusterConfig:
         max_batch_size=args.max_batch_size,
         compile=args.compile,
         cache=args.cache,
+        live_lead_sections=args.live_lead,
         session_dir=args.session_dir,
         jobs_dir=args.jobs_dir,
         ice_servers=ice_servers_from_flags(args),
@@ -156,6 +163,11 @@ def _config_from_flags(args: argparse.Namespace, device: str) -> ClusterConfig:
         api_keys_file=str(args.api_keys.resolve()) if args.api_keys else None,
         lora_dir=str(args.lora_dir.resolve()) if args.lora_dir else None,
     )
+
+
+def _lead(value: str) -> float | None:
+    """`--live-lead`: a number of sections, or 'off'."""
+    return None if value == "off" else float(value)
 
 
 def ice_servers_from_flags(args: argparse.Namespace) -> list[dict]:

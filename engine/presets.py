@@ -54,7 +54,13 @@ PRESETS: dict[str, ModelSource] = {
         sampling="forward",
     ),
 }
+#: What `render` makes when no model is named: the teacher, at its best in both sampling orders.
 DEFAULT_MODEL = "toyworld"
+#: What a live server serves when no model is named: the teacher's 4-step student with its small
+#: live decoder, which keeps ahead of real time on two CPU cores (`bench realtime`), where the
+#: teacher makes about a third of it. Live viewing samples forward only, where the student follows
+#: captions about as well (docs/toyworld.md).
+LIVE_MODEL = "toyworld-fast"
 #: Weights this project trains and ships (see docs/toyworld.md).
 _WEIGHTS = Path(__file__).resolve().parent / "weights"
 SHIPPED = {"toyworld": _WEIGHTS / "toyworld", "toyworld-fast": _WEIGHTS / "toyworld-fast"}

@@ -40,6 +40,7 @@ from .frame_store import FrameStore
 from .handle import Attachment, FrameBatch
 from .media import encode_jpegs
 from .metadata import Start, VideoRecord, file_sha256, image_start, software_versions
+from .pace import Pace
 from .presence import Presence
 from .ratelimit import TokenBucket
 from .settings import Limits
@@ -131,6 +132,8 @@ class Session:
         self._task: asyncio.Task | None = None
         self._loop = asyncio.get_running_loop()
         self._frame_cap = int(limits.max_video_seconds * settings.fps)
+        lead = limits.live_lead_sections
+        self._pace = Pace(None if lead is None else lead * settings.frames_per_section / settings.fps)
         #: Named in the export's record (`ModelInfo.source`).
         self._model = model
         #: The record's start and the LoRA files' hashes, taken before the first section.
@@ -231,6 +234,7 @@ class Session:
             last = False
             while not last:
                 await self._unpaused.wait()
+                await self._pace.wait()
                 if self._stop_requested or self._capped():
                     if self._made:  # stopped between sections: the held-back tail follows on its own
                         await self._deliver(await source.flush())
@@ -289,6 +293,7 @@ class Session:
         self._branches.append(Branch(parent=parent, fork=section, sections=section))
         self._branch = number
         self._good_prompt = prompt
+        self._pace.reset()
         self.events.add_branch(branch=number, parent=parent, section=section, prompt=prompt)
 
     def _section_start(self, branch: int, section: int) -> int:
@@ -388,6 +393,7 @@ class Session:
                 f"section {section.index} starts at frame {section.first_frame}, expected {self.store.frame_count}"
             )
         await asyncio.to_thread(self.store.append, section.frames, section.fps)
+        self._pace.delivered(section.num_frames / section.fps)
         _, height, width, _ = section.frames.shape
         self.events.add_section(
             index=section.index, prompt=section.prompt, first_frame=section.first_frame,

@@ -34,6 +34,11 @@ class Limits:
     #: Frames of a video a `start` continues (`video`): all of them are decoded into memory and
     #: stored with the session. 900 is 30 s at 30 fps.
     max_continued_frames: int = 900
+    #: How far a session's video may run ahead of a viewer playing it in real time, in sections:
+    #: beyond it the next section waits (`stream.pace`), so a model faster than real time spends
+    #: no more than real time needs and a steer shows within about a section. None: as fast as
+    #: the model goes.
+    live_lead_sections: float | None = 1.0
     #: Largest video a client may ask for (width x height) and most sampler steps.
     max_video_pixels: int = 1280 * 720
     max_steps: int = 50

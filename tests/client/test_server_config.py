@@ -81,19 +81,20 @@ def test_a_models_resolution_missing_from_the_list_is_added(serve_page, tiny_mod
 
 
 def test_the_pages_defaults_on_the_default_model(serve_page, new_page, console_errors, output_dir):
-    """What `make serve` gives a new user: the shipped toyworld model, and a start with the page's
-    own resolution and steps asks for (and gets) its 128x128 at its 8 steps, not 256x256 at 25.
+    """What `make serve` gives a new user: the shipped toyworld-fast model, and a start with the
+    page's own resolution and steps asks for (and gets) its 128x128 at its 4 steps, not 256x256 at 25.
     Live: previews of the first section are drawn (marked) before its frames; a steer sent as a
     section arrives is on screen with the next section when it came in the first half of that
     section's steps (the server restarts it), else with the one after: within 1.5 section periods.
     Mid-session, after the steer, the page is photographed (docs/screenshots/live-view.png)."""
     from framepack_live.engine.model import FramePackModel
+    from framepack_live.engine.presets import LIVE_MODEL
     from framepack_live.stream.model_defaults import model_defaults
     from framepack_live.stream.settings import StreamSettings
 
-    model_info, generation = model_defaults(None)
+    model_info, generation = model_defaults(LIVE_MODEL)
     settings = StreamSettings(model=model_info, generation=generation)
-    with serve_page(FramePackModel.load(None, device="cpu"), settings) as url:
+    with serve_page(FramePackModel.load(LIVE_MODEL, device="cpu"), settings) as url:
         page = new_page()
         page.add_init_script(RECORD_VIEW_EVENTS)
         sent, received, socket = [], [], []  # socket: both directions, in order
@@ -104,7 +105,7 @@ def test_the_pages_defaults_on_the_default_model(serve_page, new_page, console_e
                 received.append(json.loads(payload)), socket.append(received[-1]))),
         ))
         page.goto(url + "/")
-        expect(page.locator("#model-info")).to_have_text("Model: toyworld, made for 128 × 128 in 8 steps")
+        expect(page.locator("#model-info")).to_have_text("Model: toyworld-fast, made for 128 × 128 in 4 steps")
         page.fill("#prompt", "a red circle moves right")
         page.check("#until-stopped")
         page.click("#start")
@@ -123,12 +124,12 @@ def test_the_pages_defaults_on_the_default_model(serve_page, new_page, console_e
         page.click("#stop")
         expect(page.locator("#status")).to_contain_text("Finished", timeout=SECTION_TIMEOUT_MS)
     (start,) = [message for message in sent if message["type"] == "start"]
-    assert (start["width"], start["height"], start["steps"], start["transition"]) == (128, 128, 8, 0)
+    assert (start["width"], start["height"], start["steps"], start["transition"]) == (128, 128, 4, 0)
     assert_previews_before_frames(events)
     assert_steer_within_target(socket, events)
     sections = [message for message in received if message["type"] == "section"]
     assert sections and {(m["width"], m["height"]) for m in sections} == {(128, 128)}
-    assert {m["steps"] for m in received if m["type"] == "progress"} == {8}
+    assert {m["steps"] for m in received if m["type"] == "progress"} == {4}
     assert console_errors == []
 
 

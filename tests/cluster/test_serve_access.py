@@ -39,11 +39,13 @@ def server(deploy, generation, tmp_path_factory):
 
 
 def test_serve_defaults_are_the_default_models():
-    """`framepack-live serve` with no flags: sessions default to toyworld's 128x128, 8 steps, window 3."""
+    """`framepack-live serve` with no flags: sessions default to toyworld-fast's 128x128, 4 steps
+    without real CFG, window 3."""
     settings = stream_settings(ClusterConfig())
-    assert settings.model.name == "toyworld"
+    assert settings.model.name == "toyworld-fast"
     generation = settings.generation
-    assert (generation.width, generation.height, generation.steps, generation.window) == (128, 128, 8, 3)
+    assert (generation.width, generation.height, generation.steps, generation.window) == (128, 128, 4, 3)
+    assert generation.cfg == 1.0
 
 
 def test_serve_flags_set_the_networking_and_access_settings(tmp_path):
@@ -70,6 +72,18 @@ def test_serve_flags_set_the_networking_and_access_settings(tmp_path):
         run(build_parser().parse_args(["serve", "--config", "config/serve.yaml", "--api-keys", str(keys)]))
 
 
+def test_serve_live_lead_reaches_the_sessions_limits():
+    """`--live-lead` (sections a session may run ahead of real-time play-out) ends up in every
+    session's `Limits`: one section by default, 'off' for as fast as the model goes."""
+    def lead(*flags: str) -> float | None:
+        config = _config_from_flags(build_parser().parse_args(["serve", *flags]), "cpu")
+        return stream_settings(config).limits.live_lead_sections
+
+    assert (lead(), lead("--live-lead", "2.5"), lead("--live-lead", "off")) == (1.0, 2.5, None)
+    with pytest.raises(ValueError, match="live_lead_sections"):
+        lead("--live-lead", "-1")
+
+
 def test_serve_lora_dir_lists_the_loras_sessions_may_choose(tiny_loras, tmp_path):
     args = build_parser().parse_args(["serve", "--lora-dir", str(tiny_loras)])
     config = _config_from_flags(args, "cpu")
@@ -88,7 +102,7 @@ def test_serve_lora_dir_lists_the_loras_sessions_may_choose(tiny_loras, tmp_path
 async def test_config_names_the_model_and_the_operators_settings(server, generation):
     async with httpx.AsyncClient(base_url=server.url) as http:
         config = (await http.get("/config")).json()
-    assert config["model"] == {"name": "toyworld", "width": 128, "height": 128, "steps": 8, "window": 3, "fps": 30}
+    assert config["model"] == {"name": "toyworld-fast", "width": 128, "height": 128, "steps": 4, "window": 3, "fps": 30}
     assert {key: config["defaults"][key] for key in generation} == generation
     assert config["ice_servers"] == ICE
     assert config["api_key_required"] is True

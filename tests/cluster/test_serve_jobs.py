@@ -60,7 +60,7 @@ async def test_jobs_run_on_the_stages_are_cancelled_and_survive_their_replica(ra
     assert video.status_code == 200
     record = read_record(io.BytesIO(video.content))
     assert [entry["prompt"] for entry in record.timeline] == ["a red ball", "a dog runs"]
-    assert (record.settings.seed, record.settings.width, record.model) == (4, generation["width"], "toyworld")
+    assert (record.settings.seed, record.settings.width, record.model) == (4, generation["width"], "toyworld-fast")
     with av.open(io.BytesIO(video.content)) as container:
         assert sum(1 for _ in container.decode(video=0)) == total_frames(record.settings)
     assert cancelled["state"] == "cancelled" and 1 <= cancelled["sections_done"] < 30, cancelled

@@ -107,8 +107,6 @@ class ClusterConfig:
             problems.append(f"batch_wait_timeout_s must be >= 0, got {self.batch_wait_timeout_s}")
         if self.shard_weights and self.sequence_parallel < 2:
             problems.append("shard_weights needs sequence_parallel >= 2 (the weights are split over its ranks)")
-        if self.live_lead_sections is not None and self.live_lead_sections < 0:
-            problems.append(f"live_lead_sections must be >= 0 or None, got {self.live_lead_sections}")
         if self.torch_threads < 1:
             problems.append(f"torch_threads must be >= 1, got {self.torch_threads}")
         for check, values in ((CacheSpec.parse, [self.cache]), (check_ice_server, self.ice_servers),

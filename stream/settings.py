@@ -62,7 +62,10 @@ class Limits:
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
-            if value <= 0:
+            if name == "live_lead_sections":  # 0 (wait until all is played) and None are fine
+                if value is not None and value < 0:
+                    raise ValueError(f"{name} must be >= 0 or None, got {value}")
+            elif value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
 
 

@@ -9,6 +9,10 @@ than one); the server runs each replica on one thread (its default), so its stag
 up to K processes instead. Each side's CPU time (every process of the server: replicas, Ray's own daemons, the
 client) is measured too, so the figures also compare frames per CPU second: what the server
 costs for what it delivers, whatever the number of cores.
+
+`bytes_per_section`: what one section moves between the stages (`bench.stage_bytes`): the
+Denoiser's request, result and previews, the Decoder's plan and frames, with the frames as uint8
+(`total`) and as the float32 pixels the Decoder returned before (`total_with_float32_frames`).
 """
 
 from __future__ import annotations
@@ -22,14 +26,18 @@ import time
 import psutil
 import torch
 
+from framepack_live.engine.model import FramePackModel
+from framepack_live.engine.presets import LIVE_MODEL
 from framepack_live.engine.settings import GenerationSettings
+from framepack_live.stream.settings import LIVE_DECODE
 
 from .local_server import deploy, local_serve
+from .stage_bytes import bytes_per_section
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="framepack-live bench serve", description=__doc__)
-    parser.add_argument("--model", default=None, help="default: toyworld")
+    parser.add_argument("--model", default=LIVE_MODEL, help=f"default: {LIVE_MODEL}, what serve serves")
     parser.add_argument("--sections", type=int, default=4)
     parser.add_argument("--sessions", type=int, default=4, help="concurrent sessions of the aggregate figure")
     parser.add_argument("--width", type=int, default=128)
@@ -43,13 +51,15 @@ def main(argv: list[str]) -> int:
     if not 1 <= cpus <= len(cores):
         parser.error(f"--cpus must be between 1 and {len(cores)}")
     os.sched_setaffinity(0, cores[:cpus])  # inherited by Ray's processes, started below
-    settings = GenerationSettings(
-        width=args.width, height=args.height, steps=args.steps, window=args.window, seed=0, sections=args.sections
+    settings = GenerationSettings(  # decoded as the server's sessions decode by default
+        width=args.width, height=args.height, steps=args.steps, window=args.window, seed=0, sections=args.sections,
+        **LIVE_DECODE,
     )
     by_threads = {threads: _in_process(args.model, settings, threads) for threads in sorted({1, cpus})}
     best = max(by_threads, key=lambda threads: by_threads[threads]["fps"])
     in_process = by_threads[best]
     server = _through_server(args, settings, cpus)
+    moved = bytes_per_section(FramePackModel.load(args.model, device="cpu"), settings, args.sections)
     single = server["single"]
     print(
         json.dumps(
@@ -70,16 +80,16 @@ def main(argv: list[str]) -> int:
                 "server_time_to_first_frame_s": single["ttff"],
                 f"aggregate_fps_{args.sessions}_sessions": server["many"]["fps"],
                 "aggregate_ratio": server["many"]["fps"] / single["fps"],
+                "bytes_per_section": moved,
             }
         )
     )
     return 0
 
 
-def _in_process(model_name: str | None, settings: GenerationSettings, threads: int) -> dict:
+def _in_process(model_name: str, settings: GenerationSettings, threads: int) -> dict:
     """The engine loop a single-process server would run: encode, then section after section."""
     from framepack_live.engine.generator import SectionGenerator
-    from framepack_live.engine.model import FramePackModel
 
     torch.set_num_threads(threads)
     model = FramePackModel.load(model_name, device="cpu")
@@ -112,6 +122,7 @@ def _through_server(args: argparse.Namespace, settings: GenerationSettings, cpus
         generation={k: v for k, v in settings.to_dict().items() if k != "sections"},
         max_sessions=max(args.sessions, 1),
         max_sessions_per_client=max(args.sessions, 1),
+        live_lead_sections=None,  # as fast as it goes: its capacity, not a viewer's real-time pace
     )
     with local_serve(cpus) as port:
         deploy(config)

@@ -123,6 +123,9 @@ def _through_server(args: argparse.Namespace, settings: GenerationSettings, cpus
         max_sessions=max(args.sessions, 1),
         max_sessions_per_client=max(args.sessions, 1),
         live_lead_sections=None,  # as fast as it goes: its capacity, not a viewer's real-time pace
+        # A session actor started ahead for every session of the run (warm-up, single, the
+        # aggregate's): the figures are the sessions' throughput, not process start-up.
+        spare_sessions=max(args.sessions, 1) + 2,
     )
     with local_serve(cpus) as port:
         deploy(config)

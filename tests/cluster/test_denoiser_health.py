@@ -75,8 +75,13 @@ def test_long_section_keeps_the_denoiser_healthy_and_a_dead_rank_replaces_it(
         per_step = _timed(server.app, probe)[1] / 10
         long_enough = TIMEOUTS_PER_SECTION * HEALTH["health_check_timeout_s"]
         steps = math.ceil(1.5 * long_enough / per_step)
-        slow_request = replace(big_request, settings=replace(big_request.settings, steps=steps))
-        result, seconds = _timed(server.app, slow_request)
+        for _ in range(3):
+            slow_request = replace(big_request, settings=replace(big_request.settings, steps=steps))
+            result, seconds = _timed(server.app, slow_request)
+            if seconds >= long_enough:
+                break
+            # Faster than the probe said (the suite's other worker had loaded the cores then): longer.
+            steps = math.ceil(steps * 1.5 * long_enough / seconds)
         assert seconds >= long_enough, f"a {seconds:.1f} s section proves nothing about a {long_enough} s bound"
         assert result.latents.shape[2] == slow_request.settings.window
         assert _denoiser_replicas(server.app) == {replica}, "the replica was replaced during a healthy batch"

@@ -58,7 +58,7 @@ PRESETS: dict[str, ModelSource] = {
 DEFAULT_MODEL = "toyworld"
 #: What a live server serves when no model is named: the teacher's 4-step student with its small
 #: live decoder, which keeps ahead of real time on two CPU cores (`bench realtime`), where the
-#: teacher makes about a third of it. Live viewing samples forward only, where the student follows
+#: teacher makes about a fifth of it. Live viewing samples forward only, where the student follows
 #: captions about as well (docs/toyworld.md).
 LIVE_MODEL = "toyworld-fast"
 #: Weights this project trains and ships (see docs/toyworld.md).

@@ -1,14 +1,14 @@
 """Keeping a live video at its viewers' pace: a session faster than real time waits.
 
 A viewer plays a section's frames at the video's fps, from when they arrive or when the frames
-before them have played, whichever is later. A model that makes video faster than that (the
-toy model's few-step student on two CPU cores makes 1.9 s of video per second) would run further
-and further ahead of the screen, and a steer, applied to the next section made, would show only
-after everything made before it had played: the longer the session, the later (the unbounded
-queues Daydream Scope found pushing its latency past 10 s). So the session makes its next section
-only once at most `lead_s` of video is left unplayed: the screen never runs dry while a section
-takes less than that to make, and a steer shows within about one section. A model slower than
-real time never waits.
+before them have played, whichever is later. A model that makes video faster than that (the toy
+model's few-step student makes 1.26 s of video per second through the server on two CPU cores,
+`bench realtime`) would run further and further ahead of the screen, and a steer, applied to the
+next section made, would show only after everything made before it had played: the longer the
+session, the later (the unbounded queues Daydream Scope found pushing its latency past 10 s). So
+the session makes its next section only once at most `lead_s` of video is left unplayed: the screen
+never runs dry while a section takes less than that to make, and a steer shows within about one
+section. A model slower than real time never waits.
 """
 
 from __future__ import annotations

@@ -23,9 +23,12 @@ Figures, all from the client's clock:
 * time to first preview and first frame: from sending `start` to the first `preview` JPEG (today
   the start image, sent before the start is encoded), to the first preview of a denoising step,
   and to the first `section` message with all its frames;
-* section period: the median time between consecutive sections' frames (the steady state the
-  other figures are counted in); step period: the median time between consecutive steps'
-  `progress` of one section;
+* section period: the steady-state time between consecutive sections' frames, the unit the
+  other figures are counted in: the larger of the median time between them and the time a
+  section plays (frames / fps). A paced server (faster than real time) lets the first sections
+  through quicker, until its lead is used up, and then sends one per play time: the median of a
+  short session's gaps alone would count those quick first gaps as its steady state. Step
+  period: the median time between consecutive steps' `progress` of one section;
 * steer to screen: from sending the steer to the first frames made with its prompt;
 * seam ratio: `bench seams`' measure on the JPEG frames received (mean absolute frame difference
   across section seams over the same within sections).
@@ -137,7 +140,9 @@ async def session(url: str, start: dict, sections: int, steer_after: int | None 
     if received.errors or received.gaps():
         raise RuntimeError(f"the session did not come whole: {received.errors or received.gaps()}")
     section_times = [t for m, t in stamps if m["type"] == "section"]
-    period = statistics.median(np.diff(section_times)) if len(section_times) > 1 else None
+    gap = statistics.median(np.diff(section_times)) if len(section_times) > 1 else None
+    plays = statistics.median(m["frames"] / m["fps"] for m, _ in stamps if m["type"] == "section")
+    period = max(gap, plays) if gap is not None else None
     previews = [(m["step"], t) for m, t in stamps if m["type"] == "preview"]
     step_previews = [t for step, t in previews if step > 0]
     first_frame = section_times[0] - started
@@ -146,6 +151,8 @@ async def session(url: str, start: dict, sections: int, steer_after: int | None 
         "first_step_preview_s": _round(step_previews[0] - started) if step_previews else None,
         "first_frame_s": _round(first_frame),
         "section_period_s": _round(period),
+        "section_gap_s": _round(gap),
+        "section_plays_s": _round(plays),
         "step_period_s": _round(step_period(stamps)),
         "first_frame_periods": _round(first_frame / period) if period else None,
         "frames": [np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")) for jpeg in received.frames],

@@ -85,8 +85,10 @@ class SessionHost:
         self._stream, self._stages = stream, stages
         self.session: Session | None = None
 
-    def ready(self) -> None:
-        """Answers once the actor's process is up: a spare is ready for a session."""
+    async def ready(self) -> None:
+        """Answers once the actor's process is up and its stage handles know their replicas: a
+        spare is ready for a session, whose first calls then go out at once."""
+        await self._stages.warm()
 
     async def begin(self, request: SessionRequest) -> None:
         """Build and start the session on the actor's event loop (its constructor needs the loop)."""

@@ -90,6 +90,8 @@ async def test_bench_live_reads_a_session_in_order(server):
     figures = await session(server.url.replace("http://", "ws://") + "/ws", start, sections=4, steer_after=0)
     assert 0 < figures["first_preview_s"] <= figures["first_step_preview_s"] < figures["first_frame_s"]
     assert figures["section_period_s"] > figures["step_period_s"] > 0
+    assert figures["section_period_s"] == max(figures["section_gap_s"], figures["section_plays_s"])
+    assert figures["section_plays_s"] == round(server.generation.frames_per_section / server.generation.fps, 3)
     assert figures["first_steered_section"] in (1, 2), STEER
     assert figures["steer_to_screen_s"] > 0
     assert len(figures["frames"]) == 1 + 4 * server.generation.frames_per_section

@@ -13,7 +13,9 @@ import httpx
 import numpy as np
 import pytest
 import ray
+from ray.serve.handle import DeploymentHandle
 
+from framepack_live.cluster.backend import Stages
 from framepack_live.cluster.config import ClusterConfig
 from framepack_live.cluster.session_host import NAMESPACE, session_actor_name
 from framepack_live.engine.settings import GenerationSettings
@@ -142,6 +144,16 @@ async def test_a_start_takes_a_session_actor_started_before_it(server):
         session = await expect(ws, "session")
         await receive(ws, Received())
     assert session["session_id"] in before
+
+
+async def test_warmed_stage_handles_know_their_replicas_before_any_call(server):
+    """What a spare session actor does when it starts (`SessionHost.ready`), here from a fresh
+    process's handles: routers made and their replicas known, so a first call goes out at once."""
+    stages = Stages(*(DeploymentHandle(name, APP) for name in ("Encoder", "Denoiser", "Decoder")))
+    handles = (stages.encoder, stages.denoiser, stages.decoder)
+    assert not any(handle.is_initialized for handle in handles)
+    await stages.warm()
+    assert all(handle.running_replicas_populated() for handle in handles)
 
 
 async def test_sessions_beyond_the_limit_are_busy(server):

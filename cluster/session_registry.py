@@ -118,10 +118,10 @@ class SessionRegistry:
             namespace=NAMESPACE,
             lifetime="detached",
             # Beside the registry (the head node in the shipped configs), away from the GPU
-            # nodes that come and go; its frames are on this node's disk. Not `soft`: Ray may then
-            # place it on another node while this one is busy starting processes (a CI run lost
-            # a session with the GPU node it had been put on), and this node is alive: the
-            # registry runs on it, and the actor asks for no resources.
+            # nodes that come and go; its frames are on this node's disk. Not `soft`, which lets
+            # Ray place it elsewhere when it judges this node infeasible: a session must never go
+            # with a GPU node. Hard affinity cannot leave it unplaced: this node is alive (the
+            # registry runs on it) and the actor asks for no resources.
             scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False),
         ).remote(self._stream, self._stages)
 

@@ -139,9 +139,10 @@ async def session(url: str, start: dict, sections: int, steer_after: int | None 
         await receive(ws, received, timeout=600, until=stamp)
     if received.errors or received.gaps():
         raise RuntimeError(f"the session did not come whole: {received.errors or received.gaps()}")
-    section_times = [t for m, t in stamps if m["type"] == "section"]
+    sections = [(m, t) for m, t in stamps if m["type"] == "section"]
+    section_times = [t for _, t in sections]
     gap = statistics.median(np.diff(section_times)) if len(section_times) > 1 else None
-    plays = statistics.median(m["frames"] / m["fps"] for m, _ in stamps if m["type"] == "section")
+    plays = statistics.median(m["frames"] / m["fps"] for m, _ in sections)
     period = max(gap, plays) if gap is not None else None
     previews = [(m["step"], t) for m, t in stamps if m["type"] == "preview"]
     step_previews = [t for step, t in previews if step > 0]
@@ -158,15 +159,14 @@ async def session(url: str, start: dict, sections: int, steer_after: int | None 
         "frames": [np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")) for jpeg in received.frames],
     }
     if steered_at is not None:
-        steered = next(t for m, t in stamps if m["type"] == "section" and m["prompt"] == STEER)
-        section = next(m["section"] for m, _ in stamps if m["type"] == "section" and m["prompt"] == STEER)
+        first_steered, steered = next((m, t) for m, t in sections if m["prompt"] == STEER)
         sent_during = [m for m, t in stamps if m["type"] == "progress" and t <= steered_at]
         figures |= {
             "steer_after_section": steer_after,
             # What the viewer last heard of when it steered: a steer restarts the section being
             # denoised only in the first half of its steps (`stream.backend.worth_restarting`).
             "steer_sent_during": {k: sent_during[-1][k] for k in ("section", "step", "steps")} if sent_during else None,
-            "first_steered_section": section,
+            "first_steered_section": first_steered["section"],
             "steer_to_screen_s": _round(steered - steered_at),
             "steer_to_screen_periods": _round((steered - steered_at) / period),
         }

@@ -175,17 +175,21 @@ class Stages:
     denoiser: DeploymentHandle
     decoder: DeploymentHandle
 
+    @property
+    def handles(self) -> tuple[DeploymentHandle, DeploymentHandle, DeploymentHandle]:
+        """The three, in the order a section passes them."""
+        return self.encoder, self.denoiser, self.decoder
+
     async def warm(self, timeout_s: float = 10.0) -> None:
         """Give each handle its router and wait (at most `timeout_s`) until every router knows its
         stage's running replicas, as Serve's proxy does for its own handles. A handle otherwise
         does both at its first call, in this process: a session's first section waited for that
         once per stage (about 50 ms each on a 2-core machine, `bench live`)."""
-        handles = (self.encoder, self.denoiser, self.decoder)
-        for handle in handles:
+        for handle in self.handles:
             if not handle.is_initialized:
                 handle._init()  # Serve's handles have no public way to start their router early
         deadline = time.monotonic() + timeout_s
-        while not all(handle.running_replicas_populated() for handle in handles) and time.monotonic() < deadline:
+        while not all(handle.running_replicas_populated() for handle in self.handles) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
 
 

@@ -58,7 +58,7 @@ class SessionRegistry:
         self._admitting = asyncio.Lock()
         self._metrics = RegistryMetrics()
         self._reaper = asyncio.create_task(self._reap_forever())
-        stages = tuple(stage.deployment_name for stage in (encoder, denoiser, decoder))
+        stages = tuple(stage.deployment_name for stage in self._stages.handles)
         self._model = ModelBoard(stream.model.name if stream.model else "the model", stages)
 
     def _adopt(self) -> dict[str, ray.actor.ActorHandle]:

@@ -150,10 +150,9 @@ async def test_warmed_stage_handles_know_their_replicas_before_any_call(server):
     """What a spare session actor does when it starts (`SessionHost.ready`), here from a fresh
     process's handles: routers made and their replicas known, so a first call goes out at once."""
     stages = Stages(*(DeploymentHandle(name, APP) for name in ("Encoder", "Denoiser", "Decoder")))
-    handles = (stages.encoder, stages.denoiser, stages.decoder)
-    assert not any(handle.is_initialized for handle in handles)
+    assert not any(handle.is_initialized for handle in stages.handles)
     await stages.warm()
-    assert all(handle.running_replicas_populated() for handle in handles)
+    assert all(handle.running_replicas_populated() for handle in stages.handles)
 
 
 async def test_sessions_beyond_the_limit_are_busy(server):

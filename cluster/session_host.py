@@ -113,6 +113,9 @@ class SessionHost:
         )
         self.session.start()
 
+    async def ended(self) -> None:
+        await self.session.ended()
+
     async def call(self, method: str, *args):
         """One `SessionHandle` call on the session (what `RemoteSession` sends)."""
         if method not in HANDLE_METHODS:

@@ -8,7 +8,10 @@ redeploying the application ends its sessions (`__del__`).
 
 A new actor's process takes seconds to start and import (it was most of the wait before a
 session's first frame), so the registry keeps spare actors started (`ClusterConfig.spare_sessions`),
-each named for the id of a session to come, and starts another a while after a session takes one.
+each named for the id of a session to come, and starts another when the session that took one
+ends, or `SPARE_AFTER_S` after it began, whichever comes first: a process start takes seconds of
+CPU, which on a small machine would slow the sessions running meanwhile (a viewer who stops and
+starts again mostly does so after a pause, and the spare starts in it).
 A spare left by an earlier replica of the registry has no session: the next count frees it.
 """
 
@@ -17,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
+from collections.abc import Awaitable
+from contextlib import suppress
 
 import ray
 from PIL import Image
 from ray import serve
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from framepack_live.engine.errors import InputError
@@ -38,9 +43,10 @@ from .model_status import REGISTRY, ModelBoard, ReplicaReport
 from .session_host import NAMESPACE, SessionHost, SessionRequest, SessionStatus, session_actor_name
 
 
-#: Seconds after a session took a spare before another is started: its process start would
-#: otherwise compete for the CPUs with the new session's first section.
+#: Longest wait for a session's end before the spare it took is replaced anyway.
 SPARE_AFTER_S = 30.0
+#: Seconds before another try when a spare died before its session (its node may be going).
+SPARE_RETRY_S = 30.0
 
 
 @serve.deployment(name=REGISTRY, num_replicas=1, max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})
@@ -54,7 +60,7 @@ class SessionRegistry:
         self._spares: list[tuple[str, ray.actor.ActorHandle]] = []
         self._sparing: set[asyncio.Task] = set()
         for _ in range(spare_sessions):
-            self._start_spare(0.0)
+            self._start_spare()
         self._admitting = asyncio.Lock()
         self._metrics = RegistryMetrics()
         self._reaper = asyncio.create_task(self._reap_forever())
@@ -87,13 +93,14 @@ class SessionRegistry:
             except InputError:
                 self._metrics.rejected.inc()
                 raise
+            settings = generation_settings(self._stream, start)
             session_id, actor = self._take_spare()
             token = secrets.token_urlsafe(32)
             request = SessionRequest(
                 session_id=session_id,
                 token_digest=token_hash(token),
                 client=client,
-                settings=generation_settings(self._stream, start),
+                settings=settings,
                 prompt=start.prompt,
                 image=image,
                 media=start.media,
@@ -126,31 +133,34 @@ class SessionRegistry:
         ).remote(self._stream, self._stages)
 
     def _take_spare(self) -> tuple[str, ray.actor.ActorHandle]:
-        """A spare's id and actor for a new session, and another spare started in its place; a new
-        actor when there is none."""
+        """A spare's id and actor for a new session, and another spare started once that session
+        ends (`_ended`); a new actor when there is none."""
         if not self._spares:
             session_id = secrets.token_hex(8)
             return session_id, self._new_actor(session_id)
-        self._start_spare(SPARE_AFTER_S)
-        return self._spares.pop(0)
+        spare = self._spares.pop(0)
+        self._start_spare(_ended(spare[1]))
+        return spare
 
-    def _start_spare(self, after_s: float) -> None:
-        task = asyncio.create_task(self._make_spare(after_s))
+    def _start_spare(self, after: Awaitable | None = None) -> None:
+        """Another spare, once `after` is done."""
+        task = asyncio.create_task(self._make_spare(after))
         self._sparing.add(task)  # held until done: the loop keeps only weak references to tasks
         task.add_done_callback(self._sparing.discard)
 
-    async def _make_spare(self, after_s: float) -> None:
-        await asyncio.sleep(after_s)
+    async def _make_spare(self, after: Awaitable | None) -> None:
+        if after is not None:
+            await after
         session_id = secrets.token_hex(8)
         spare = (session_id, self._new_actor(session_id))
         self._spares.append(spare)
         try:
             await spare[1].ready.remote()
         except RayActorError:
-            log.warning("a spare session actor died before its session; another in %.0f s", SPARE_AFTER_S)
+            log.warning("a spare session actor died before its session; another in %.0f s", SPARE_RETRY_S)
             if spare in self._spares:
                 self._spares.remove(spare)
-            self._start_spare(SPARE_AFTER_S)
+            self._start_spare(asyncio.sleep(SPARE_RETRY_S))
 
     async def active_count(self) -> int:
         return sum(status.active for status in (await self._statuses()).values())
@@ -213,3 +223,10 @@ class SessionRegistry:
             log.exception("closing the sessions at shutdown failed")
         for actor in actors:
             ray.kill(actor)
+
+
+async def _ended(actor: ray.actor.ActorHandle) -> None:
+    """Returns when the session of `actor` has ended, when the actor is gone or has no session (its
+    `begin` failed), or after `SPARE_AFTER_S` at the most."""
+    with suppress(RayError, TimeoutError):
+        await asyncio.wait_for(actor.ended.remote(), SPARE_AFTER_S)

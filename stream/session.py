@@ -154,6 +154,11 @@ class Session:
         self.state = SessionState.GENERATING
         self._task = asyncio.create_task(self._run(), name=f"session-{self.id}")
 
+    async def ended(self) -> None:
+        """Returns once the session makes no more sections: done, stopped or failed."""
+        if self._task is not None:
+            await asyncio.wait([self._task])
+
     async def steer(self, prompt: str, transition: int | None = None) -> None:
         """Use `prompt` from now on, blended in over `transition` sections (None: the session's
         setting). The section being denoised starts over with it when that is early enough

@@ -18,6 +18,7 @@ from ray.serve.handle import DeploymentHandle
 from framepack_live.cluster.backend import Stages
 from framepack_live.cluster.config import ClusterConfig
 from framepack_live.cluster.session_host import NAMESPACE, session_actor_name
+from framepack_live.cluster.session_registry import SPARE_AFTER_S
 from framepack_live.engine.settings import GenerationSettings
 from framepack_live.engine.video_state import first_new_frame
 from framepack_live.stream.client import Received, connect, download, expect, receive, rewind, send
@@ -126,24 +127,43 @@ def _decode(data: bytes) -> list:
 async def test_a_start_takes_a_session_actor_started_before_it(server):
     """The registry keeps spare session actors (`spare_sessions`, 2 by default), each named for a
     session to come: a start's session is one of them, not a process started for it."""
-    prefix = session_actor_name(APP, "")
-
-    async def spares() -> set[str]:
-        """Ids of the session actors that have no session yet."""
-        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                 if a["namespace"] == NAMESPACE and a["name"].startswith(prefix)]
-        actors = [ray.get_actor(name, namespace=NAMESPACE) for name in names]
-        statuses = await asyncio.gather(*(a.status.remote() for a in actors), return_exceptions=True)
-        return {name[len(prefix):] for name, status in zip(names, statuses) if status is None}  # gone: an error
-
     deadline = time.monotonic() + 120  # the earlier tests' starts took spares; others follow
-    while not (before := await spares()) and time.monotonic() < deadline:
+    while not (before := await _spares()) and time.monotonic() < deadline:
         await asyncio.sleep(1)
     async with connect(server.ws_url) as ws:
         await send(ws, type="start", prompt="a red ball", sections=1)
         session = await expect(ws, "session")
         await receive(ws, Received())
     assert session["session_id"] in before
+
+
+async def test_a_taken_spare_is_replaced_when_its_session_ends(server):
+    """Not only `SPARE_AFTER_S` later: a viewer who starts, stops and starts again within it would
+    find no spare by the third start and wait seconds for a new process."""
+    before = set(_session_actors())
+    async with connect(server.ws_url) as ws:
+        await send(ws, type="start", prompt="a red ball", sections=1)
+        await expect(ws, "session")
+        await receive(ws, Received())
+    deadline = time.monotonic() + SPARE_AFTER_S / 3
+    while not (new := set(_session_actors()) - before) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert new, "no spare was started in the taken one's place"
+
+
+def _session_actors() -> dict[str, ray.actor.ActorHandle]:
+    """This application's session actors, spare or not, by session id."""
+    prefix = session_actor_name(APP, "")
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+             if a["namespace"] == NAMESPACE and a["name"].startswith(prefix)]
+    return {name[len(prefix):]: ray.get_actor(name, namespace=NAMESPACE) for name in names}
+
+
+async def _spares() -> set[str]:
+    """Ids of the session actors that have no session yet."""
+    actors = _session_actors()
+    statuses = await asyncio.gather(*(a.status.remote() for a in actors.values()), return_exceptions=True)
+    return {session_id for session_id, status in zip(actors, statuses) if status is None}  # gone: an error
 
 
 async def test_warmed_stage_handles_know_their_replicas_before_any_call(server):

@@ -8,10 +8,11 @@ redeploying the application ends its sessions (`__del__`).
 
 A new actor's process takes seconds to start and import (it was most of the wait before a
 session's first frame), so the registry keeps spare actors started (`ClusterConfig.spare_sessions`),
-each named for the id of a session to come, and starts another when the session that took one
-ends, or `SPARE_AFTER_S` after it began, whichever comes first: a process start takes seconds of
-CPU, which on a small machine would slow the sessions running meanwhile (a viewer who stops and
-starts again mostly does so after a pause, and the spare starts in it).
+each named for the id of a session to come, and starts another in the place of each taken: a
+while later (`SPARE_AFTER_S`) while another spare is left, so that its process start (seconds of
+CPU) does not slow the sessions running meanwhile; when the last one was taken, as soon as the
+session that took it ends (a viewer who stops and starts again mostly pauses in between, and the
+new process starts then), since the next start would otherwise wait seconds for a process.
 A spare left by an earlier replica of the registry has no session: the next count frees it.
 """
 
@@ -43,7 +44,8 @@ from .model_status import REGISTRY, ModelBoard, ReplicaReport
 from .session_host import NAMESPACE, SessionHost, SessionRequest, SessionStatus, session_actor_name
 
 
-#: Longest wait for a session's end before the spare it took is replaced anyway.
+#: Seconds after a session took a spare before another is started, while other spares are left;
+#: the longest wait for the end of the session that took the last one.
 SPARE_AFTER_S = 30.0
 #: Seconds before another try when a spare died before its session (its node may be going).
 SPARE_RETRY_S = 30.0
@@ -133,13 +135,13 @@ class SessionRegistry:
         ).remote(self._stream, self._stages)
 
     def _take_spare(self) -> tuple[str, ray.actor.ActorHandle]:
-        """A spare's id and actor for a new session, and another spare started once that session
-        ends (`_ended`); a new actor when there is none."""
+        """A spare's id and actor for a new session, and another spare started in its place (see
+        the module's docstring for when); a new actor when there is none."""
         if not self._spares:
             session_id = secrets.token_hex(8)
             return session_id, self._new_actor(session_id)
         spare = self._spares.pop(0)
-        self._start_spare(_ended(spare[1]))
+        self._start_spare(asyncio.sleep(SPARE_AFTER_S) if self._spares else _ended(spare[1]))
         return spare
 
     def _start_spare(self, after: Awaitable | None = None) -> None:

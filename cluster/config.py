@@ -39,6 +39,8 @@ class ClusterConfig:
     max_queued_sections: int = 32
     #: Encoded prompts kept per Encoder replica (steering often returns to earlier prompts).
     prompt_cache_size: int = 64
+    #: Start images whose encodings (before the seeded draw) an Encoder replica keeps.
+    image_cache_size: int = 16
     #: Torch threads per replica process; 1 keeps replicas on a shared host from fighting.
     torch_threads: int = 1
     #: `GenerationSettings` fields of every session's defaults; a `start` message may override

@@ -3,7 +3,8 @@ of a video to continue (VAE)."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import hashlib
+from functools import partial
 
 import numpy as np
 import torch
@@ -11,9 +12,10 @@ from PIL import Image
 from ray import serve
 
 from framepack_live.engine import extension, text_start
-from framepack_live.engine.conditioning import PromptEmbeds, encode_prompt
+from framepack_live.engine.conditioning import ImageEncoding, PromptEmbeds, encode_prompt, image_encoding
 from framepack_live.engine.generator import start_video
 from framepack_live.engine.images import default_start_image
+from framepack_live.engine.recent import Recent
 from framepack_live.engine.settings import GenerationSettings
 from framepack_live.engine.video_state import VideoHistory, VideoStart, VideoState
 
@@ -23,30 +25,38 @@ from .replica import ModelThread, load_model
 
 @serve.deployment(name="Encoder", max_ongoing_requests=8)
 class Encoder:
-    """Keeps the most recent prompts' embeddings: steering often returns to an earlier prompt, and
-    every session of a shared default prompt needs the same one. Model calls run one at a time
-    on the replica's `ModelThread`; the cache lives on the event loop (one thread), and a cached
-    prompt is answered without waiting behind running encodes."""
+    """Keeps the most recent prompts' embeddings and start images' encodings: steering often returns
+    to an earlier prompt, every session of a shared default prompt needs the same one, and most
+    starts are of the built-in image or of one a creator starts again with another prompt (its
+    encoding before the seeded draw, `ImageEncoding`, is the same for any seed). Model calls run
+    one at a time on the replica's `ModelThread`; the prompt cache lives on the event loop (one
+    thread), so a cached prompt is answered without waiting behind running encodes, and the image
+    cache on the model thread, where images are encoded."""
 
     def __init__(self, config: ClusterConfig) -> None:
         self.model = load_model(config, ("text", "image", "vae"))
-        self._cache: OrderedDict[str, PromptEmbeds] = OrderedDict()
-        self._cache_size = config.prompt_cache_size
+        self._prompts: Recent[PromptEmbeds] = Recent(config.prompt_cache_size)
+        self._images: Recent[ImageEncoding] = Recent(config.image_cache_size)
         self._model_thread = ModelThread("encode")
 
     async def encode_prompt(self, prompt: str) -> PromptEmbeds:
         """Raises `InputError` (`prompt_too_long`, `bad_request`) for prompts the encoder refuses."""
-        if prompt in self._cache:
-            self._cache.move_to_end(prompt)
-            return self._cache[prompt]
-        embeds = await self._model_thread.submit(self._encode_prompt, prompt)
-        self._cache[prompt] = embeds
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        if (embeds := self._prompts.get(prompt)) is None:
+            embeds = await self._model_thread.submit(self._encode_prompt, prompt)
+            self._prompts.put(prompt, embeds)
         return embeds
 
     async def encode_start(self, image: Image.Image | None, settings: GenerationSettings) -> VideoStart:
-        return await self._model_thread.submit(start_video, self.model, image or default_start_image(), settings)
+        encode_start = partial(start_video, encode=self._encode_image)
+        return await self._model_thread.submit(encode_start, self.model, image or default_start_image(), settings)
+
+    def _encode_image(self, image: Image.Image, width: int, height: int) -> ImageEncoding:
+        """On the model thread."""
+        key = (hashlib.sha256(image.tobytes()).digest(), image.mode, image.size, width, height)
+        if (encoding := self._images.get(key)) is None:
+            encoding = image_encoding(self.model, image, width, height)
+            self._images.put(key, encoding)
+        return encoding
 
     async def encode_history(self, frames: np.ndarray, settings: GenerationSettings) -> tuple[VideoStart, VideoHistory]:
         """The start and VAE-encoded history of a video to continue (`engine.extension`): the

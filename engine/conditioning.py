@@ -1,8 +1,8 @@
 """Prompt and start-image encoding, through diffusers' pipeline methods.
 
-Calling the pipeline's own `encode_prompt`, `encode_image` and `prepare_image_latents` keeps the
-conditioning identical to diffusers' (our parity test depends on it) and leaves the template,
-layer-skip and pooling details to the library.
+Calling the pipeline's own `encode_prompt`, `encode_image` and VAE (with the posterior draw of its
+`prepare_image_latents`) keeps the conditioning identical to diffusers' (our parity test depends on
+it) and leaves the template, layer-skip and pooling details to the library.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from .errors import InputError
 from .images import fit_to_size
 
 if TYPE_CHECKING:  # the data classes travel to processes that never load a model (a session's)
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
     from .model import FramePackModel
 
 #: LLaMA tokens a prompt may use after the template, as in HunyuanVideo and diffusers.
@@ -133,16 +135,36 @@ def encode_prompt(model: FramePackModel, prompt: str) -> PromptEmbeds:
     return PromptEmbeds(embeds=embeds.to(dtype), mask=mask.to(dtype), pooled=pooled.to(dtype))
 
 
+@dataclass(frozen=True)
+class ImageEncoding:
+    """A start image through the VAE's encoder and SigLIP, before the seeded draw from the VAE's
+    posterior: the same for every seed and prompt, so an encoder can keep it for an image that
+    comes again (the built-in start, a creator's image started again with another prompt)."""
+
+    posterior: DiagonalGaussianDistribution
+    image_embeds: torch.Tensor
+
+    def sample(self, model: FramePackModel, generator: torch.Generator) -> ImageConditioning:
+        """The conditioning with its latents drawn from `generator`. These two lines are what
+        diffusers' `prepare_image_latents` does after its `vae.encode`, which it offers no way to
+        skip; the parity tests compare the result with its pipeline's."""
+        latents = self.posterior.sample(generator=generator) * model.pipeline.vae.config.scaling_factor
+        return ImageConditioning(image_embeds=self.image_embeds, image_latents=latents.to(torch.float32))
+
+
 @torch.no_grad()
+def image_encoding(model: FramePackModel, image: Image.Image, width: int, height: int) -> ImageEncoding:
+    pipe = model.pipeline
+    pixels = preprocess_images(model, [image], width, height)
+    posterior = pipe.vae.encode(pixels.unsqueeze(2).to(device=pipe._execution_device, dtype=pipe.vae.dtype)).latent_dist
+    return ImageEncoding(posterior=posterior, image_embeds=image_embeds(model, pixels))
+
+
 def encode_image(
     model: FramePackModel, image: Image.Image, width: int, height: int, generator: torch.Generator
 ) -> ImageConditioning:
     """Encode the start image; draws the VAE posterior sample from `generator` like diffusers does."""
-    pixels = preprocess_images(model, [image], width, height)
-    image_latents = model.pipeline.prepare_image_latents(
-        pixels, dtype=torch.float32, device=model.pipeline._execution_device, generator=generator
-    )
-    return ImageConditioning(image_embeds=image_embeds(model, pixels), image_latents=image_latents)
+    return image_encoding(model, image, width, height).sample(model, generator)
 
 
 def preprocess_images(model: FramePackModel, images: list[Image.Image], width: int, height: int) -> torch.Tensor:

@@ -8,13 +8,23 @@ video. The state is plain data: a video can be saved after any section and conti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 import torch
 from PIL import Image
 
 from . import video_state
-from .conditioning import PromptBlend, PromptEmbeds, blend_embeds, check_prompt, encode_image, encode_prompt
+from .conditioning import (
+    ImageEncoding,
+    PromptBlend,
+    PromptEmbeds,
+    blend_embeds,
+    check_prompt,
+    encode_prompt,
+    image_encoding,
+)
 from .decoding import decode_section
 from .denoising import denoise_plans
 from .images import default_start_image
@@ -25,19 +35,29 @@ from .section import Section, TimelineEntry
 from .settings import GenerationSettings
 from .video_state import VideoStart, VideoState
 
+#: An image's encoding at a width and height (`start_video`'s `encode`).
+ImageEncoder = Callable[[Image.Image, int, int], ImageEncoding]
+
 
 def start_video(
-    model: FramePackModel, image: Image.Image, settings: GenerationSettings, end_image: Image.Image | None = None
+    model: FramePackModel,
+    image: Image.Image,
+    settings: GenerationSettings,
+    end_image: Image.Image | None = None,
+    encode: ImageEncoder | None = None,
 ) -> VideoStart:
     """Encode the start (and optional end) image, drawing their latents from the seeded generator.
 
     With an end image the SigLIP conditioning is the mean of both images', as in diffusers.
+    `encode` gives an image's `ImageEncoding` at a size (default: `image_encoding`, every time; the
+    Encoder deployment passes one that keeps recent images').
     """
+    encode = encode or partial(image_encoding, model)
     generator = torch.Generator("cpu").manual_seed(settings.seed)
-    start = encode_image(model, image, settings.width, settings.height, generator)
+    start = encode(image, settings.width, settings.height).sample(model, generator)
     end_latents = None
     if end_image is not None:
-        end = encode_image(model, end_image, settings.width, settings.height, generator)
+        end = encode(end_image, settings.width, settings.height).sample(model, generator)
         start = replace(start, image_embeds=(start.image_embeds + end.image_embeds) / 2)
         end_latents = end.image_latents.cpu()
     return VideoStart(start=start.to(torch.device("cpu")), rng_state=generator.get_state(), end_latents=end_latents)

@@ -45,23 +45,26 @@ def stages(ray_cluster, generation):
 def test_concurrent_encodes_equal_encodes_alone(stages, tiny_model, generation):
     encoder, _ = stages
     settings = GenerationSettings(**generation)
-    images = [_image(seed) for seed in range(3)]
+    # The first image again with another seed: the replica keeps its encoding, and draws anew.
+    starts = [(_image(seed), settings) for seed in range(3)]
+    starts.append((starts[0][0], GenerationSettings(**{**generation, "seed": settings.seed + 1})))
 
     async def burst():
         prompts = [encoder.encode_prompt.remote(p) for p in PROMPTS]
-        starts = [encoder.encode_start.remote(image, settings) for image in images]
-        return await asyncio.gather(*prompts), await asyncio.gather(*starts)
+        video_starts = [encoder.encode_start.remote(image, image_settings) for image, image_settings in starts]
+        return await asyncio.gather(*prompts), await asyncio.gather(*video_starts)
 
     prompt_embeds, video_starts = asyncio.run(burst())
     for prompt, got in zip(PROMPTS, prompt_embeds):
         alone = encode_prompt(tiny_model, prompt)
         for name in ("embeds", "mask", "pooled"):
             torch.testing.assert_close(getattr(got, name), getattr(alone, name), **CLOSE)
-    for image, got in zip(images, video_starts):
-        alone = start_video(tiny_model, image, settings)
+    for (image, image_settings), got in zip(starts, video_starts, strict=True):
+        alone = start_video(tiny_model, image, image_settings)
         torch.testing.assert_close(got.start.image_latents, alone.start.image_latents, **CLOSE)
         torch.testing.assert_close(got.start.image_embeds, alone.start.image_embeds, **CLOSE)
     assert not torch.equal(prompt_embeds[0].embeds, prompt_embeds[1].embeds)  # really different requests
+    assert not torch.equal(video_starts[0].start.image_latents, video_starts[-1].start.image_latents)
 
 
 def test_concurrent_decodes_equal_decodes_alone(stages, tiny_model, generation):

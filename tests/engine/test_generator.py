@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from framepack_live.engine import rendering
-from framepack_live.engine.generator import SectionGenerator
+from framepack_live.engine.conditioning import encode_image, image_encoding, preprocess_images
+from framepack_live.engine.generator import SectionGenerator, start_video
 from framepack_live.engine.images import default_start_image, fit_to_size
 from framepack_live.engine.settings import GenerationSettings
 
@@ -131,3 +132,30 @@ def test_sections_are_contiguous_and_flush_completes_the_video(tiny_model):
     assert cursor + tail.num_frames == SectionGenerator.total_frames(settings)
     with pytest.raises(RuntimeError):
         generator.next_section()
+
+
+def test_start_image_latents_are_diffusers_draw_and_a_kept_encoding_gives_each_seed_its_own(tiny_model):
+    """`ImageEncoding.sample` draws exactly what diffusers' `prepare_image_latents` draws, so the
+    Encoder deployment may keep an image's encoding and draw from it for every seed."""
+    image = fit_to_size(default_start_image(), 64, 64)
+    pixels = preprocess_images(tiny_model, [image], 64, 64)
+    for seed in (0, 1):
+        ours = encode_image(tiny_model, image, 64, 64, torch.Generator().manual_seed(seed)).image_latents
+        theirs = tiny_model.pipeline.prepare_image_latents(
+            pixels, dtype=torch.float32, device=torch.device("cpu"), generator=torch.Generator().manual_seed(seed)
+        )
+        assert torch.equal(ours, theirs)
+    kept = image_encoding(tiny_model, image, 64, 64)
+    encodes = []
+
+    def encode(image, width, height):
+        encodes.append((width, height))
+        return kept
+
+    for seed in (3, 4):
+        settings = GenerationSettings(**{**SMALL, "seed": seed})
+        fresh, from_kept = start_video(tiny_model, image, settings), start_video(tiny_model, image, settings, encode=encode)
+        assert torch.equal(fresh.start.image_latents, from_kept.start.image_latents)
+        assert torch.equal(fresh.start.image_embeds, from_kept.start.image_embeds)
+        assert torch.equal(fresh.rng_state, from_kept.rng_state)
+    assert encodes == [(64, 64), (64, 64)]

@@ -37,7 +37,7 @@ from framepack_live.stream.protocol import Start
 from framepack_live.stream.session import token_hash
 from framepack_live.stream.settings import StreamSettings
 
-from .backend import Stages
+from .backend import Stages, warm_up
 from .logs import log
 from .metrics import RegistryMetrics
 from .model_status import REGISTRY, ModelBoard, ReplicaReport
@@ -63,11 +63,21 @@ class SessionRegistry:
         self._sparing: set[asyncio.Task] = set()
         for _ in range(spare_sessions):
             self._start_spare()
+        self._warming = asyncio.create_task(self._warm_up())
         self._admitting = asyncio.Lock()
         self._metrics = RegistryMetrics()
         self._reaper = asyncio.create_task(self._reap_forever())
         stages = tuple(stage.deployment_name for stage in self._stages.handles)
         self._model = ModelBoard(stream.model.name if stream.model else "the model", stages)
+
+    async def _warm_up(self) -> None:
+        """`backend.warm_up` once the stages are up (a handle's call waits for its replicas)."""
+        try:
+            await warm_up(self._stages, self._stream.generation)
+        except Exception:
+            log.exception("warming the stages up failed; the first session pays for their first calls")
+        else:
+            log.info("stages warmed up")
 
     def _adopt(self) -> dict[str, ray.actor.ActorHandle]:
         """The session actors of this application that already exist (after a restart)."""

@@ -15,8 +15,9 @@ import pytest
 import ray
 from ray.serve.handle import DeploymentHandle
 
-from framepack_live.cluster.backend import Stages
+from framepack_live.cluster.backend import Stages, warm_up
 from framepack_live.cluster.config import ClusterConfig
+from framepack_live.cluster.model_status import REGISTRY
 from framepack_live.cluster.session_host import NAMESPACE, session_actor_name
 from framepack_live.cluster.session_registry import SPARE_AFTER_S
 from framepack_live.engine.settings import GenerationSettings
@@ -183,6 +184,16 @@ async def test_warmed_stage_handles_know_their_replicas_before_any_call(server):
     assert not any(handle.is_initialized for handle in stages.handles)
     await stages.warm()
     assert all(handle.running_replicas_populated() for handle in stages.handles)
+
+
+async def test_the_warm_up_goes_through_every_stage_and_leaves_no_session(server, generation):
+    """What the registry does when it starts (`backend.warm_up`), here once more from this process:
+    a section of the empty prompt from the built-in start, decoded and thrown away."""
+    registry = DeploymentHandle(REGISTRY, APP)
+    active = await registry.active_count.remote()
+    stages = Stages(*(DeploymentHandle(name, APP) for name in ("Encoder", "Denoiser", "Decoder")))
+    await warm_up(stages, GenerationSettings(**generation))  # raises if a stage refused it
+    assert await registry.active_count.remote() == active
 
 
 async def test_sessions_beyond_the_limit_are_busy(server):

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import io
 import time
+from contextlib import suppress
 
 import av
 import httpx
@@ -161,7 +162,11 @@ def _session_actors() -> dict[str, ray.actor.ActorHandle]:
     prefix = session_actor_name(APP, "")
     names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
              if a["namespace"] == NAMESPACE and a["name"].startswith(prefix)]
-    return {name[len(prefix):]: ray.get_actor(name, namespace=NAMESPACE) for name in names}
+    actors = {}
+    for name in names:
+        with suppress(ValueError):  # gone between the listing and the lookup
+            actors[name[len(prefix):]] = ray.get_actor(name, namespace=NAMESPACE)
+    return actors
 
 
 async def _spares(at_least: int) -> set[str]:

@@ -226,11 +226,18 @@ class Session:
         source: SectionSource | None = None
         try:
             self._preview_start()
-            self._made_from = await asyncio.to_thread(made_from, self._image, self._from_text, self._video, self.settings)
-            frames = None if self._video is None else self._video.frames
-            source = self._source = await self._backend.open(
-                self._prompt, self._image, self.settings, self._from_text, frames
+            # Beside the start's encoding, not before it: hashing a LoRA file of a real model
+            # (hundreds of MB) would otherwise delay the first frame by as long.
+            recording = asyncio.ensure_future(
+                asyncio.to_thread(made_from, self._image, self._from_text, self._video, self.settings)
             )
+            frames = None if self._video is None else self._video.frames
+            try:
+                source = self._source = await self._backend.open(
+                    self._prompt, self._image, self.settings, self._from_text, frames
+                )
+            finally:
+                self._made_from = await recording
             self._image = None
             if frames is not None:
                 await self._store_continued(frames)

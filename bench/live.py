@@ -15,9 +15,11 @@ frame after Start, a steer's time to the screen, and how much section seams show
   is left than a denoise takes), a preview after every step, the start image previewed at once,
   session actors started ahead.
 
-Each runs on its own deployment of the whole server (local Ray, Serve), after a one-section warm-up
-session (replicas' first calls pay for allocations). One session per side: `--sections` sections; a
-steer sent as soon as section `--steer-after`'s frames are in (as a user would, on seeing them).
+Each runs on its own deployment of the whole server (local Ray, Serve). One session per side, the
+first on that server, started once it is ready (`/healthz` says `ready`, when `serve` shows its
+address and the page enables Start: the registry has sent a section through every stage and
+started its spare session actors), as a new user's first session: `--sections` sections; a steer
+sent as soon as section `--steer-after`'s frames are in (as a user would, on seeing them).
 Figures, all from the client's clock:
 
 * time to first preview and first frame: from sending `start` to the first `preview` JPEG (today
@@ -108,9 +110,7 @@ async def _side(port: int, start: dict | None, args: argparse.Namespace) -> dict
     defaults = config["defaults"]
     start = start or {key: defaults[key] for key in ("width", "height", "steps")}
     start = {**start, "transition": defaults.get("transition", 0)}
-    url = f"ws://127.0.0.1:{port}/ws"
-    await session(url, start, sections=1)  # warm-up
-    figures = await session(url, start, sections=args.sections, steer_after=args.steer_after)
+    figures = await session(f"ws://127.0.0.1:{port}/ws", start, sections=args.sections, steer_after=args.steer_after)
     frames = figures.pop("frames")
     return {"settings": {**start, "window": defaults["window"]}, **figures,
             "seam_ratio": round(seam_ratio(frames, defaults["window"]), 3)}

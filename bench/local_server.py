@@ -37,9 +37,12 @@ def local_serve(num_cpus: int) -> Iterator[int]:
 
 def deploy(config: ClusterConfig, **build_options) -> None:
     """Run the application built from `config` (replacing one deployed before) at `/`; returns
-    once it is up. `build_options` go to `cluster.app.build`."""
+    once it is up and warmed up, where `serve` shows its address. `build_options` go to
+    `cluster.app.build`."""
     from ray import serve
 
     from framepack_live.cluster.app import build
+    from framepack_live.cluster.serve import wait_until_running
 
     serve.run(build(config, **build_options), name=APP, route_prefix="/")
+    wait_until_running([APP])

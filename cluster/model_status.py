@@ -84,10 +84,12 @@ class ModelBoard:
                     del self._reports[replica]
         self._reports[report.replica] = (now, report)
 
-    def summary(self, now: float | None = None) -> dict:
+    def summary(self, now: float | None = None, warm: bool = True) -> dict:
         """The model's state over all stages (the worst that matters: `failed` first, then a
         download still running), its bytes and rate summed over the stages, its time left the
-        longest of theirs; and per stage the figures of the replica it waits for longest.
+        longest of theirs; and per stage the figures of the replica it waits for longest. Loaded
+        everywhere but not `warm` (the registry's first section through the stages and its spare
+        session actors still to come): `warming`.
 
         A file two stages load (the VAE: Encoder and Decoder) counts in both: each stage's
         replicas fetch it into the cache of their own node."""
@@ -106,6 +108,8 @@ class ModelBoard:
                              **{k: v for k, v in slowest.items() if k not in ("stage", "replica", "model")}}
         states = {s["state"] for s in stages.values()}
         state = next(s for s in ("failed", "downloading", "checking", "starting", "loading", "ready") if s in states)
+        if state == "ready" and not warm:  # loaded everywhere, not yet through a first section
+            state = "warming"
         rates = [s["bytes_per_second"] for s in stages.values() if s["bytes_per_second"] is not None]
         lefts = [s["seconds_left"] for s in stages.values() if s["seconds_left"] is not None]
         return {
@@ -199,7 +203,7 @@ def describe(summary: dict) -> str:
             line += f", about {duration(summary['seconds_left'])} left"
         return line
     return {"starting": f"starting the stages of {name}", "checking": f"checking the hub for {name}",
-            "loading": f"loading {name}", "ready": f"{name} is ready"}[state]
+            "loading": f"loading {name}", "warming": f"warming up {name}", "ready": f"{name} is ready"}[state]
 
 
 UNITS = {"GB": 1e9, "MB": 1e6, "kB": 1e3, "B": 1}

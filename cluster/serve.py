@@ -208,8 +208,9 @@ def deploy_schema(config, out: TextIO = sys.stderr) -> None:
 
 
 def wait_until_running(apps: list[str], out: TextIO = sys.stderr) -> None:
-    """Wait until the applications run, with their models' state on `out` (the figures of
-    `/healthz`): no deadline, since replicas of a real model download and load for minutes.
+    """Wait until the applications run and their models are warmed up, with their models' state
+    on `out` (the figures of `/healthz`): no deadline, since replicas of a real model download
+    and load for minutes.
     A model that failed to load (the hub cannot be reached) raises `ModelUnavailable`'s one line
     at once, rather than after Serve's retries of the replicas, which would fail the same way;
     an application that failed to deploy otherwise raises Serve's message."""
@@ -220,9 +221,9 @@ def wait_until_running(apps: list[str], out: TextIO = sys.stderr) -> None:
         while True:
             statuses = {name: serve.status().applications.get(name) for name in apps}
             states = {name: status.status if status else "NOT_STARTED" for name, status in statuses.items()}
-            if all(state == "RUNNING" for state in states.values()):
-                return
             models = [model for model in map(model_status, apps) if model]
+            if all(state == "RUNNING" for state in states.values()) and all(m["state"] == "ready" for m in models):
+                return
             failed_models = [model["error"] for model in models if model["state"] == "failed"]
             if failed_models:
                 raise InputError("model_unavailable", failed_models[0])

@@ -13,6 +13,7 @@ The actor runs `stream.session.Session` itself (on the actor's event loop) over 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from framepack_live.engine.errors import InputError
 from framepack_live.engine.settings import GenerationSettings
 from framepack_live.stream.continued import ContinuedVideo
 from framepack_live.stream.events import Poll
-from framepack_live.stream.frame_store import FrameStore
+from framepack_live.stream.frame_store import FrameStore, warm_codecs
 from framepack_live.stream.handle import Attachment, FrameBatch
 from framepack_live.stream.session import Session
 from framepack_live.stream.settings import StreamSettings
@@ -86,9 +87,9 @@ class SessionHost:
         self.session: Session | None = None
 
     async def ready(self) -> None:
-        """Answers once the actor's process is up and its stage handles know their replicas: a
-        spare is ready for a session, whose first calls then go out at once."""
-        await self._stages.warm()
+        """Answers once the actor's process is up, its stage handles know their replicas and its
+        codecs are loaded: a spare is ready for a session, whose first calls then go out at once."""
+        await asyncio.gather(self._stages.warm(), asyncio.to_thread(warm_codecs))
 
     async def begin(self, request: SessionRequest) -> None:
         """Build and start the session on the actor's event loop (its constructor needs the loop)."""
@@ -114,7 +115,9 @@ class SessionHost:
         self.session.start()
 
     async def ended(self) -> None:
-        await self.session.ended()
+        """Returns when the session has ended; at once when there is none (`begin` failed)."""
+        if self.session is not None:
+            await self.session.ended()
 
     async def call(self, method: str, *args):
         """One `SessionHandle` call on the session (what `RemoteSession` sends)."""

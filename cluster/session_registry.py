@@ -8,11 +8,12 @@ redeploying the application ends its sessions (`__del__`).
 
 A new actor's process takes seconds to start and import (it was most of the wait before a
 session's first frame), so the registry keeps spare actors started (`ClusterConfig.spare_sessions`),
-each named for the id of a session to come, and starts another in the place of each taken: a
-while later (`SPARE_AFTER_S`) while another spare is left, so that its process start (seconds of
-CPU) does not slow the sessions running meanwhile; when the last one was taken, as soon as the
-session that took it ends (a viewer who stops and starts again mostly pauses in between, and the
-new process starts then), since the next start would otherwise wait seconds for a process.
+each named for the id of a session to come, and starts another in the place of each taken as
+soon as the session that took it ends (`SPARE_AFTER_S` at the most): a viewer who stops and
+starts again mostly pauses in between, when the new process's seconds of CPU slow nothing, and
+one who starts again at once still finds a spare. (Replacing a spare only 30 s after it was taken
+while another was left let two quick restarts in a row take both and the third wait 4-5 s for a
+process.)
 A spare left by an earlier replica of the registry has no session: the next count frees it.
 """
 
@@ -44,8 +45,7 @@ from .model_status import REGISTRY, ModelBoard, ReplicaReport
 from .session_host import NAMESPACE, SessionHost, SessionRequest, SessionStatus, session_actor_name
 
 
-#: Seconds after a session took a spare before another is started, while other spares are left;
-#: the longest wait for the end of the session that took the last one.
+#: The longest wait for the end of the session that took a spare before another is started.
 SPARE_AFTER_S = 30.0
 #: Seconds before another try when a spare died before its session (its node may be going).
 SPARE_RETRY_S = 30.0
@@ -61,23 +61,30 @@ class SessionRegistry:
         #: Ids and actors of sessions to come, started ahead (`_make_spare`).
         self._spares: list[tuple[str, ray.actor.ActorHandle]] = []
         self._sparing: set[asyncio.Task] = set()
-        for _ in range(spare_sessions):
-            self._start_spare()
-        self._warming = asyncio.create_task(self._warm_up())
+        #: Whether the stages are warmed up and the first spares started (`model_status`).
+        self._warm = False
+        spares = [self._start_spare() for _ in range(spare_sessions)]
+        self._warming = asyncio.create_task(self._warm_up(spares))
         self._admitting = asyncio.Lock()
         self._metrics = RegistryMetrics()
         self._reaper = asyncio.create_task(self._reap_forever())
         stages = tuple(stage.deployment_name for stage in self._stages.handles)
         self._model = ModelBoard(stream.model.name if stream.model else "the model", stages)
 
-    async def _warm_up(self) -> None:
-        """`backend.warm_up` once the stages are up (a handle's call waits for its replicas)."""
+    async def _warm_up(self, spares: list[asyncio.Task]) -> None:
+        """`backend.warm_up` once the stages are up (a handle's call waits for its replicas), then
+        warm once the first spares have started too: until then `model_status` says `warming`, so
+        `serve` shows no address yet and the page no Start, because a session started meanwhile
+        would wait for a stage's first call or a process start (seconds on a small machine)."""
         try:
             await warm_up(self._stages, self._stream.generation)
         except Exception:
             log.exception("warming the stages up failed; the first session pays for their first calls")
         else:
             log.info("stages warmed up")
+        await asyncio.gather(*spares, return_exceptions=True)  # a spare that died is tried again later
+        self._warm = True
+        log.info("ready for sessions")
 
     def _adopt(self) -> dict[str, ray.actor.ActorHandle]:
         """The session actors of this application that already exist (after a restart)."""
@@ -106,6 +113,7 @@ class SessionRegistry:
                 self._metrics.rejected.inc()
                 raise
             settings = generation_settings(self._stream, start)
+            spared = bool(self._spares)
             session_id, actor = self._take_spare()
             token = secrets.token_urlsafe(32)
             request = SessionRequest(
@@ -127,6 +135,11 @@ class SessionRegistry:
                 request = dataclasses.replace(request, session_id=session_id)
                 actor = self._new_actor(session_id)
                 await actor.begin.remote(request)
+            finally:
+                # Only after `begin`: an async actor may run calls out of order, and an `ended`
+                # that came first found no session and started the next spare at once.
+                if spared:
+                    self._start_spare(_ended(actor))
             self._sessions[session_id] = actor
         log.info("session created", extra={"session_id": session_id, "client": client})
         return session_id, token
@@ -145,20 +158,19 @@ class SessionRegistry:
         ).remote(self._stream, self._stages)
 
     def _take_spare(self) -> tuple[str, ray.actor.ActorHandle]:
-        """A spare's id and actor for a new session, and another spare started in its place (see
-        the module's docstring for when); a new actor when there is none."""
+        """A spare's id and actor for a new session (`create` starts another in its place); a new
+        actor when there is none."""
         if not self._spares:
             session_id = secrets.token_hex(8)
             return session_id, self._new_actor(session_id)
-        spare = self._spares.pop(0)
-        self._start_spare(asyncio.sleep(SPARE_AFTER_S) if self._spares else _ended(spare[1]))
-        return spare
+        return self._spares.pop(0)
 
-    def _start_spare(self, after: Awaitable | None = None) -> None:
-        """Another spare, once `after` is done."""
+    def _start_spare(self, after: Awaitable | None = None) -> asyncio.Task:
+        """Another spare, once `after` is done; the task is done when the spare is ready (or died)."""
         task = asyncio.create_task(self._make_spare(after))
         self._sparing.add(task)  # held until done: the loop keeps only weak references to tasks
         task.add_done_callback(self._sparing.discard)
+        return task
 
     async def _make_spare(self, after: Awaitable | None) -> None:
         if after is not None:
@@ -182,7 +194,7 @@ class SessionRegistry:
         self._model.report(report)
 
     def model_status(self) -> dict:
-        return self._model.summary()
+        return self._model.summary(warm=self._warm)
 
     async def _statuses(self) -> dict[str, SessionStatus]:
         """Every live session's status; sessions whose actor is gone are forgotten."""

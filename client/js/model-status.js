@@ -39,6 +39,7 @@ export function describeModel(model) {
     case "starting": return `Starting the stages of ${name}…`;
     case "checking": return `Checking the hub for ${name}…`;
     case "loading": return `Loading ${name}…`;
+    case "warming": return `Warming up ${name}…`;
     case "ready": return `${name} is ready.`;
   }
   const [total, unit] = size(model.total_bytes).split(" ");

@@ -15,7 +15,7 @@ DOWNLOADING = {"name": "framepack-f1", "state": "downloading", "total_bytes": 40
                "stages": {}}
 
 
-def test_start_waits_for_the_download_with_its_figures_then_the_normal_page(server_url, new_page, console_errors):
+def test_start_waits_for_the_download_with_its_figures_and_the_warm_up_then_the_normal_page(server_url, new_page, console_errors):
     answers = {"model": DOWNLOADING}
 
     def healthz(route):
@@ -27,7 +27,11 @@ def test_start_waits_for_the_download_with_its_figures_then_the_normal_page(serv
     expect(page.locator("#status")).to_have_text(
         "Downloading framepack-f1: 3.1 of 40.2 GB, 85.0 MB/s, about 7 min left")
     expect(page.locator("#start")).to_be_disabled()
-    answers["model"] = {**DOWNLOADING, "state": "ready", "done_bytes": DOWNLOADING["total_bytes"]}
+    loaded = {**DOWNLOADING, "done_bytes": DOWNLOADING["total_bytes"], "bytes_per_second": None, "seconds_left": 0}
+    answers["model"] = {**loaded, "state": "warming"}
+    expect(page.locator("#status")).to_have_text("Warming up framepack-f1…", timeout=10_000)
+    expect(page.locator("#start")).to_be_disabled()
+    answers["model"] = {**loaded, "state": "ready"}
     expect(page.locator("#status")).to_have_text("Ready. Write a prompt and press Start.", timeout=10_000)
     expect(page.locator("#start")).to_be_enabled()
     assert console_errors == []

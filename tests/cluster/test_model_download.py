@@ -43,6 +43,17 @@ def test_the_summary_waits_for_the_slowest_replica_and_shows_a_failure_first():
     assert board.summary(now=101)["stages"]["Encoder"]["state"] == "checking"  # a new try replaces it
 
 
+def test_a_model_loaded_everywhere_is_warming_until_the_registry_is_warm():
+    board = ModelBoard("toyworld-fast", STAGES)
+    for stage in STAGES:
+        board.report(ReplicaReport(stage, stage.lower(), "toyworld-fast", "ready", 500, 500), now=0)
+    assert board.summary(now=1, warm=False)["state"] == "warming"
+    assert describe(board.summary(now=1, warm=False)) == "warming up toyworld-fast"
+    assert board.summary(now=1, warm=True)["state"] == "ready"
+    board.report(ReplicaReport("Decoder", "c2", "toyworld-fast", "loading", 500, 500), now=1)
+    assert board.summary(now=1, warm=False)["state"] == "loading"  # warming only once loaded everywhere
+
+
 @pytest.mark.heavy
 def test_healthz_shows_the_download_while_the_stages_fetch_the_model_then_ready(
         ray_cluster, server_for, generation, local_hub, tmp_path):

@@ -89,7 +89,7 @@ def build(
         Decoder.options(ray_actor_options=light).bind(config),
     )
     registry = SessionRegistry.bind(*stages, stream, config.spare_sessions)
-    return Ingress.options(**ingress).bind(registry, RenderQueue.bind(*stages, stream), stream)
+    return Ingress.options(**ingress).bind(registry, RenderQueue.bind(*stages, stream), stages[0], stream)
 
 
 def build_app(args: dict[str, Any]) -> Application:

@@ -3,6 +3,7 @@ of a video to continue (VAE)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from functools import partial
 
@@ -36,14 +37,22 @@ class Encoder:
     def __init__(self, config: ClusterConfig) -> None:
         self.model = load_model(config, ("text", "image", "vae"))
         self._prompts: Recent[PromptEmbeds] = Recent(config.prompt_cache_size)
+        #: Prompts being encoded, for the callers that ask meanwhile.
+        self._encoding: dict[str, asyncio.Future[PromptEmbeds]] = {}
         self._images: Recent[ImageEncoding] = Recent(config.image_cache_size)
         self._model_thread = ModelThread("encode")
 
     async def encode_prompt(self, prompt: str) -> PromptEmbeds:
-        """Raises `InputError` (`prompt_too_long`, `bad_request`) for prompts the encoder refuses."""
-        if (embeds := self._prompts.get(prompt)) is None:
-            embeds = await self._model_thread.submit(self._encode_prompt, prompt)
-            self._prompts.put(prompt, embeds)
+        """Raises `InputError` (`prompt_too_long`, `bad_request`) for prompts the encoder refuses.
+        Callers of a prompt being encoded share that encode: a session's prompt is asked for by
+        the Ingress while the session is admitted (`RaySessions.create`), then by the session."""
+        if (embeds := self._prompts.get(prompt)) is not None:
+            return embeds
+        if (encoding := self._encoding.get(prompt)) is None:
+            encoding = self._encoding[prompt] = self._model_thread.submit(self._encode_prompt, prompt)
+            encoding.add_done_callback(lambda _: self._encoding.pop(prompt, None))
+        embeds = await asyncio.shield(encoding)  # one caller that gives up cancels it for none of the others
+        self._prompts.put(prompt, embeds)
         return embeds
 
     async def encode_start(self, image: Image.Image | None, settings: GenerationSettings) -> VideoStart:

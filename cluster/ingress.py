@@ -28,12 +28,14 @@ CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
 @serve.deployment(name="Ingress", num_replicas=1, ray_actor_options={"num_cpus": 0})
 @serve.ingress()
 class Ingress:
-    def __init__(self, registry: DeploymentHandle, queue: DeploymentHandle, stream: StreamSettings) -> None:
+    def __init__(
+        self, registry: DeploymentHandle, queue: DeploymentHandle, encoder: DeploymentHandle, stream: StreamSettings
+    ) -> None:
         # Which process answered, in every `session` message: for operators reading logs, and
         # for tests that kill the replica serving a session.
         instance = f"{ray.get_runtime_context().get_actor_name()} pid={os.getpid()}"
         settings = replace(stream, instance=instance)
-        self.directory = RaySessions(registry, queue, settings, serve.get_replica_context().app_name)
+        self.directory = RaySessions(registry, queue, encoder, settings, serve.get_replica_context().app_name)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_directory_app(self.directory, static_dir=CLIENT_DIR if CLIENT_DIR.is_dir() else None)

@@ -8,6 +8,8 @@ can serve every session, and one replica's death loses no session.
 
 from __future__ import annotations
 
+import asyncio
+
 import ray
 from PIL import Image
 from ray.exceptions import RayTaskError
@@ -56,20 +58,38 @@ class RayJobs:
 
 
 class RaySessions:
-    def __init__(self, registry: DeploymentHandle, queue: DeploymentHandle, settings: StreamSettings, app: str) -> None:
+    def __init__(
+        self, registry: DeploymentHandle, queue: DeploymentHandle, encoder: DeploymentHandle, settings: StreamSettings,
+        app: str,
+    ) -> None:
         self.settings = settings
         self._registry = registry
+        self._encoder = encoder
+        #: Prompts asked of the Encoder ahead of their sessions (`create`).
+        self._asking: set[asyncio.Future] = set()
         self._app = app
         self.jobs = RayJobs(queue)
 
     async def create(
         self, client: str, start: Start, image: Image.Image | None, video: ContinuedVideo | None = None
     ) -> tuple[RemoteSession, str]:
+        # The session's first call asks the Encoder for its prompt; asked now, beside the
+        # admission, a new prompt is encoded (about 50 ms for the toy model on a CPU) while the
+        # session starts, and the session's call shares that encode. Its answer is the session's
+        # business (a refused prompt is reported there).
+        asking = asyncio.ensure_future(self._encoder.encode_prompt.remote(start.prompt))
+        self._asking.add(asking)  # held until done: the loop keeps only weak references to tasks
+        asking.add_done_callback(self._asked)
         try:
             session_id, token = await self._registry.create.remote(client, start, image, video)
         except RayTaskError as exc:
             raise unwrap_input_error(exc) or exc from None
         return await self.find(session_id), token
+
+    def _asked(self, asking: asyncio.Future) -> None:
+        self._asking.discard(asking)
+        if not asking.cancelled():
+            asking.exception()  # retrieved: the session reports a refused prompt, not this log
 
     async def get(self, session_id: str, token: str) -> RemoteSession:
         session = await self.find(session_id)
@@ -91,3 +111,4 @@ class RaySessions:
 
     async def close(self) -> None:
         """Nothing to stop: the sessions outlive this replica."""
+

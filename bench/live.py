@@ -15,16 +15,18 @@ frame after Start, a steer's time to the screen, and how much section seams show
   is left than a denoise takes), a preview after every step, the start image previewed at once,
   session actors started ahead.
 
-Each runs on its own deployment of the whole server (local Ray, Serve). One session per side, the
+Each runs on its own deployment of the whole server (local Ray, Serve). Its first session is the
 first on that server, started once it is ready (`/healthz` says `ready`, when `serve` shows its
 address and the page enables Start: the registry has sent a section through every stage and
 started its spare session actors), as a new user's first session: `--sections` sections; a steer
-sent as soon as section `--steer-after`'s frames are in (as a user would, on seeing them).
-Figures, all from the client's clock:
+sent as soon as section `--steer-after`'s frames are in (as a user would, on seeing them). Then
+`--starts` - 1 one-section sessions, each `PAUSE_S` after the one before ended, with a new prompt
+(a viewer who starts again). Figures, all from the client's clock:
 
 * time to first preview and first frame: from sending `start` to the first `preview` JPEG (today
   the start image, sent before the start is encoded), to the first preview of a denoising step,
-  and to the first `section` message with all its frames;
+  and to the first `section` message with all its frames; the median of the starts (each start's
+  under `starts`: one start is at the mercy of whatever else the machine runs that moment);
 * section period: the steady-state time between consecutive sections' frames, the unit the
   other figures are counted in: the larger of the median time between them and the time a
   section plays (frames / fps). A paced server (faster than real time) lets the first sections
@@ -59,6 +61,10 @@ from .seams import seam_stats
 
 PROMPT = "a red circle moves right"
 STEER = "a red circle moves up"
+#: The prompts of the starts after the first (`--starts`): a viewer who starts again writes a new one.
+AGAIN = ["a red circle moves left", "a red circle moves down", "a blue square moves right", "a blue square moves up"]
+#: Seconds between a session's end and the next start (a viewer writing a new prompt).
+PAUSE_S = 10.0
 #: The page's defaults before `GET /config` (issue 25): out of the toy model's distribution and slow.
 OLD_PAGE = {"width": 256, "height": 256, "steps": 25}
 TARGETS = {
@@ -76,12 +82,17 @@ def main(argv: list[str]) -> int:
                         help="the model of the before side (default: toyworld, which serve served before toyworld-fast)")
     parser.add_argument("--sections", type=int, default=5)
     parser.add_argument("--steer-after", type=int, default=1, help="the section whose frames trigger the steer")
+    parser.add_argument("--starts", type=int, default=3,
+                        help="sessions started per side: the first with the steer, then one-section ones "
+                             f"{PAUSE_S:.0f} s apart; time to first preview and frame are their medians")
     parser.add_argument("--num-cpus", type=int, default=2)
     parser.add_argument("--old-size", type=int, default=OLD_PAGE["width"], help="side of the old page default")
     parser.add_argument("--old-steps", type=int, default=OLD_PAGE["steps"])
     args = parser.parse_args(argv)
     if not 0 <= args.steer_after < args.sections - 2:
         parser.error("--sections must leave two sections after --steer-after (a steer may wait for the next one)")
+    if not 1 <= args.starts <= len(AGAIN) + 1:
+        parser.error(f"--starts must be 1 to {len(AGAIN) + 1}")
     began = time.monotonic()
     old_page = {"width": args.old_size, "height": args.old_size, "steps": args.old_steps}
     sides = {
@@ -110,13 +121,24 @@ async def _side(port: int, start: dict | None, args: argparse.Namespace) -> dict
     defaults = config["defaults"]
     start = start or {key: defaults[key] for key in ("width", "height", "steps")}
     start = {**start, "transition": defaults.get("transition", 0)}
-    figures = await session(f"ws://127.0.0.1:{port}/ws", start, sections=args.sections, steer_after=args.steer_after)
+    url = f"ws://127.0.0.1:{port}/ws"
+    figures = await session(url, start, sections=args.sections, steer_after=args.steer_after)
     frames = figures.pop("frames")
+    starts = [figures]
+    for prompt in AGAIN[: args.starts - 1]:
+        await asyncio.sleep(PAUSE_S)
+        starts.append(await session(url, start, sections=1, prompt=prompt))
+    keys = ("first_preview_s", "first_step_preview_s", "first_frame_s")
+    figures["starts"] = [{key: one[key] for key in keys} for one in starts]
+    for key in keys:
+        values = [one[key] for one in starts]
+        figures[key] = None if None in values else _round(statistics.median(values))
+    figures["first_frame_periods"] = _round(figures["first_frame_s"] / figures["section_period_s"])
     return {"settings": {**start, "window": defaults["window"]}, **figures,
             "seam_ratio": round(seam_ratio(frames, defaults["window"]), 3)}
 
 
-async def session(url: str, start: dict, sections: int, steer_after: int | None = None) -> dict:
+async def session(url: str, start: dict, sections: int, steer_after: int | None = None, prompt: str = PROMPT) -> dict:
     """One session over /ws, timed: figures of the module docstring, and the frames (decoded RGB,
     under `frames`). With `steer_after`, a steer is sent once that section's frames are in."""
     from framepack_live.stream.client import Received, connect, receive, send
@@ -130,7 +152,7 @@ async def session(url: str, start: dict, sections: int, steer_after: int | None 
     steered_at = None
     async with connect(url) as ws:
         started = time.monotonic()
-        await send(ws, type="start", prompt=PROMPT, sections=sections, **start)
+        await send(ws, type="start", prompt=prompt, sections=sections, **start)
         if steer_after is not None:
             await receive(ws, received, timeout=600, until=lambda m: stamp(m) or (
                 m["type"] == "section" and m["section"] >= steer_after))

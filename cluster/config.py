@@ -33,7 +33,7 @@ class ClusterConfig:
     max_sessions_per_client: int = 2
     #: Sections from different sessions that share one denoiser forward pass.
     max_batch_size: int = 4
-    #: How long a section that finds the Denoiser idle waits for company. None by default: the
+    #: How long a section that finds the Denoiser idle waits for company. 0 by default: the
     #: sections that come while a batch runs are batched together when it ends anyway, and a wait
     #: would hold up every lone session's sections (20 ms was a tenth of the toy model's section on
     #: a CPU, and on the way to its first frame); the GPU configs wait 20 ms beside seconds.

@@ -111,4 +111,3 @@ class RaySessions:
 
     async def close(self) -> None:
         """Nothing to stop: the sessions outlive this replica."""
-

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -183,17 +183,22 @@ class Stages:
         """The three, in the order a section passes them."""
         return self.encoder, self.denoiser, self.decoder
 
-    async def warm(self, timeout_s: float = 10.0) -> None:
-        """Give each handle its router and wait (at most `timeout_s`) until every router knows its
-        stage's running replicas, as Serve's proxy does for its own handles. A handle otherwise
-        does both at its first call, in this process: a session's first section waited for that
-        once per stage (about 50 ms each on a 2-core machine, `bench live`)."""
-        for handle in self.handles:
-            if not handle.is_initialized:
-                handle._init()  # Serve's handles have no public way to start their router early
-        deadline = time.monotonic() + timeout_s
-        while not all(handle.running_replicas_populated() for handle in self.handles) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+    async def warm(self) -> None:
+        await warm_handles(self.handles)
+
+
+async def warm_handles(handles: Iterable[DeploymentHandle], timeout_s: float = 10.0) -> None:
+    """Give each handle its router and wait (at most `timeout_s`) until every router knows its
+    deployment's running replicas, as Serve's proxy does for its own handles. A handle otherwise
+    does both at its first call, in this process: a session's first section waited for that once
+    per stage (about 50 ms each on a 2-core machine, `bench live`)."""
+    handles = list(handles)
+    for handle in handles:
+        if not handle.is_initialized:
+            handle._init()  # Serve's handles have no public way to start their router early
+    deadline = time.monotonic() + timeout_s
+    while not all(handle.running_replicas_populated() for handle in handles) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
 
 
 class _Relay:

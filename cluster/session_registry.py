@@ -61,9 +61,8 @@ class SessionRegistry:
         #: Ids and actors of sessions to come, started ahead (`_make_spare`).
         self._spares: list[tuple[str, ray.actor.ActorHandle]] = []
         self._sparing: set[asyncio.Task] = set()
-        #: Whether the stages are warmed up and the first spares started (`model_status`).
-        self._warm = False
         spares = [self._start_spare() for _ in range(spare_sessions)]
+        #: Done once the stages are warmed up and the first spares started (`model_status`).
         self._warming = asyncio.create_task(self._warm_up(spares))
         self._admitting = asyncio.Lock()
         self._metrics = RegistryMetrics()
@@ -83,7 +82,6 @@ class SessionRegistry:
         else:
             log.info("stages warmed up")
         await asyncio.gather(*spares, return_exceptions=True)  # a spare that died is tried again later
-        self._warm = True
         log.info("ready for sessions")
 
     def _adopt(self) -> dict[str, ray.actor.ActorHandle]:
@@ -194,7 +192,7 @@ class SessionRegistry:
         self._model.report(report)
 
     def model_status(self) -> dict:
-        return self._model.summary(warm=self._warm)
+        return self._model.summary(warm=self._warming.done())
 
     async def _statuses(self) -> dict[str, SessionStatus]:
         """Every live session's status; sessions whose actor is gone are forgotten."""
